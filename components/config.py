@@ -1,0 +1,224 @@
+"""Typed configuration of every pipeline step, loaded from YAML.
+
+Each step owns one dataclass; ``PipelineConfig`` composes them. A YAML file sets any
+subset of fields (unknown keys are an error, so a typo never silently falls back to a
+default). The whole resolved config is logged to MLflow by the steps that train.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, get_args, get_origin, get_type_hints
+
+import yaml
+
+from components.paths import REPO_ROOT, default_milvus_uri, default_mlflow_uri
+
+CATEGORIES = ("plain", "qa", "alternative", "negative", "knowledge")
+
+
+@dataclass
+class WorldConfig:
+    """The seeded demo e-commerce world (``lrem data generate``)."""
+
+    seed: int = 20251016
+    n_items: int = 6000
+    n_queries: int = 2500
+    eval_fraction: float = 0.2
+
+
+@dataclass
+class DataConfig:
+    """Where the versioned data lives and which DVC revision a run reads."""
+
+    data_dir: str = "data"  # relative to the repo root; tracked by data.dvc
+    dvc_rev: Optional[str] = None  # None: the working tree's data.dvc
+    # After the pull, optionally keep only the first N items / queries (tiny test runs).
+    # Items judged relevant to a kept query are always kept.
+    max_items: Optional[int] = None
+    max_queries: Optional[int] = None
+
+
+@dataclass
+class TeacherConfig:
+    """Query-CoT-Item triplet generation."""
+
+    max_cot_tokens: int = 16
+    max_items_per_query: int = 4  # triplets per (query) kept from its relevant items
+    seed: int = 7
+
+
+@dataclass
+class ModelConfig:
+    """The LREM backbone. ``base: tiny`` builds a small Qwen2 LM from config."""
+
+    base: str = "tiny"  # "tiny" or a Hugging Face model dir / hub id (e.g. Qwen/Qwen2.5-3B-Instruct)
+    vocab_size: int = 4000  # tiny: BPE vocabulary trained on catalog + query text
+    hidden_size: int = 128
+    intermediate_size: int = 256
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    max_position_embeddings: int = 256
+    max_cot_tokens: int = 16
+    max_query_tokens: int = 48
+    max_item_tokens: int = 64
+    seed: int = 0
+
+
+@dataclass
+class ColdStartConfig:
+    """Stage 1: 0.1 x SFT (CoT tokens) + 1.0 x InfoNCE (in-batch negatives, cosine / T)."""
+
+    lambda_sft: float = 0.1
+    lambda_infonce: float = 1.0
+    temperature: float = 0.05
+    learning_rate: float = 5e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.03
+    batch_size: int = 64
+    grad_accum_steps: int = 1
+    max_grad_norm: float = 1.0
+    epochs: float = 1.0
+    max_steps: Optional[int] = None  # overrides epochs when set
+    hard_negatives: int = 0  # extra negatives per query (items of the same department)
+    log_every: int = 10
+    save_every: int = 200
+    resume: bool = True
+    seed: int = 0
+    bf16: str = "auto"  # auto: bf16 when a CUDA GPU is present
+    gradient_checkpointing: str = "auto"  # auto: on when a CUDA GPU is present
+
+
+@dataclass
+class GRPOStageConfig:
+    """Stage 2: GRPO with TRL on the cold-start model."""
+
+    max_steps: int = 5
+    num_generations: int = 4
+    per_device_batch_size: int = 8  # completions; divisible by num_generations
+    learning_rate: float = 1e-5
+    temperature: float = 1.0
+    reward_funcs: list[str] = field(default_factory=lambda: ["format", "length", "accuracy"])
+    reward_weights: list[float] = field(default_factory=lambda: [0.5, 0.2, 1.0])
+    reward_pool_size: int = 64  # N items in the accuracy reward's ranking
+    seed: int = 0
+
+
+@dataclass
+class TrackingConfig:
+    mlflow_uri: str = field(default_factory=default_mlflow_uri)
+    experiment: str = "lrem-nightly"
+    model_name: str = "lrem-retriever"
+
+
+@dataclass
+class IndexConfig:
+    milvus_uri: str = field(default_factory=default_milvus_uri)
+    collection_prefix: str = "lrem_items_v"
+    serving_alias: str = "lrem_serving"
+    index_type: str = "HNSW"
+    metric_type: str = "COSINE"
+    batch_size: int = 256
+
+
+@dataclass
+class EvalConfig:
+    hit_ks: list[int] = field(default_factory=lambda: [10, 50, 100])
+    precision_k: int = 10
+    batch_size: int = 64
+
+
+@dataclass
+class GateConfig:
+    metric: str = "hit_rate@100"
+    # the challenger is promoted when challenger >= champion - tolerance
+    tolerance: float = 0.0
+
+
+@dataclass
+class PipelineConfig:
+    name: str = "demo"
+    world: WorldConfig = field(default_factory=WorldConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)
+    grpo: GRPOStageConfig = field(default_factory=GRPOStageConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """``section.field -> value``, for ``mlflow.log_params``."""
+        out: dict[str, Any] = {}
+        for section, values in self.to_dict().items():
+            if isinstance(values, dict):
+                for key, value in values.items():
+                    out[f"{section}.{key}"] = value
+            else:
+                out[section] = values
+        return out
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    hints = get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"{where}: unknown config keys {sorted(unknown)}; known: {sorted(known)}")
+    kwargs = {}
+    for name, value in values.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}.{name}: expected a mapping, got {value!r}")
+            kwargs[name] = _build(hint, value, f"{where}.{name}")
+        else:
+            kwargs[name] = _coerce(hint, value, f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    if value is None:
+        return None
+    origin = get_origin(hint)
+    args = [a for a in get_args(hint) if a is not type(None)]
+    if origin is not None and len(args) == 1 and origin not in (list, dict):  # Optional[X]
+        return _coerce(args[0], value, where)
+    if hint is float and isinstance(value, (int, float)):
+        return float(value)
+    if hint in (int, str, bool) and not isinstance(value, hint):
+        raise ValueError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Load a YAML config (relative paths resolve against the repo root).
+
+    ``overrides`` is a nested mapping applied on top of the file (used by tests).
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_absolute() and not p.exists():
+            p = REPO_ROOT / p
+        values = yaml.safe_load(p.read_text()) or {}
+    for section, sub in (overrides or {}).items():
+        if isinstance(sub, dict):
+            values.setdefault(section, {}).update(sub)
+        else:
+            values[section] = sub
+    return _build(PipelineConfig, values, str(path or "config"))
+
+
+def config_from_env() -> PipelineConfig:
+    """Config named by ``$LREM_CONFIG`` (default ``configs/demo.yaml``)."""
+    return load_config(os.environ.get("LREM_CONFIG", "configs/demo.yaml"))

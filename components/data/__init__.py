@@ -1,0 +1,1 @@
+"""The demo world: its file layout, its generator, and its DVC versioning."""
