@@ -1,0 +1,354 @@
+"""The LREM model: one causal LM that reasons about a query, then embeds it.
+
+Query side: ``prompt <think> c </think><emb>``; the embedding is the last-layer hidden
+state at ``<emb>``. Item side: ``prompt(Item: title) <emb>``, no reasoning. Both are
+L2-normalised; similarity is cosine. Any Hugging Face causal LM works as the backbone;
+the embedded default builds a tiny Qwen2 from config with a BPE tokenizer trained on
+the catalog.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from components.config import ModelConfig
+from components.model import prompts
+from components.model.prompts import EMB, THINK, THINK_END, PromptSpec
+
+SPEC_FILE = "lrem_config.json"
+
+
+@dataclass
+class LREMSpec:
+    """What, beside the HF weights and tokenizer, defines an LREM model (saved with it)."""
+
+    prompts: PromptSpec = field(default_factory=PromptSpec)
+    max_cot_tokens: int = 16
+    max_query_tokens: int = 48
+    max_item_tokens: int = 64
+    pooling: str = "emb_token"  # last-layer hidden state at <emb>
+    normalize: bool = True
+    base: str = "tiny"
+    token_ids: dict = field(default_factory=dict)  # filled on save: <think>, </think>, <emb>, pad
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "LREMSpec":
+        raw = json.loads(text)
+        raw["prompts"] = PromptSpec(**raw.get("prompts", {}))
+        return cls(**raw)
+
+
+@dataclass
+class QueryBatch:
+    """Teacher-forced query sequences: prompt + CoT + ``</think><emb>`` (left padded)."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    sft_labels: torch.Tensor  # -100 except on the CoT tokens (and the closing tag)
+
+    def to(self, device) -> "QueryBatch":
+        return QueryBatch(self.input_ids.to(device), self.attention_mask.to(device), self.sft_labels.to(device))
+
+
+def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that ignore left padding."""
+    pos = attention_mask.long().cumsum(-1) - 1
+    return pos.clamp(min=0)
+
+
+class LREMModel(nn.Module):
+    def __init__(self, lm, tokenizer, spec: LREMSpec):
+        super().__init__()
+        self.lm = lm
+        self.tokenizer = tokenizer
+        self.spec = spec
+        tokenizer.padding_side = "left"
+        self.think_id = tokenizer.convert_tokens_to_ids(THINK)
+        self.close_id = tokenizer.convert_tokens_to_ids(THINK_END)
+        self.emb_id = tokenizer.convert_tokens_to_ids(EMB)
+        self.pad_id = tokenizer.pad_token_id
+        # Tokens a CoT must never contain: every special token (the close tag is decided apart).
+        self._banned_in_cot = sorted(set(tokenizer.all_special_ids) - {self.close_id})
+        self._stop_ids = {self.close_id, tokenizer.eos_token_id, self.pad_id}
+        self._template_cache: dict = {}
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def create(cls, cfg: ModelConfig, corpus: Iterable[str] | None = None) -> "LREMModel":
+        """A new model: tiny from config (tokenizer trained on ``corpus``) or a HF checkpoint."""
+        spec = LREMSpec(
+            max_cot_tokens=cfg.max_cot_tokens,
+            max_query_tokens=cfg.max_query_tokens,
+            max_item_tokens=cfg.max_item_tokens,
+            base=cfg.base,
+        )
+        torch.manual_seed(cfg.seed)
+        if cfg.base == "tiny":
+            from transformers import Qwen2Config, Qwen2ForCausalLM
+
+            from components.model.tokenizer import train_bpe_tokenizer
+
+            if corpus is None:
+                raise ValueError("a tiny model needs a text corpus to train its tokenizer on")
+            tokenizer = train_bpe_tokenizer(corpus, cfg.vocab_size)
+            config = Qwen2Config(
+                vocab_size=len(tokenizer),
+                hidden_size=cfg.hidden_size,
+                intermediate_size=cfg.intermediate_size,
+                num_hidden_layers=cfg.num_hidden_layers,
+                num_attention_heads=cfg.num_attention_heads,
+                num_key_value_heads=cfg.num_key_value_heads,
+                max_position_embeddings=cfg.max_position_embeddings,
+                tie_word_embeddings=True,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                bos_token_id=None,
+            )
+            lm = Qwen2ForCausalLM(config)
+        else:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            from components.model.tokenizer import add_lrem_tokens
+
+            tokenizer = AutoTokenizer.from_pretrained(cfg.base)
+            add_lrem_tokens(tokenizer)
+            lm = AutoModelForCausalLM.from_pretrained(cfg.base, torch_dtype="auto")
+            lm.resize_token_embeddings(len(tokenizer))
+        return cls(lm, tokenizer, spec)
+
+    def save(self, out_dir: str | Path) -> Path:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self.lm.save_pretrained(out)
+        self.tokenizer.save_pretrained(out)
+        self.spec.token_ids = {
+            THINK: self.think_id, THINK_END: self.close_id, EMB: self.emb_id, "pad": self.pad_id,
+        }
+        (out / SPEC_FILE).write_text(self.spec.to_json())
+        return out
+
+    @classmethod
+    def load(cls, model_dir: str | Path, device: str | None = None) -> "LREMModel":
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model_dir = Path(model_dir)
+        spec = LREMSpec.from_json((model_dir / SPEC_FILE).read_text())
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        lm = AutoModelForCausalLM.from_pretrained(model_dir)
+        model = cls(lm, tokenizer, spec)
+        for name, tid in spec.token_ids.items():
+            if name in (THINK, THINK_END, EMB) and tokenizer.convert_tokens_to_ids(name) != tid:
+                raise ValueError(f"{model_dir}: token {name} has id {tokenizer.convert_tokens_to_ids(name)}, "
+                                 f"saved as {tid}")
+        model.eval()
+        if device:
+            model.to(device)
+        return model
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.lm.parameters()).device
+
+    @property
+    def decoder(self) -> nn.Module:
+        return self.lm.base_model
+
+    # ------------------------------------------------------------------ inputs
+    def _left_pad(self, rows: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
+            mask[i, width - len(row):] = 1
+        return ids, mask
+
+    def _encode_text(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _templated_ids(self, render, text: str, max_tokens: int) -> list[int]:
+        """Template ids around ``text``, with ``text`` cut to ``max_tokens`` tokens.
+
+        The template (chat header, trailing ``<think>`` or ``<emb>``) is encoded apart from the
+        text so truncation never removes it; training and serving share this one path.
+        """
+        if render not in self._template_cache:
+            full = render(self.tokenizer, self.spec.prompts, "\u0000")
+            head, tail = full.split("\u0000")
+            self._template_cache[render] = (self._encode_text(head), self._encode_text(tail))
+        head_ids, tail_ids = self._template_cache[render]
+        return head_ids + self._encode_text(text)[:max_tokens] + tail_ids
+
+    def item_input_ids(self, title: str) -> list[int]:
+        return self._templated_ids(prompts.item_prompt, title, self.spec.max_item_tokens)
+
+    def query_prompt_ids(self, query: str) -> list[int]:
+        return self._templated_ids(prompts.query_prompt, query, self.spec.max_query_tokens)
+
+    def cot_ids(self, cot: str) -> list[int]:
+        ids = [t for t in self._encode_text(cot) if t not in self._banned_in_cot and t != self.close_id]
+        return ids[: self.spec.max_cot_tokens]
+
+    def item_batch(self, titles: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._left_pad([self.item_input_ids(t) for t in titles])
+
+    def query_batch(self, queries: Sequence[str], cots: Sequence[str] | None) -> QueryBatch:
+        """Teacher-forced query sequences. ``cots=None`` gives the empty CoT (direct embedding).
+
+        SFT targets are the CoT tokens and the closing ``</think>``: the model must learn
+        both what to think and when to stop; the prompt and ``<emb>`` are masked.
+        """
+        rows, labels = [], []
+        for i, query in enumerate(queries):
+            prompt = self.query_prompt_ids(query)
+            cot = self.cot_ids(cots[i]) if cots is not None else []
+            row = prompt + cot + [self.close_id, self.emb_id]
+            lab = [-100] * len(prompt) + cot + [self.close_id, -100]
+            rows.append(row)
+            labels.append(lab)
+        ids, mask = self._left_pad(rows)
+        lab_t = torch.full_like(ids, -100)
+        for i, lab in enumerate(labels):
+            lab_t[i, ids.shape[1] - len(lab):] = torch.tensor(lab, dtype=torch.long)
+        return QueryBatch(ids, mask, lab_t)
+
+    # ------------------------------------------------------------------ forward
+    def pool(self, hidden: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        """Hidden state at the last ``<emb>`` of each row (works under left or right padding)."""
+        is_emb = input_ids == self.emb_id
+        if not bool(is_emb.any(dim=1).all()):
+            raise ValueError("every sequence must contain an <emb> token")
+        width = input_ids.shape[1]
+        idx = torch.arange(width, device=input_ids.device).expand_as(input_ids)
+        last = torch.where(is_emb, idx, torch.full_like(idx, -1)).max(dim=1).values
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+    def _finish(self, emb: torch.Tensor) -> torch.Tensor:
+        emb = emb.float()
+        return F.normalize(emb, dim=-1) if self.spec.normalize else emb
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Embeddings of sequences that contain ``<emb>`` (items, or teacher-forced queries)."""
+        out = self.decoder(input_ids=input_ids, attention_mask=attention_mask,
+                           position_ids=_positions(attention_mask), use_cache=False)
+        return self._finish(self.pool(out.last_hidden_state, input_ids))
+
+    def query_forward(self, batch: QueryBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training forward of teacher-forced queries: (embeddings, SFT loss on the CoT)."""
+        out = self.decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                           position_ids=_positions(batch.attention_mask), use_cache=False)
+        hidden = out.last_hidden_state
+        emb = self._finish(self.pool(hidden, batch.input_ids))
+        # next-token prediction only where a label exists: logits for those positions alone
+        targets = batch.sft_labels[:, 1:]
+        where = targets != -100
+        if bool(where.any()):
+            logits = self.lm.get_output_embeddings()(hidden[:, :-1][where])
+            sft = F.cross_entropy(logits.float(), targets[where])
+        else:
+            sft = hidden.sum() * 0.0
+        return emb, sft
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def embed_items(self, titles: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Item embeddings: ``Item: title <emb>``, hidden state at ``<emb>``, L2-normalised."""
+        self.eval()
+        out = []
+        for start in range(0, len(titles), batch_size):
+            ids, mask = self.item_batch(titles[start:start + batch_size])
+            out.append(self.encode(ids.to(self.device), mask.to(self.device)).cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, self.lm.config.hidden_size), np.float32)
+
+    @torch.no_grad()
+    def embed_queries_with_cot(self, queries: Sequence[str], cots: Sequence[str] | None,
+                               batch_size: int = 64) -> np.ndarray:
+        """Query embeddings after a given CoT (``None``: empty CoT, the direct embedding)."""
+        self.eval()
+        out = []
+        for start in range(0, len(queries), batch_size):
+            part = cots[start:start + batch_size] if cots is not None else None
+            batch = self.query_batch(queries[start:start + batch_size], part).to(self.device)
+            out.append(self.encode(batch.input_ids, batch.attention_mask).cpu())
+        return torch.cat(out).numpy()
+
+    @torch.no_grad()
+    def embed_queries(self, queries: Sequence[str], reasoning: bool = True, max_cot_tokens: int | None = None,
+                      do_sample: bool = False, temperature: float = 1.0, batch_size: int = 32,
+                      generator: torch.Generator | None = None) -> tuple[np.ndarray, list[str]]:
+        """Reason, then embed. Returns (L2-normalised embeddings, CoT texts).
+
+        The CoT is generated with the KV cache (greedy, or sampled when ``do_sample``); when
+        it closes itself with ``</think>`` or reaches ``max_cot_tokens``, ``</think><emb>`` is
+        fed and the hidden state at ``<emb>`` is the embedding. ``reasoning=False`` embeds the
+        query directly with an empty CoT (the paper's "empty CoT" shape).
+        """
+        if not reasoning:
+            return self.embed_queries_with_cot(queries, None, batch_size), [""] * len(queries)
+        budget = self.spec.max_cot_tokens if max_cot_tokens is None else max_cot_tokens
+        embs, cots = [], []
+        for start in range(0, len(queries), batch_size):
+            e, c = self._reason_and_embed(queries[start:start + batch_size], budget, do_sample, temperature, generator)
+            embs.append(e)
+            cots.extend(c)
+        return torch.cat(embs).numpy(), cots
+
+    def _reason_and_embed(self, queries, budget, do_sample, temperature, generator):
+        self.eval()
+        device = self.device
+        ids, mask = self._left_pad([self.query_prompt_ids(q) for q in queries])
+        ids, mask = ids.to(device), mask.to(device)
+        pos = _positions(mask)
+        n = len(queries)
+        out = self.decoder(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+        cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
+        next_pos = pos[:, -1] + 1
+        cot_tokens: list[list[int]] = [[] for _ in range(n)]
+        phase = torch.zeros(n, dtype=torch.long, device=device)  # 0 thinking, 1 closed, 2 embedded
+        emb = torch.zeros((n, hidden.shape[-1]), dtype=hidden.dtype, device=device)
+        head = self.lm.get_output_embeddings()
+        banned = torch.tensor(self._banned_in_cot, device=device)
+        for _ in range(budget + 2):
+            feed = torch.full((n,), self.pad_id, dtype=torch.long, device=device)
+            thinking = phase == 0
+            if bool(thinking.any()):
+                logits = head(hidden).float()
+                logits[:, banned] = -math.inf
+                if do_sample:
+                    probs = torch.softmax(logits / max(temperature, 1e-5), dim=-1)
+                    choice = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+                else:
+                    choice = logits.argmax(dim=-1)
+                for i in torch.nonzero(thinking).flatten().tolist():
+                    token = int(choice[i])
+                    if token in self._stop_ids or len(cot_tokens[i]) >= budget:
+                        feed[i] = self.close_id
+                        phase[i] = 1
+                    else:
+                        feed[i] = token
+                        cot_tokens[i].append(token)
+            closed_before = (phase == 1) & ~(feed == self.close_id)
+            feed[closed_before] = self.emb_id
+            mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype, device=device)], dim=1)
+            out = self.decoder(input_ids=feed[:, None], attention_mask=mask, position_ids=next_pos[:, None],
+                               past_key_values=cache, use_cache=True)
+            cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
+            next_pos = next_pos + 1
+            emb[closed_before] = hidden[closed_before]
+            phase[closed_before] = 2
+            if bool((phase == 2).all()):
+                break
+        texts = [self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in cot_tokens]
+        return self._finish(emb).cpu(), texts

@@ -1,0 +1,69 @@
+"""The chat-formatted prompts of the paper, kept in one place and saved with the model.
+
+Queries: a system line, then an instruction to reason about the search intent from
+several angles, list related phrases, not repeat the query, and answer as
+``<think>...</think><emb>``. Items: ``Item: {title}`` with ``<emb>`` as the answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+THINK = "<think>"
+THINK_END = "</think>"
+EMB = "<emb>"
+SPECIAL_TOKENS = (THINK, THINK_END, EMB)
+
+# ChatML, the format of Qwen2/2.5 instruct models; the tiny tokenizer is given the same.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+@dataclass
+class PromptSpec:
+    system: str = (
+        "You are a query assistant for an e-commerce search platform. "
+        "You help the search engine understand what a shopper is looking for."
+    )
+    query_instruction: str = (
+        "Think about the search intent of the query from several angles and list related "
+        "phrases, such as product types, uses and attributes. Do not repeat the query. "
+        "Answer as <think>phrases</think><emb>.\nQuery: {query}"
+    )
+    item_template: str = "Item: {title}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def query_messages(spec: PromptSpec, query: str) -> list[dict]:
+    return [
+        {"role": "system", "content": spec.system},
+        {"role": "user", "content": spec.query_instruction.format(query=query)},
+    ]
+
+
+def item_messages(spec: PromptSpec, title: str) -> list[dict]:
+    return [
+        {"role": "system", "content": spec.system},
+        {"role": "user", "content": spec.item_template.format(title=title)},
+    ]
+
+
+def render(tokenizer, messages: list[dict]) -> str:
+    """The chat prompt up to and including the assistant turn's header."""
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def query_prompt(tokenizer, spec: PromptSpec, query: str) -> str:
+    """Prompt whose continuation is the CoT: ends with ``<think>``."""
+    return render(tokenizer, query_messages(spec, query)) + THINK
+
+
+def item_prompt(tokenizer, spec: PromptSpec, title: str) -> str:
+    """Item text whose last token is ``<emb>``: no reasoning on the item side."""
+    return render(tokenizer, item_messages(spec, title)) + EMB
