@@ -145,7 +145,14 @@ class LREMModel(nn.Module):
 
         model_dir = Path(model_dir)
         spec = LREMSpec.from_json((model_dir / SPEC_FILE).read_text())
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        if spec.base == "tiny":
+            # AutoTokenizer would pick the architecture's tokenizer class (Qwen2's digit-splitting
+            # pre-tokenizer) over the BPE the tiny model was trained with.
+            from transformers import PreTrainedTokenizerFast
+
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(model_dir)
         lm = AutoModelForCausalLM.from_pretrained(model_dir)
         model = cls(lm, tokenizer, spec)
         for name, tid in spec.token_ids.items():

@@ -1,0 +1,242 @@
+"""Stage 1, cold start: lambda1 x SFT (CoT tokens) + lambda2 x InfoNCE (in-batch negatives).
+
+A library trainer (the `lrem train-cold-start` driver and the Airflow task only parse
+config and call :func:`train_cold_start`). It runs the same under ``accelerate launch``
+on several GPUs: bf16 and gradient checkpointing switch on with a GPU, checkpoints are
+written every ``save_every`` optimizer steps, and a rerun resumes from the last one.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from components.config import ColdStartConfig
+from components.model.lrem import LREMModel, QueryBatch
+from components.training.losses import info_nce
+
+
+class TripletDataset(Dataset):
+    """Query-CoT-Item triplets, optionally with hard negatives per query.
+
+    A hard negative is an item of the positive's department that is not judged relevant
+    to the query (so it is never a false negative).
+    """
+
+    def __init__(self, triplets: Sequence[dict], hard_negatives: int = 0, catalog: Sequence[dict] | None = None,
+                 relevant: dict[str, set[str]] | None = None, seed: int = 0):
+        self.rows = list(triplets)
+        self.hard_negatives = hard_negatives
+        self.rng = random.Random(seed)
+        self.by_department: dict[str, list[dict]] = {}
+        self.department_of: dict[str, str] = {}
+        self.relevant = relevant or {}
+        if hard_negatives:
+            if catalog is None:
+                raise ValueError("hard negatives need the catalog")
+            for item in catalog:
+                self.by_department.setdefault(item["department"], []).append(item)
+                self.department_of[item["item_id"]] = item["department"]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, idx: int) -> dict:
+        row = dict(self.rows[idx])
+        if self.hard_negatives:
+            pool = self.by_department.get(self.department_of.get(row["item_id"], ""), [])
+            bad = self.relevant.get(row["query_id"], set()) | {row["item_id"]}
+            picks: list[dict] = []
+            for _ in range(self.hard_negatives * 4):
+                if len(picks) == self.hard_negatives or not pool:
+                    break
+                cand = pool[self.rng.randrange(len(pool))]
+                if cand["item_id"] not in bad:
+                    picks.append(cand)
+            row["negatives"] = [(c["item_id"], c["title"]) for c in picks]
+        return row
+
+
+class ColdStartCollator:
+    def __init__(self, model: LREMModel):
+        self.model = model
+
+    def __call__(self, rows: list[dict]) -> dict[str, Any]:
+        query = self.model.query_batch([r["query"] for r in rows], [r["cot"] for r in rows])
+        keys = [r["item_id"] for r in rows]
+        titles = [r["item_title"] for r in rows]
+        for r in rows:
+            for item_id, title in r.get("negatives", []):
+                keys.append(item_id)
+                titles.append(title)
+        item_ids, item_mask = self.model.item_batch(titles)
+        return {"query": query, "item_ids": item_ids, "item_mask": item_mask, "item_keys": keys}
+
+
+class ColdStartObjective(nn.Module):
+    """The loss as one module, so DDP/accelerate can wrap it."""
+
+    def __init__(self, model: LREMModel, cfg: ColdStartConfig):
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+
+    def forward(self, query: QueryBatch, item_ids: torch.Tensor, item_mask: torch.Tensor,
+                item_keys: Sequence[str]) -> dict[str, torch.Tensor]:
+        q_emb, sft = self.model.query_forward(query)
+        i_emb = self.model.encode(item_ids, item_mask)
+        nce = info_nce(q_emb, i_emb, self.cfg.temperature, item_keys=item_keys)
+        loss = self.cfg.lambda_sft * sft + self.cfg.lambda_infonce * nce
+        return {"loss": loss, "sft": sft.detach(), "infonce": nce.detach()}
+
+
+def _use_gpu_feature(setting: str) -> bool:
+    if setting not in ("auto", "true", "false"):
+        raise ValueError(f"expected auto/true/false, got {setting!r}")
+    return torch.cuda.is_available() if setting == "auto" else setting == "true"
+
+
+def _latest_checkpoint(ckpt_root: Path) -> tuple[Path | None, int]:
+    best, step = None, 0
+    for path in ckpt_root.glob("step-*"):
+        m = re.fullmatch(r"step-(\d+)", path.name)
+        if m and (path / "trainer_state.pt").exists() and int(m.group(1)) > step:
+            best, step = path, int(m.group(1))
+    return best, step
+
+
+def plan_steps(n_examples: int, cfg: ColdStartConfig) -> int:
+    batches = math.ceil(n_examples / cfg.batch_size)
+    if cfg.max_steps is not None:
+        return cfg.max_steps
+    return max(1, math.ceil(cfg.epochs * batches / cfg.grad_accum_steps))
+
+
+def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartConfig, out_dir: str | Path,
+                     catalog: Sequence[dict] | None = None, relevant: dict[str, set[str]] | None = None,
+                     log_metrics: Callable[[dict[str, float], int], None] | None = None,
+                     show_progress: bool = True) -> dict[str, Any]:
+    """Train in place; returns a summary. ``log_metrics(metrics, step)`` receives the logged values."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+    from transformers import get_cosine_schedule_with_warmup
+
+    out_dir = Path(out_dir)
+    ckpt_root = out_dir / "checkpoints"
+    set_seed(cfg.seed)
+    bf16 = _use_gpu_feature(cfg.bf16)
+    accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no",
+                              gradient_accumulation_steps=cfg.grad_accum_steps)
+    if _use_gpu_feature(cfg.gradient_checkpointing):
+        model.lm.gradient_checkpointing_enable()
+
+    dataset = TripletDataset(triplets, cfg.hard_negatives, catalog, relevant, seed=cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=len(dataset) > cfg.batch_size,
+                        collate_fn=ColdStartCollator(model), generator=gen)
+    total_steps = plan_steps(len(dataset), cfg)
+    objective = ColdStartObjective(model, cfg)
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        (no_decay if param.ndim < 2 or "norm" in name else decay).append(param)
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
+    warmup = math.ceil(cfg.warmup_ratio * total_steps)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, total_steps)
+    objective, optimizer, loader, scheduler = accelerator.prepare(objective, optimizer, loader, scheduler)
+
+    step, consumed_batches = 0, 0
+    if cfg.resume:
+        latest, step = _latest_checkpoint(ckpt_root)
+        if latest is not None:
+            accelerator.load_state(str(latest))
+            consumed_batches = torch.load(latest / "trainer_state.pt")["consumed_batches"]
+            accelerator.print(f"resumed cold start from {latest} (step {step})")
+
+    model.train()
+    history: list[dict[str, float]] = []
+    window = {"loss": 0.0, "sft": 0.0, "infonce": 0.0, "n": 0, "examples": 0}
+    t_window = time.perf_counter()
+    t0 = time.perf_counter()
+    bar = tqdm(total=total_steps, initial=step, desc="cold start", disable=not (show_progress and accelerator.is_main_process))
+    batches_per_epoch = len(loader)
+    while step < total_steps:
+        epoch, skip = divmod(consumed_batches, batches_per_epoch)
+        gen.manual_seed(cfg.seed + epoch)  # same order on resume
+        epoch_loader = accelerator.skip_first_batches(loader, skip) if skip else loader
+        for batch in epoch_loader:
+            with accelerator.accumulate(objective):
+                out = objective(**batch)
+                accelerator.backward(out["loss"])
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(objective.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            consumed_batches += 1
+            window["loss"] += float(out["loss"])
+            window["sft"] += float(out["sft"])
+            window["infonce"] += float(out["infonce"])
+            window["n"] += 1
+            window["examples"] += batch["query"].input_ids.shape[0]
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == total_steps or step == 1:
+                elapsed = max(time.perf_counter() - t_window, 1e-9)
+                metrics = {
+                    "cold_start/loss": window["loss"] / window["n"],
+                    "cold_start/sft": window["sft"] / window["n"],
+                    "cold_start/infonce": window["infonce"] / window["n"],
+                    "cold_start/lr": scheduler.get_last_lr()[0],
+                    "cold_start/examples_per_s": window["examples"] / elapsed,
+                    "cold_start/steps_per_s": (window["n"] / cfg.grad_accum_steps) / elapsed,
+                }
+                history.append({"step": step, **metrics})
+                bar.set_postfix(loss=f"{metrics['cold_start/loss']:.3f}", nce=f"{metrics['cold_start/infonce']:.3f}")
+                if log_metrics is not None and accelerator.is_main_process:
+                    log_metrics(metrics, step)
+                window = {"loss": 0.0, "sft": 0.0, "infonce": 0.0, "n": 0, "examples": 0}
+                t_window = time.perf_counter()
+            if cfg.save_every and step % cfg.save_every == 0 and step < total_steps:
+                _save_checkpoint(accelerator, ckpt_root, step, consumed_batches)
+            if step >= total_steps:
+                break
+    bar.close()
+    accelerator.wait_for_everyone()
+    model.eval()
+    model_dir = out_dir / "model"
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(objective).model.save(model_dir)
+        shutil.rmtree(ckpt_root, ignore_errors=True)  # the finished model supersedes them
+    return {
+        "steps": step,
+        "seconds": time.perf_counter() - t0,
+        "model_dir": str(model_dir),
+        "history": history,
+        "first": history[0] if history else {},
+        "last": history[-1] if history else {},
+        "config": asdict(cfg),
+    }
+
+
+def _save_checkpoint(accelerator, ckpt_root: Path, step: int, consumed_batches: int) -> None:
+    path = ckpt_root / f"step-{step}"
+    accelerator.save_state(str(path))
+    if accelerator.is_main_process:
+        torch.save({"step": step, "consumed_batches": consumed_batches}, path / "trainer_state.pt")
+        for old in ckpt_root.glob("step-*"):  # keep only the newest
+            if old != path:
+                shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,37 @@
+"""Losses of the cold start (and of the InfoNCE term kept on during RL)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def info_nce(query_emb: torch.Tensor, item_emb: torch.Tensor, temperature: float,
+             item_keys: Sequence[str] | None = None, n_positives: int | None = None) -> torch.Tensor:
+    """InfoNCE with in-batch negatives on cosine similarity / temperature.
+
+    ``query_emb`` is (B, d); ``item_emb`` is (M, d) with M >= B, where row i of the first B
+    items is query i's positive and any further rows are extra (hard) negatives shared by
+    the batch. Embeddings are expected L2-normalised (cosine = dot product).
+    ``item_keys`` (length M) names each item: a negative that is the same item as the
+    query's positive is a false negative and is masked out.
+    """
+    b = query_emb.shape[0]
+    n_pos = b if n_positives is None else n_positives
+    logits = query_emb @ item_emb.T / temperature
+    if item_keys is not None:
+        keys = list(item_keys)
+        same = torch.tensor([[keys[j] == keys[i] and j != i for j in range(len(keys))] for i in range(n_pos)],
+                            device=logits.device)
+        logits = logits.masked_fill(same, float("-inf"))
+    labels = torch.arange(n_pos, device=logits.device)
+    return F.cross_entropy(logits.float(), labels)
+
+
+def in_batch_rank(query_emb: torch.Tensor, item_emb: torch.Tensor) -> torch.Tensor:
+    """1-based rank of each query's own item (row i) among all items of the batch."""
+    scores = query_emb @ item_emb.T
+    own = scores.diagonal()
+    return (scores > own[:, None]).sum(dim=1) + 1
