@@ -62,7 +62,7 @@ class ModelConfig:
     num_hidden_layers: int = 2
     num_attention_heads: int = 4
     num_key_value_heads: int = 2
-    max_position_embeddings: int = 256
+    max_position_embeddings: int = 512
     max_cot_tokens: int = 16
     max_query_tokens: int = 48
     max_item_tokens: int = 64

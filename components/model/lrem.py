@@ -9,6 +9,7 @@ the catalog.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -269,29 +270,37 @@ class LREMModel(nn.Module):
         return emb, sft
 
     # ------------------------------------------------------------------ inference
-    @torch.no_grad()
+    @contextlib.contextmanager
+    def _eval_mode(self):
+        """Eval mode for one call, then back to what the caller had (a trainer's policy stays in train)."""
+        was_training = self.lm.training
+        self.lm.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            self.lm.train(was_training)
+
     def embed_items(self, titles: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Item embeddings: ``Item: title <emb>``, hidden state at ``<emb>``, L2-normalised."""
-        self.eval()
         out = []
-        for start in range(0, len(titles), batch_size):
-            ids, mask = self.item_batch(titles[start:start + batch_size])
-            out.append(self.encode(ids.to(self.device), mask.to(self.device)).cpu())
+        with self._eval_mode():
+            for start in range(0, len(titles), batch_size):
+                ids, mask = self.item_batch(titles[start:start + batch_size])
+                out.append(self.encode(ids.to(self.device), mask.to(self.device)).cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.lm.config.hidden_size), np.float32)
 
-    @torch.no_grad()
     def embed_queries_with_cot(self, queries: Sequence[str], cots: Sequence[str] | None,
                                batch_size: int = 64) -> np.ndarray:
         """Query embeddings after a given CoT (``None``: empty CoT, the direct embedding)."""
-        self.eval()
         out = []
-        for start in range(0, len(queries), batch_size):
-            part = cots[start:start + batch_size] if cots is not None else None
-            batch = self.query_batch(queries[start:start + batch_size], part).to(self.device)
-            out.append(self.encode(batch.input_ids, batch.attention_mask).cpu())
+        with self._eval_mode():
+            for start in range(0, len(queries), batch_size):
+                part = cots[start:start + batch_size] if cots is not None else None
+                batch = self.query_batch(queries[start:start + batch_size], part).to(self.device)
+                out.append(self.encode(batch.input_ids, batch.attention_mask).cpu())
         return torch.cat(out).numpy()
 
-    @torch.no_grad()
     def embed_queries(self, queries: Sequence[str], reasoning: bool = True, max_cot_tokens: int | None = None,
                       do_sample: bool = False, temperature: float = 1.0, batch_size: int = 32,
                       generator: torch.Generator | None = None) -> tuple[np.ndarray, list[str]]:
@@ -306,14 +315,15 @@ class LREMModel(nn.Module):
             return self.embed_queries_with_cot(queries, None, batch_size), [""] * len(queries)
         budget = self.spec.max_cot_tokens if max_cot_tokens is None else max_cot_tokens
         embs, cots = [], []
-        for start in range(0, len(queries), batch_size):
-            e, c = self._reason_and_embed(queries[start:start + batch_size], budget, do_sample, temperature, generator)
-            embs.append(e)
-            cots.extend(c)
+        with self._eval_mode():
+            for start in range(0, len(queries), batch_size):
+                e, c = self._reason_and_embed(queries[start:start + batch_size], budget, do_sample, temperature,
+                                              generator)
+                embs.append(e)
+                cots.extend(c)
         return torch.cat(embs).numpy(), cots
 
     def _reason_and_embed(self, queries, budget, do_sample, temperature, generator):
-        self.eval()
         device = self.device
         ids, mask = self._left_pad([self.query_prompt_ids(q) for q in queries])
         ids, mask = ids.to(device), mask.to(device)
