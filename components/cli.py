@@ -1,0 +1,134 @@
+"""`lrem`: the command line of every pipeline step (also the container entrypoint).
+
+    lrem data generate [--out data]     write the seeded demo world
+    lrem data bootstrap                 make sure the DVC remote holds data.dvc's data
+    lrem step NAME --ctx in.json        run one pipeline step (prints / writes its context)
+    lrem pipeline                       run all steps in this process, no Airflow
+    lrem milvus start|stop|status       the embedded Milvus Lite server
+    lrem serve-sync                     point the serving alias at the MLflow champion's collection
+    lrem summary                        metrics, versions, aliases, collection, MLflow UI command
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from components.config import load_config
+
+
+def _config(args):
+    return load_config(args.config)
+
+
+def cmd_data(args) -> int:
+    cfg = _config(args)
+    from components.data.generate import generate_world
+
+    if args.action == "generate":
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        stats = generate_world(cfg.world, out)
+        print(json.dumps(stats, indent=2, default=str))
+        return 0
+    from components.data import versioning
+
+    result = versioning.bootstrap(lambda d: generate_world(cfg.world, d))
+    state = "generated, verified against data.dvc and pushed" if result["generated"] else "already in the remote"
+    print(f"data {result['md5']}: {state}")
+    return 0
+
+
+def cmd_step(args) -> int:
+    from components.pipeline import run_step
+
+    cfg = _config(args)
+    ctx = json.loads(Path(args.ctx).read_text()) if args.ctx else None
+    if args.ctx_json:
+        ctx = json.loads(args.ctx_json)
+    result = run_step(args.name, cfg, ctx, run_key=args.run_key)
+    text = json.dumps(result, indent=2, default=str)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+    print(text)
+    return 0
+
+
+def cmd_pipeline(args) -> int:
+    from components.pipeline import run_all
+
+    cfg = _config(args)
+    ctx = run_all(cfg, args.run_key or time.strftime("manual-%Y%m%dT%H%M%S"))
+    print(json.dumps({k: v for k, v in ctx.items() if k != "eval"}, indent=2, default=str))
+    return 0
+
+
+def cmd_milvus(args) -> int:
+    from components.index import server
+
+    cfg = _config(args)
+    if args.action == "start":
+        server.ensure_server(cfg.index.milvus_uri)
+    elif args.action == "stop":
+        server.stop_server()
+    print(json.dumps(server.server_status(cfg.index.milvus_uri), indent=2, default=str))
+    return 0
+
+
+def cmd_serve_sync(args) -> int:
+    from components.serving import sync_serving_alias
+
+    cfg = _config(args)
+    print(json.dumps(sync_serving_alias(cfg), indent=2))
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from components.summary import print_summary
+
+    print_summary(_config(args))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lrem", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="configs/demo.yaml", help="YAML config (default: configs/demo.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("data", help="generate or bootstrap the versioned demo data")
+    p.add_argument("action", choices=["generate", "bootstrap"])
+    p.add_argument("--out", default="data")
+    p.set_defaults(fn=cmd_data)
+
+    p = sub.add_parser("step", help="run one pipeline step")
+    p.add_argument("name")
+    p.add_argument("--ctx", help="JSON file with the previous step's output")
+    p.add_argument("--ctx-json", help="the previous step's output as inline JSON (KubernetesPodOperator)")
+    p.add_argument("--run-key", help="run key (pull_data only)")
+    p.add_argument("--out", help="also write the resulting context here (e.g. /airflow/xcom/return.json)")
+    p.set_defaults(fn=cmd_step)
+
+    p = sub.add_parser("pipeline", help="run every step in this process")
+    p.add_argument("--run-key")
+    p.set_defaults(fn=cmd_pipeline)
+
+    p = sub.add_parser("milvus", help="the embedded Milvus Lite server")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.set_defaults(fn=cmd_milvus)
+
+    p = sub.add_parser("serve-sync", help="point the serving alias at the champion's collection")
+    p.set_defaults(fn=cmd_serve_sync)
+
+    p = sub.add_parser("summary", help="print the state of the registry and the index")
+    p.set_defaults(fn=cmd_summary)
+
+    args = parser.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

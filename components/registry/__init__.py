@@ -1,0 +1,1 @@
+"""The MLflow model registry: the LREM pyfunc flavour, challenger registration, aliases."""

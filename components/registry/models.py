@@ -1,0 +1,81 @@
+"""Logging, registering, loading and aliasing LREM model versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from components.paths import REPO_ROOT
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+def pip_requirements() -> list[str]:
+    """The serving environment: the pinned versions of what the pyfunc imports."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("torch", "transformers", "tokenizers", "numpy", "pandas", "mlflow")]
+
+
+def log_lrem_model(model_dir: Path, artifact_name: str = "lrem_model", registered_name: str | None = None):
+    """Log an LREM directory as an MLflow pyfunc model in the active run (optionally registering it)."""
+    import mlflow
+
+    from components.registry.pyfunc import LREM_ARTIFACT, LREMPyfunc
+
+    return mlflow.pyfunc.log_model(
+        name=artifact_name,
+        python_model=LREMPyfunc(),
+        artifacts={LREM_ARTIFACT: str(model_dir)},
+        code_paths=[str(REPO_ROOT / "components")],
+        pip_requirements=pip_requirements(),
+        registered_model_name=registered_name,
+    )
+
+
+def lrem_dir_of(model_uri: str) -> Path:
+    """The LREM directory inside a logged pyfunc model (``models:/...`` or ``runs:/...``)."""
+    import mlflow
+
+    from components.registry.pyfunc import LREM_ARTIFACT
+
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
+    found = [p.parent for p in local.rglob("lrem_config.json")]
+    if not found:
+        raise FileNotFoundError(f"{model_uri} holds no LREM model (no lrem_config.json under artifacts/{LREM_ARTIFACT})")
+    return found[0]
+
+
+def load_lrem(model_uri: str):
+    from components.model.lrem import LREMModel
+
+    return LREMModel.load(lrem_dir_of(model_uri))
+
+
+def alias_version(name: str, alias: str) -> Any | None:
+    """The model version an alias points at, or None."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def set_alias(name: str, alias: str, version: str | int) -> None:
+    import mlflow
+
+    mlflow.MlflowClient().set_registered_model_alias(name, alias, str(version))
+
+
+def find_version_by_tag(name: str, key: str, value: str) -> Any | None:
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    for mv in client.search_model_versions(f"name = '{name}'"):
+        if mv.tags.get(key) == value:
+            return mv
+    return None

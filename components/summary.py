@@ -1,0 +1,48 @@
+"""The end-of-demo summary: metrics, registered versions and aliases, serving collection."""
+
+from __future__ import annotations
+
+import json
+
+from components import tracking
+from components.config import PipelineConfig
+from components.paths import state_path
+
+
+def print_summary(cfg: PipelineConfig) -> None:
+    import mlflow
+
+    from components.evaluation.report import write_metrics_table
+    from components.index.collections import alias_target, collection_row_count
+    from components.index.server import ensure_server
+
+    tracking.configure(cfg)
+    client = mlflow.MlflowClient()
+    name = cfg.tracking.model_name
+    versions = sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
+    print(f"\n=== LREM nightly: summary ({cfg.name}) ===")
+    if not versions:
+        print(f"no version of {name} is registered yet")
+        return
+    latest = versions[-1]
+    run = client.get_run(latest.run_id)
+    report_dir = state_path("runs", run.data.tags.get("lrem_run_key", "?"), "evaluation")
+    if (report_dir / "metrics.json").exists():
+        metrics_file = report_dir / "metrics.json"
+        print("\nOffline metrics of the latest run (eval queries):")
+        print(write_metrics_table(json.loads(metrics_file.read_text())))
+        print(f"report: {report_dir / 'index.html'}")
+    model = client.get_registered_model(name)
+    aliases = model.aliases or {}
+    print(f"\nRegistered model {name}:")
+    for v in versions:
+        names = [a for a, ver in aliases.items() if str(ver) == str(v.version)]
+        print(f"  v{v.version}  aliases={names or '-'}  collection={v.tags.get('milvus_collection', '-')}  "
+              f"gate={v.tags.get('gate', '-')}  dvc_rev={v.tags.get('dvc_rev', '-')}  data_md5={v.tags.get('data_md5', '-')}")
+    print(f"\nLatest version: v{latest.version}, aliases {[a for a, ver in aliases.items() if str(ver) == str(latest.version)]}")
+    ensure_server(cfg.index.milvus_uri)
+    serving = alias_target(cfg.index.milvus_uri, cfg.index.serving_alias)
+    rows = collection_row_count(cfg.index.milvus_uri, serving) if serving else 0
+    print(f"Milvus ({cfg.index.milvus_uri}): alias {cfg.index.serving_alias} -> {serving} ({rows} rows)")
+    store = cfg.tracking.mlflow_uri
+    print(f"\nOpen the MLflow UI on the local store:\n  .venv/bin/mlflow ui --backend-store-uri {store} --port 5000")
