@@ -1,0 +1,340 @@
+"""Item-embedding collections in Milvus, and the serving alias that picks one.
+
+Blue/green by alias: every model version gets a NEW collection (built, flushed, indexed,
+loaded and row-count verified); only then is the serving alias moved to it, atomically.
+The previous collection is kept for rollback, so nothing here ever drops a collection
+that an alias points to.
+
+All functions take the Milvus ``uri`` (not a client object), so any pipeline task can
+call them alone after a retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from components.config import IndexConfig
+
+log = logging.getLogger(__name__)
+
+ID_FIELD = "item_id"
+VECTOR_FIELD = "embedding"
+SEARCH_BATCH_SIZE = 256  # queries per search request
+MAX_TOPK = 16384  # Milvus's limit on topk per search
+
+
+class IndexBuildError(RuntimeError):
+    """A collection could not be built or verified."""
+
+
+class ProtectedCollectionError(RuntimeError):
+    """Refused to drop a collection that is serving, aliased or protected."""
+
+
+@contextmanager
+def milvus_client(uri: str, timeout: float = 60.0) -> Iterator[Any]:
+    """A MilvusClient for ``uri``, closed afterwards."""
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=uri, timeout=timeout)
+    try:
+        yield client
+    finally:
+        try:
+            client.close()
+        except Exception:
+            pass
+
+
+# ----------------------------------------------------------------------- index params
+def _nlist(n_rows: int) -> int:
+    # The usual rule of thumb (about 4 x sqrt(n) clusters), kept within Milvus's bounds.
+    return int(min(65536, max(1, round(4 * math.sqrt(max(n_rows, 1))))))
+
+
+def index_build_params(index_type: str, n_rows: int, dim: int) -> dict[str, Any]:
+    """Build parameters for ``index_type`` suited to a collection of ``n_rows`` x ``dim``."""
+    kind = index_type.upper()
+    if kind == "HNSW":
+        return {"M": 16, "efConstruction": 200}
+    if kind in ("IVF_FLAT", "IVF_SQ8"):
+        return {"nlist": _nlist(n_rows)}
+    if kind == "IVF_PQ":
+        # m must divide dim; aim for about 4 dimensions per sub-quantizer
+        m = max(d for d in range(1, dim + 1) if dim % d == 0 and d <= max(1, dim // 4))
+        return {"nlist": _nlist(n_rows), "m": m, "nbits": 8}
+    if kind == "SCANN":
+        return {"nlist": _nlist(n_rows), "with_raw_data": True}
+    return {}  # FLAT, AUTOINDEX, DISKANN, BRUTE_FORCE: no build parameters needed
+
+
+def index_search_params(index_type: str, build_params: dict[str, Any], limit: int) -> dict[str, Any]:
+    """Search-time parameters giving high recall for a top-``limit`` search."""
+    kind = index_type.upper()
+    if kind.startswith("HNSW"):
+        return {"ef": max(limit, 128)}  # ef must be >= topk
+    if kind.startswith("IVF") or kind == "SCANN":
+        nlist = int(build_params.get("nlist", 128))
+        params: dict[str, Any] = {"nprobe": min(nlist, max(16, nlist // 4))}
+        if kind == "SCANN":
+            params["reorder_k"] = max(limit, 100)
+        return params
+    if kind == "DISKANN":
+        return {"search_list": max(limit, 100)}
+    return {}
+
+
+# ----------------------------------------------------------------------------- aliases
+def _all_aliases(client: Any) -> list[str]:
+    return list(client.list_aliases().get("aliases", []))
+
+
+def _alias_target(client: Any, alias: str) -> str | None:
+    # list first: describe_alias on a missing alias logs a scary RPC traceback
+    if alias not in _all_aliases(client):
+        return None
+    return client.describe_alias(alias)["collection_name"]
+
+
+def alias_target(uri: str, alias: str) -> str | None:
+    """The collection ``alias`` points to, or None when the alias does not exist."""
+    with milvus_client(uri) as client:
+        return _alias_target(client, alias)
+
+
+def _is_collection(client: Any, name: str) -> bool:
+    # has_collection is also true for an alias name; a real collection is in the list
+    return name in client.list_collections()
+
+
+def point_alias(uri: str, alias: str, collection: str) -> dict[str, Any]:
+    """Create ``alias`` -> ``collection``, or move it there atomically if it exists.
+
+    The collection must exist and be loaded (it is loaded if it is not). Verified with
+    ``describe_alias`` afterwards. Returns {alias, collection, previous} where previous
+    is the collection the alias pointed to before (None if new): keep it for rollback.
+    """
+    from pymilvus import MilvusException
+
+    with milvus_client(uri) as client:
+        if not _is_collection(client, collection):
+            raise ValueError(f"cannot point alias {alias!r} at {collection!r}: no such collection")
+        if _is_collection(client, alias):
+            raise ValueError(f"{alias!r} is a collection name, so it cannot be used as an alias")
+        if _load_state(client, collection) != "Loaded":
+            client.load_collection(collection)
+        previous = _alias_target(client, alias)
+        if previous is None:
+            try:
+                client.create_alias(collection, alias)
+            except MilvusException:
+                # another task created it in between: moving it is what we want anyway
+                if _alias_target(client, alias) is None:
+                    raise
+                client.alter_alias(collection, alias)
+        elif previous != collection:
+            client.alter_alias(collection, alias)  # one atomic switch for every reader
+        now = client.describe_alias(alias)["collection_name"]
+        if now != collection:
+            raise RuntimeError(f"alias {alias!r} points to {now!r} after moving it to {collection!r}")
+    log.info("alias %s -> %s (was %s)", alias, collection, previous)
+    return {"alias": alias, "collection": collection, "previous": previous}
+
+
+# -------------------------------------------------------------------------- collections
+def _load_state(client: Any, collection: str) -> str:
+    state = client.get_load_state(collection).get("state")
+    return getattr(state, "name", str(state))
+
+
+def collection_row_count(uri: str, collection: str) -> int:
+    """Rows in a collection (or the collection behind an alias), as of the last flush."""
+    with milvus_client(uri) as client:
+        return int(client.get_collection_stats(collection)["row_count"])
+
+
+def _guard_drop(client: Any, collection: str, cfg: IndexConfig, protected: set[str]) -> None:
+    if collection in protected:
+        raise ProtectedCollectionError(f"refusing to drop {collection!r}: it is in the protected set")
+    serving = _alias_target(client, cfg.serving_alias)
+    if serving == collection:
+        raise ProtectedCollectionError(
+            f"refusing to drop {collection!r}: the serving alias {cfg.serving_alias!r} points to it; "
+            "build into a new collection and move the alias instead"
+        )
+    pointing = client.list_aliases(collection).get("aliases", [])
+    if pointing:
+        raise ProtectedCollectionError(
+            f"refusing to drop {collection!r}: aliases {sorted(pointing)} point to it"
+        )
+
+
+def _as_matrix(vectors: Any, n: int, where: str) -> np.ndarray:
+    if hasattr(vectors, "detach"):  # a torch tensor
+        vectors = vectors.detach().float().cpu().numpy()
+    matrix = np.asarray(vectors, dtype=np.float32)
+    if matrix.ndim != 2 or matrix.shape[0] != n:
+        raise IndexBuildError(f"{where}: embed_fn returned shape {matrix.shape}, expected ({n}, dim)")
+    if not np.isfinite(matrix).all():
+        raise IndexBuildError(f"{where}: embed_fn returned NaN or infinite values")
+    return matrix
+
+
+def _create_collection(client: Any, collection: str, dim: int, id_max_length: int) -> None:
+    from pymilvus import DataType, MilvusClient
+
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False,
+                                        description="LREM item embeddings")
+    schema.add_field(ID_FIELD, DataType.VARCHAR, is_primary=True, max_length=id_max_length)
+    schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dim)
+    # No index yet: bulk insert first, then one index build over all rows.
+    client.create_collection(collection, schema=schema, consistency_level="Strong")
+
+
+def _build_index(client: Any, collection: str, cfg: IndexConfig, n_rows: int, dim: int) -> dict[str, Any]:
+    index_params = client.prepare_index_params()
+    params = index_build_params(cfg.index_type, n_rows, dim)
+    index_params.add_index(field_name=VECTOR_FIELD, index_name=VECTOR_FIELD, index_type=cfg.index_type.upper(),
+                           metric_type=cfg.metric_type.upper(), params=params)
+    try:
+        client.create_index(collection, index_params)
+    except Exception as exc:
+        raise IndexBuildError(
+            f"could not build a {cfg.index_type} index on {collection!r} ({exc}); Milvus Lite builds "
+            "FLAT, HNSW, IVF_FLAT and AUTOINDEX"
+        ) from exc
+    described = client.describe_index(collection, VECTOR_FIELD) or {}
+    built = str(described.get("index_type", "")).upper()
+    if built != cfg.index_type.upper():
+        # Milvus Lite accepts some index types without building them
+        log.warning("asked for a %s index on %s, Milvus reports %r", cfg.index_type, collection, described)
+    return params
+
+
+def build_item_index(
+    uri: str,
+    collection: str,
+    item_ids: Sequence[str],
+    titles: Sequence[str],
+    embed_fn: Callable[[list[str]], np.ndarray],
+    cfg: IndexConfig,
+    protected: set[str] = frozenset(),
+) -> dict[str, Any]:
+    """Embed ``titles`` and build a new, loaded, verified collection ``collection``.
+
+    ``embed_fn`` maps a list of titles to a (len, dim) float array; it is called in
+    batches of ``cfg.batch_size``. An existing collection of that name (a retried task)
+    is dropped and rebuilt, unless the serving alias or any other alias points to it
+    or it is in ``protected``: then :class:`ProtectedCollectionError` is raised.
+
+    Returns {collection, rows, dim, index_type, metric_type, index_params, seconds}.
+    """
+    started = time.monotonic()
+    item_ids = [str(i) for i in item_ids]
+    titles = list(titles)
+    if len(item_ids) != len(titles):
+        raise ValueError(f"{len(item_ids)} item ids but {len(titles)} titles")
+    if not item_ids:
+        raise ValueError("no items to index")
+    if len(set(item_ids)) != len(item_ids):
+        # Milvus upserts on a repeated primary key, so the row count would silently shrink
+        seen: set[str] = set()
+        dupes = sorted({i for i in item_ids if i in seen or seen.add(i)})
+        raise ValueError(f"duplicate item ids: {dupes[:10]}{' ...' if len(dupes) > 10 else ''}")
+    if collection == cfg.serving_alias:
+        raise ValueError(f"{collection!r} is the serving alias name; collections need their own name")
+    batch_size = max(1, int(cfg.batch_size))
+    id_max_length = min(65535, max(64, max(len(i.encode("utf-8")) for i in item_ids)))
+
+    with milvus_client(uri) as client:
+        if collection in _all_aliases(client):
+            raise ValueError(f"{collection!r} is an alias; collections need their own name")
+        if _is_collection(client, collection):
+            _guard_drop(client, collection, cfg, set(protected))
+            log.info("collection %s exists (a retried build?): dropping it and rebuilding", collection)
+            client.drop_collection(collection)
+
+        dim: int | None = None
+        inserted = 0
+        with tqdm(total=len(item_ids), desc=f"embedding {collection}", unit="item") as bar:
+            for start in range(0, len(item_ids), batch_size):
+                ids = item_ids[start:start + batch_size]
+                vectors = _as_matrix(embed_fn(titles[start:start + batch_size]), len(ids),
+                                     f"batch at {start}")
+                if dim is None:
+                    dim = int(vectors.shape[1])
+                    _create_collection(client, collection, dim, id_max_length)
+                elif vectors.shape[1] != dim:
+                    raise IndexBuildError(f"batch at {start}: dim {vectors.shape[1]}, first batch had {dim}")
+                rows = [{ID_FIELD: i, VECTOR_FIELD: v} for i, v in zip(ids, vectors.tolist())]
+                inserted += int(client.insert(collection, rows)["insert_count"])
+                bar.update(len(ids))
+        assert dim is not None
+        client.flush(collection)
+        params = _build_index(client, collection, cfg, len(item_ids), dim)
+        client.load_collection(collection)
+
+        rows = int(client.get_collection_stats(collection)["row_count"])
+        if rows != len(item_ids) or inserted != len(item_ids):
+            raise IndexBuildError(
+                f"collection {collection!r} holds {rows} rows ({inserted} inserted), expected {len(item_ids)}"
+            )
+        state = _load_state(client, collection)
+        if state != "Loaded":
+            raise IndexBuildError(f"collection {collection!r} is {state} after load_collection")
+
+    seconds = round(time.monotonic() - started, 3)
+    log.info("built %s: %d rows, dim %d, %s/%s in %.1fs", collection, rows, dim, cfg.index_type,
+             cfg.metric_type, seconds)
+    return {
+        "collection": collection,
+        "rows": rows,
+        "dim": dim,
+        "index_type": cfg.index_type.upper(),
+        "metric_type": cfg.metric_type.upper(),
+        "index_params": params,
+        "seconds": seconds,
+    }
+
+
+def search(
+    uri: str,
+    collection_or_alias: str,
+    query_embeddings: np.ndarray,
+    limit: int,
+    batch_size: int = SEARCH_BATCH_SIZE,
+) -> list[list[str]]:
+    """Top-``limit`` item ids for each query embedding, best first, in query order."""
+    if len(query_embeddings) == 0:
+        return []
+    queries = _as_matrix(query_embeddings, len(query_embeddings), "query embeddings")
+    if limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    limit = min(int(limit), MAX_TOPK)
+    out: list[list[str]] = []
+    with milvus_client(uri) as client:
+        described = client.describe_index(collection_or_alias, VECTOR_FIELD) or {}
+        index_type = str(described.get("index_type", "FLAT"))
+        build_params = {k: v for k, v in described.items() if k in ("nlist", "M", "efConstruction")}
+        search_params: dict[str, Any] = {"params": index_search_params(index_type, build_params, limit)}
+        if described.get("metric_type"):
+            search_params["metric_type"] = described["metric_type"]
+        for start in range(0, len(queries), max(1, batch_size)):
+            chunk = queries[start:start + batch_size]
+            result = client.search(
+                collection_or_alias,
+                data=chunk.tolist(),
+                limit=limit,
+                anns_field=VECTOR_FIELD,
+                search_params=search_params,
+                output_fields=[ID_FIELD],
+            )
+            out.extend([str(hit.id) for hit in hits] for hits in result)
+    return out
