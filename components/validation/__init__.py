@@ -1,0 +1,5 @@
+"""Data quality gates: Great Expectations suites for the raw data folder and the triplets."""
+
+from components.validation.suites import DataValidationError, validate_raw, validate_triplets
+
+__all__ = ["DataValidationError", "validate_raw", "validate_triplets"]
