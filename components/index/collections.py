@@ -155,8 +155,10 @@ def _load_state(client: Any, collection: str) -> str:
 
 
 def collection_row_count(uri: str, collection: str) -> int:
-    """Rows in a collection (or the collection behind an alias), as of the last flush."""
+    """Rows in a collection (or the collection behind an alias) as of its last flush; 0 if missing."""
     with milvus_client(uri) as client:
+        if not _is_collection(client, collection) and collection not in _all_aliases(client):
+            return 0
         return int(client.get_collection_stats(collection)["row_count"])
 
 

@@ -43,6 +43,7 @@ def test_build_count_and_search_nearest(milvus_uri, embed_titles):
     assert info["seconds"] >= 0
     assert calls == [64, 64, 64, 64, 44]  # embedded in cfg.batch_size batches
     assert collection_row_count(milvus_uri, "items_v1") == len(ITEM_IDS)
+    assert collection_row_count(milvus_uri, "items_never_built") == 0
 
     picks = [5, 123, 299]
     queries = embed_titles([TITLES[i] for i in picks])
