@@ -28,6 +28,8 @@ class WorldConfig:
     n_items: int = 6000
     n_queries: int = 2500
     eval_fraction: float = 0.2
+    max_relevant: int = 40  # cap on judged-relevant items per query (drawn deterministically)
+    premium_share: float = 0.15  # share of each product type's items sold by its premium brands
 
 
 @dataclass
@@ -49,6 +51,14 @@ class TeacherConfig:
     max_cot_tokens: int = 16
     max_items_per_query: int = 4  # triplets per (query) kept from its relevant items
     seed: int = 7
+    # "retriever_then_judged": judged-relevant items of B minus A (B: top-k for "query (keywords)",
+    # A: top-k for the query), falling back to the judged-relevant items when that is empty;
+    # "retriever": the paper's rule, the query is dropped when B minus A has no relevant item;
+    # "judged": judged-relevant items only.
+    item_filter: str = "retriever_then_judged"
+    retriever_top_k: int = 50
+    banned_terms: list[str] = field(default_factory=lambda: [
+        "best", "cheap", "sale", "discount", "deal", "free shipping", "official store", "buy", "online"])
 
 
 @dataclass
