@@ -1,0 +1,126 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from components.model.lrem import LREMModel
+from components.model.prompts import EMB, THINK, THINK_END
+
+QUERIES = ["keep my coffee hot on the commute", "chair", "gear for the sport played at Wimbledon on grass courts"]
+
+
+def test_special_tokens_and_prompts(tiny_model):
+    tok = tiny_model.tokenizer
+    for t in (THINK, THINK_END, EMB):
+        ids = tok(t, add_special_tokens=False)["input_ids"]
+        assert ids == [tok.convert_tokens_to_ids(t)]  # one token each
+    q = tiny_model.query_prompt_ids("chair")
+    assert q[-1] == tiny_model.think_id
+    item = tiny_model.item_input_ids("Lumora black leather office chair")
+    assert item[-1] == tiny_model.emb_id
+    text = tok.decode(item)
+    assert "Item: Lumora black leather office chair" in text and "query assistant" in text
+
+
+def test_sft_mask_covers_exactly_the_cot(tiny_model):
+    batch = tiny_model.query_batch(["keep my coffee hot", "chair"], ["thermos, tumbler", "seat"])
+    for row, cot in enumerate(["thermos, tumbler", "seat"]):
+        ids = batch.input_ids[row]
+        labels = batch.sft_labels[row]
+        think_pos = (ids == tiny_model.think_id).nonzero().max().item()
+        close_pos = (ids == tiny_model.close_id).nonzero().max().item()
+        labelled = (labels != -100).nonzero().flatten().tolist()
+        # the CoT tokens between <think> and </think>, plus the closing tag itself
+        assert labelled == list(range(think_pos + 1, close_pos + 1))
+        assert labels[labelled].tolist() == ids[labelled].tolist()
+        assert ids[think_pos + 1:close_pos].tolist() == tiny_model.cot_ids(cot)
+        assert ids[close_pos + 1].item() == tiny_model.emb_id  # <emb> is not a target
+        assert (labels[batch.attention_mask[row] == 0] == -100).all()  # padding is not a target
+
+
+def test_cot_truncated_to_budget(tiny_model):
+    long_cot = ", ".join(["thermos tumbler flask"] * 20)
+    assert len(tiny_model.cot_ids(long_cot)) == tiny_model.spec.max_cot_tokens
+
+
+def test_pooling_picks_emb_under_left_and_right_padding(tiny_model):
+    titles = ["chair", "Northpeak waterproof nylon hiking backpack 30L"]
+    left_ids, left_mask = tiny_model.item_batch(titles)
+    rows = [tiny_model.item_input_ids(t) for t in titles]
+    width = max(len(r) for r in rows)
+    right_ids = torch.full((2, width), tiny_model.pad_id)
+    right_mask = torch.zeros((2, width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        right_ids[i, :len(r)] = torch.tensor(r)
+        right_mask[i, :len(r)] = 1
+    hidden = torch.arange(2 * width, dtype=torch.float32).view(2, width, 1)
+    left = tiny_model.pool(hidden, left_ids).squeeze(-1)
+    right = tiny_model.pool(hidden, right_ids).squeeze(-1)
+    assert left.tolist() == [width - 1, 2 * width - 1]  # last position under left padding
+    assert right.tolist() == [len(rows[0]) - 1, width + len(rows[1]) - 1]
+    with torch.no_grad():
+        emb_left = tiny_model.encode(left_ids, left_mask)
+        emb_right = tiny_model.encode(right_ids, right_mask)
+    assert torch.allclose(emb_left, emb_right, atol=1e-5)
+
+
+def test_batched_queries_match_one_at_a_time(tiny_model):
+    emb, cots = tiny_model.embed_queries(QUERIES, batch_size=8)
+    assert emb.shape == (3, tiny_model.lm.config.hidden_size)
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    for i, q in enumerate(QUERIES):
+        single, cot = tiny_model.embed_queries([q])
+        assert cot[0] == cots[i]
+        assert np.abs(single[0] - emb[i]).max() < 1e-4
+    items = tiny_model.embed_items(["chair", "stainless steel travel mug 500ml"])
+    one = tiny_model.embed_items(["stainless steel travel mug 500ml"])
+    assert np.abs(items[1] - one[0]).max() < 1e-4
+
+
+def test_generated_cot_respects_budget_and_teacher_forcing_agrees(tiny_model):
+    emb, cots = tiny_model.embed_queries(QUERIES, max_cot_tokens=5)
+    for cot in cots:
+        assert len(tiny_model.cot_ids(cot)) <= 5
+    forced = tiny_model.embed_queries_with_cot(QUERIES, cots)
+    # the KV-cache generation path and the teacher-forced path give the same embedding
+    # (up to re-tokenisation of the decoded CoT, which is exact for this BPE)
+    assert np.abs(forced - emb).max() < 1e-4
+
+
+def test_direct_embedding_is_the_empty_cot(tiny_model):
+    direct, cots = tiny_model.embed_queries(QUERIES, reasoning=False)
+    assert cots == ["", "", ""]
+    assert np.abs(direct - tiny_model.embed_queries_with_cot(QUERIES, None)).max() < 1e-6
+
+
+def test_sampling_is_seeded(tiny_model):
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    a = tiny_model.embed_queries(QUERIES, do_sample=True, temperature=1.5, generator=g1)
+    b = tiny_model.embed_queries(QUERIES, do_sample=True, temperature=1.5, generator=g2)
+    assert a[1] == b[1]
+
+
+def test_save_load_and_mlflow_roundtrip(tiny_model, tmp_path):
+    import mlflow
+
+    from components.registry.models import log_lrem_model
+
+    saved = tiny_model.save(tmp_path / "model")
+    loaded = LREMModel.load(saved)
+    e0, c0 = tiny_model.embed_queries(QUERIES)
+    e1, c1 = loaded.embed_queries(QUERIES)
+    assert c0 == c1 and np.abs(e0 - e1).max() < 1e-5
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = mlflow.create_experiment("t", artifact_location=(tmp_path / "artifacts").as_uri())
+    with mlflow.start_run(experiment_id=exp):
+        info = log_lrem_model(saved, registered_name="lrem-test")
+    mlflow.set_registry_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.MlflowClient().set_registered_model_alias("lrem-test", "champion", info.registered_model_version)
+    pyfunc = mlflow.pyfunc.load_model("models:/lrem-test@champion")
+    out = pyfunc.predict(pd.DataFrame({"query": QUERIES}))
+    assert list(out["cot"]) == c0
+    assert np.abs(np.stack(out["embedding"].to_numpy()) - e0).max() < 1e-5
+    items = pyfunc.predict(pd.DataFrame({"title": ["chair"]}))
+    assert np.abs(np.array(items["embedding"][0]) - tiny_model.embed_items(["chair"])[0]).max() < 1e-5
+    with pytest.raises(Exception):
+        pyfunc.predict(pd.DataFrame({"other": ["x"]}))

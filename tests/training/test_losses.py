@@ -1,0 +1,40 @@
+import math
+
+import torch
+
+from components.training.losses import in_batch_rank, info_nce
+
+
+def test_info_nce_matches_hand_computed_3x3():
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    i = torch.tensor([[0.8, 0.6], [0.0, 1.0], [1.0, 0.0]])
+    t = 0.5
+    # cosine (unit vectors) / t
+    sims = [[0.8, 0.0, 1.0], [0.6, 1.0, 0.0], [0.96, 0.8, 0.6]]
+    expected = 0.0
+    for r in range(3):
+        logits = [s / t for s in sims[r]]
+        expected += -(logits[r] - math.log(sum(math.exp(x) for x in logits)))
+    expected /= 3
+    assert abs(info_nce(q, i, t).item() - expected) < 1e-5
+
+
+def test_info_nce_masks_duplicate_items_as_negatives():
+    q = torch.eye(2)
+    i = torch.eye(2)
+    masked = info_nce(q, i, 1.0, item_keys=["a", "a"])
+    assert abs(masked.item()) < 1e-6  # the only "negative" is the same item: masked out
+
+
+def test_info_nce_with_extra_hard_negatives():
+    q = torch.eye(2)
+    items = torch.cat([torch.eye(2), torch.tensor([[1.0, 0.0]])])
+    plain = info_nce(q, items[:2], 1.0)
+    harder = info_nce(q, items, 1.0, item_keys=["a", "b", "c"], n_positives=2)
+    assert harder > plain
+
+
+def test_in_batch_rank():
+    q = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    i = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert in_batch_rank(q, i).tolist() == [1, 2]
