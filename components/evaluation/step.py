@@ -48,7 +48,7 @@ def evaluate_model(cfg: PipelineConfig, model, collection: str, world: World,
 
 
 def run_evaluate(cfg: PipelineConfig, ctx: dict[str, Any]) -> dict[str, Any]:
-    from components.evaluation.metrics import flatten_metrics
+    from components.evaluation.metrics import flatten_metrics, mlflow_key
     from components.evaluation.report import write_metrics_table, write_report
     from components.index.server import ensure_server
     from components.index.step import collection_name
@@ -83,7 +83,8 @@ def run_evaluate(cfg: PipelineConfig, ctx: dict[str, Any]) -> dict[str, Any]:
         mlflow.log_artifacts(str(out), "evaluation")
     client = mlflow.MlflowClient()
     for key, value in chal_metrics["overall"].items():
-        client.set_model_version_tag(ctx["model_name"], ctx["model_version"], f"offline.{key}", f"{value:.4f}")
+        client.set_model_version_tag(ctx["model_name"], ctx["model_version"], mlflow_key(f"offline.{key}"),
+                                      f"{value:.4f}")
     return {**ctx, "eval": {"challenger": chal_metrics, "champion": champ_metrics, "champion_version": champ_version,
                             "report": str(paths.get("html", out / "index.html")) if isinstance(paths, dict) else str(out),
                             "table": table}}
