@@ -36,7 +36,7 @@ class WorldConfig:
 class DataConfig:
     """Where the versioned data lives and which DVC revision a run reads."""
 
-    data_dir: str = "data"  # relative to the repo root; tracked by data.dvc
+    repo: Optional[str] = None  # git+DVC repo holding data.dvc (None: this repository)
     dvc_rev: Optional[str] = None  # None: the working tree's data.dvc
     # After the pull, optionally keep only the first N items / queries (tiny test runs).
     # Items judged relevant to a kept query are always kept.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -12,7 +13,7 @@ from components import tracking
 from components.config import PipelineConfig
 from components.data import schema, versioning
 from components.data.io import load_world, write_jsonl
-from components.paths import state_path
+from components.paths import REPO_ROOT, state_path
 
 
 def _subset(snapshot: str, md5: str, cfg: PipelineConfig) -> str:
@@ -32,7 +33,8 @@ def _subset(snapshot: str, md5: str, cfg: PipelineConfig) -> str:
 
 
 def run(cfg: PipelineConfig, run_key: str) -> dict[str, Any]:
-    pulled = versioning.pull(cfg.data.dvc_rev)
+    repo = Path(cfg.data.repo).resolve() if cfg.data.repo else REPO_ROOT
+    pulled = versioning.pull(cfg.data.dvc_rev, repo=repo)
     data_uri = pulled["data_uri"]
     if cfg.data.max_items is not None or cfg.data.max_queries is not None:
         data_uri = _subset(pulled["data_uri"], pulled["data_md5"], cfg)
@@ -40,7 +42,7 @@ def run(cfg: PipelineConfig, run_key: str) -> dict[str, Any]:
     with tracking.resume(cfg, run_id):
         mlflow.set_tags({
             "dvc_rev": pulled["dvc_rev"], "data_md5": pulled["data_md5"], "git_commit": pulled["git_commit"],
-            "data_content_sha256": pulled["content_sha256"],
+            "data_content_sha256": pulled["content_sha256"], "data_uri": data_uri,
         })
         mlflow.log_params(cfg.flat())
         mlflow.log_text(json.dumps(cfg.to_dict(), indent=2), "config.json")
