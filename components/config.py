@@ -74,6 +74,7 @@ class ModelConfig:
     num_key_value_heads: int = 2
     max_position_embeddings: int = 512
     max_cot_tokens: int = 16
+    pooling: str = "emb_token"  # "emb_token" (LREM) or "mean" (direct-embedder baseline)
     max_query_tokens: int = 48
     max_item_tokens: int = 64
     seed: int = 0
@@ -95,6 +96,7 @@ class ColdStartConfig:
     epochs: float = 1.0
     max_steps: Optional[int] = None  # overrides epochs when set
     hard_negatives: int = 0  # extra negatives per query (items of the same department)
+    reasoning: bool = True  # False: train a direct embedder (empty CoT; use lambda_sft 0)
     log_every: int = 10
     save_every: int = 200
     resume: bool = True

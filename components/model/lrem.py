@@ -36,7 +36,7 @@ class LREMSpec:
     max_cot_tokens: int = 16
     max_query_tokens: int = 48
     max_item_tokens: int = 64
-    pooling: str = "emb_token"  # last-layer hidden state at <emb>
+    pooling: str = "emb_token"  # last-layer hidden state at <emb>; "mean": masked mean (direct-embedder baseline)
     normalize: bool = True
     base: str = "tiny"
     token_ids: dict = field(default_factory=dict)  # filled on save: <think>, </think>, <emb>, pad
@@ -93,6 +93,7 @@ class LREMModel(nn.Module):
             max_cot_tokens=cfg.max_cot_tokens,
             max_query_tokens=cfg.max_query_tokens,
             max_item_tokens=cfg.max_item_tokens,
+            pooling=cfg.pooling,
             base=cfg.base,
         )
         torch.manual_seed(cfg.seed)
@@ -243,6 +244,14 @@ class LREMModel(nn.Module):
         last = torch.where(is_emb, idx, torch.full_like(idx, -1)).max(dim=1).values
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
+    def _pool(self, hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.spec.pooling == "emb_token":
+            return self.pool(hidden, input_ids)
+        if self.spec.pooling == "mean":
+            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        raise ValueError(f"unknown pooling {self.spec.pooling!r} (emb_token or mean)")
+
     def _finish(self, emb: torch.Tensor) -> torch.Tensor:
         emb = emb.float()
         return F.normalize(emb, dim=-1) if self.spec.normalize else emb
@@ -251,14 +260,14 @@ class LREMModel(nn.Module):
         """Embeddings of sequences that contain ``<emb>`` (items, or teacher-forced queries)."""
         out = self.decoder(input_ids=input_ids, attention_mask=attention_mask,
                            position_ids=_positions(attention_mask), use_cache=False)
-        return self._finish(self.pool(out.last_hidden_state, input_ids))
+        return self._finish(self._pool(out.last_hidden_state, input_ids, attention_mask))
 
     def query_forward(self, batch: QueryBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Training forward of teacher-forced queries: (embeddings, SFT loss on the CoT)."""
         out = self.decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                            position_ids=_positions(batch.attention_mask), use_cache=False)
         hidden = out.last_hidden_state
-        emb = self._finish(self.pool(hidden, batch.input_ids))
+        emb = self._finish(self._pool(hidden, batch.input_ids, batch.attention_mask))
         # next-token prediction only where a label exists: logits for those positions alone
         targets = batch.sft_labels[:, 1:]
         where = targets != -100
@@ -313,6 +322,8 @@ class LREMModel(nn.Module):
         """
         if not reasoning:
             return self.embed_queries_with_cot(queries, None, batch_size), [""] * len(queries)
+        if self.spec.pooling != "emb_token":
+            raise ValueError("reasoning needs <emb> pooling; mean pooling is for the direct-embedder baseline")
         budget = self.spec.max_cot_tokens if max_cot_tokens is None else max_cot_tokens
         embs, cots = [], []
         with self._eval_mode():

@@ -68,11 +68,13 @@ class TripletDataset(Dataset):
 
 
 class ColdStartCollator:
-    def __init__(self, model: LREMModel):
+    def __init__(self, model: LREMModel, reasoning: bool = True):
         self.model = model
+        self.reasoning = reasoning
 
     def __call__(self, rows: list[dict]) -> dict[str, Any]:
-        query = self.model.query_batch([r["query"] for r in rows], [r["cot"] for r in rows])
+        cots = [r["cot"] for r in rows] if self.reasoning else None
+        query = self.model.query_batch([r["query"] for r in rows], cots)
         keys = [r["item_id"] for r in rows]
         titles = [r["item_title"] for r in rows]
         for r in rows:
@@ -144,7 +146,7 @@ def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartC
     dataset = TripletDataset(triplets, cfg.hard_negatives, catalog, relevant, seed=cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=len(dataset) > cfg.batch_size,
-                        collate_fn=ColdStartCollator(model), generator=gen)
+                        collate_fn=ColdStartCollator(model, cfg.reasoning), generator=gen)
     total_steps = plan_steps(len(dataset), cfg)
     objective = ColdStartObjective(model, cfg)
     decay, no_decay = [], []
