@@ -187,7 +187,7 @@ def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartC
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             consumed_batches += 1
-            window["loss"] += float(out["loss"])
+            window["loss"] += float(out["loss"].detach())
             window["sft"] += float(out["sft"])
             window["infonce"] += float(out["infonce"])
             window["n"] += 1
