@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,10 @@ from components import tracking
 from components.config import PipelineConfig
 from components.data.io import load_world, read_jsonl
 from components.paths import run_dir
+
+
+def _is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
 
 
 def run_cold_start(cfg: PipelineConfig, ctx: dict[str, Any]) -> dict[str, Any]:
@@ -24,11 +29,14 @@ def run_cold_start(cfg: PipelineConfig, ctx: dict[str, Any]) -> dict[str, Any]:
               + [t["cot"] for t in triplets])
     model = LREMModel.create(cfg.model, corpus)
     out = run_dir(ctx["run_key"]) / "cold_start"
+    train = dict(catalog=world.catalog.to_dict(orient="records"), relevant=world.relevant())
+    if not _is_main_process():  # a worker of `accelerate launch`: train, leave tracking to rank 0
+        train_cold_start(model, triplets, cfg.cold_start, out, **train)
+        return ctx
     with tracking.resume(cfg, ctx["mlflow_run_id"]):
         mlflow.log_param("cold_start.temperature_used", cfg.cold_start.temperature)
-        result = train_cold_start(model, triplets, cfg.cold_start, out,
-                                  catalog=world.catalog.to_dict(orient="records"), relevant=world.relevant(),
-                                  log_metrics=tracking.log_metrics_fn())
+        result = train_cold_start(model, triplets, cfg.cold_start, out, log_metrics=tracking.log_metrics_fn(),
+                                  **train)
         mlflow.log_artifacts(result["model_dir"], "cold_start_model")
         mlflow.log_text(json.dumps(result["history"], indent=2), "cold_start_history.json")
     run_id = ctx["mlflow_run_id"]
