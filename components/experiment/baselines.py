@@ -82,6 +82,9 @@ class ExperimentConfig:
     lambda_infonce: float = 1.0
     max_cot_tokens: int = 16  # LREM: greedy CoT budget at evaluation (and SFT truncation)
     seed: int = 0
+    # torch CPU threads. 1 by default: on a small shared CPU, 2+ threads contending with other
+    # processes ran a MiniLM step ~5x slower than one thread did. None: torch's default.
+    threads: Optional[int] = 1
     data_dir: Optional[str] = None  # None: the demo world, generated into <state>/experiment/data if absent
     world: WorldConfig = field(default_factory=WorldConfig)  # used only when generating
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
@@ -274,7 +277,7 @@ def train_minilm(model, triplets: Sequence[dict], cfg: ExperimentConfig,
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            window.append(float(loss))
+            window.append(float(loss.detach()))
             bar.update(1)
             if step % cfg.log_every == 0 or step == cfg.steps or step == 1:
                 metrics = {"train/infonce": sum(window) / len(window), "train/lr": scheduler.get_last_lr()[0]}
@@ -327,6 +330,10 @@ def _n_params(model) -> int:
 # ------------------------------------------------------------------------------ report
 def _fmt(value: Any) -> str:
     return "-" if value is None else f"{float(value):.4f}"
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def _secs(value: Any) -> str:
@@ -399,7 +406,7 @@ def write_markdown(payload: dict) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for rec in payload["models"].values():
-        shared = f" (= {LABELS[rec['trained_with']]})" if rec.get("trained_with") else ""
+        shared = " (shared)" if rec.get("trained_with") else ""
         lr = "-" if rec["learning_rate"] is None else f"{rec['learning_rate']:g}"
         lines.append(f"| {rec['label']} | {rec['params'] / 1e6:.2f}M | {rec['steps']} | "
                      f"{rec['batch_size'] if rec['steps'] else '-'} | {lr} | {_secs(rec['train_seconds'])}{shared} | "
@@ -408,11 +415,13 @@ def write_markdown(payload: dict) -> str:
     if lrem and lrem.get("cot"):
         cot = lrem["cot"]
         lines += ["", "## LREM generated CoT", "",
-                  f"Mean {cot['mean_words']:.1f} words; {cot['empty_share']:.1%} of eval queries got an empty CoT. "
+                  f"Mean {cot['mean_tokens']:.1f} tokens ({cot['mean_words']:.1f} whitespace words); "
+                  f"{cot['empty_share']:.1%} of eval queries got an empty CoT; {cot['distinct_share']:.1%} of the CoTs "
+                  "are distinct. "
                   "Examples (first eval query of each category):", "",
                   "| category | query | generated CoT |", "|---|---|---|"]
         for s in cot["examples"]:
-            lines.append(f"| {s['category']} | {s['query']} | {s['cot'] or '(empty)'} |")
+            lines.append(f"| {s['category']} | {_cell(s['query'])} | {_cell(s['cot']) or '(empty)'} |")
     lines += ["", "## Notes", "",
               "- Scale is tiny and CPU-only: the LLM here is a small Qwen2 trained from scratch on the demo world, "
               "not a pretrained multi-billion-parameter model, so these numbers say nothing about the paper's scale. "
@@ -445,8 +454,9 @@ def _display_path(path: Path) -> str:
         return Path(path).name
 
 
-def _cot_stats(data: ExperimentData, cots: list[str]) -> dict:
+def _cot_stats(data: ExperimentData, cots: list[str], count_tokens: Callable[[str], int]) -> dict:
     words = [len(c.split()) for c in cots]
+    tokens = [count_tokens(c) for c in cots]
     examples, seen = [], set()
     for text, cat, cot in zip(data.eval_texts, data.eval_categories, cots):
         if cat not in seen:
@@ -455,7 +465,9 @@ def _cot_stats(data: ExperimentData, cots: list[str]) -> dict:
     order = {c: i for i, c in enumerate(CATEGORIES)}
     examples.sort(key=lambda e: order.get(e["category"], len(order)))
     return {"mean_words": float(np.mean(words)) if words else 0.0,
-            "empty_share": float(np.mean([w == 0 for w in words])) if words else 0.0,
+            "mean_tokens": float(np.mean(tokens)) if tokens else 0.0,
+            "empty_share": float(np.mean([t == 0 for t in tokens])) if tokens else 0.0,
+            "distinct_share": len(set(cots)) / len(cots) if cots else 0.0,
             "examples": examples}
 
 
@@ -476,7 +488,8 @@ def _samples(data: ExperimentData, ranked: dict, cots: list[str], per_category: 
 def _child_run(model_id: str) -> Iterator[Any]:
     import mlflow
 
-    with mlflow.start_run(run_name=model_id, nested=True) as run:
+    parent = mlflow.active_run()  # a nested run defaults to the default experiment: name the parent's
+    with mlflow.start_run(run_name=model_id, nested=True, experiment_id=parent.info.experiment_id) as run:
         mlflow.set_tags({"model_id": model_id, "label": LABELS[model_id]})
         yield run
 
@@ -511,6 +524,8 @@ def run_experiment(cfg: ExperimentConfig | None = None) -> dict:
     from components.evaluation.report import write_report
 
     cfg = cfg or ExperimentConfig()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     wanted = list(cfg.models) if cfg.models else list(MODEL_IDS)
     unknown = sorted(set(wanted) - set(MODEL_IDS))
     if unknown:
@@ -652,12 +667,14 @@ def run_experiment(cfg: ExperimentConfig | None = None) -> dict:
                                                                      batch_size=cfg.eval_batch_size * 2),
                                       queries_fn, item_cache)
                     if model_id == "lrem_cot":
-                        rec["cot"] = _cot_stats(data, cots)
+                        rec["cot"] = _cot_stats(data, cots, lambda c: len(model.cot_ids(c)))
                         report_samples = _samples(data, ranked, cots)
                         mlflow.log_text(json.dumps([{"query": q, "category": c, "cot": t} for q, c, t in
                                                     zip(data.eval_texts, data.eval_categories, cots)], indent=1),
                                         "generated_cots.json")
-                        mlflow.log_metrics({"cot_mean_words": rec["cot"]["mean_words"],
+                        mlflow.log_metrics({"cot_mean_tokens": rec["cot"]["mean_tokens"],
+                                            "cot_distinct_share": rec["cot"]["distinct_share"],
+                                            "cot_mean_words": rec["cot"]["mean_words"],
                                             "cot_empty_share": rec["cot"]["empty_share"]})
                     _finish_child(rec)
                     records[model_id] = rec

@@ -1,0 +1,85 @@
+"""The baseline experiment end to end on a tiny world: every model row, every category, MLflow runs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from components.config import CATEGORIES, WorldConfig
+from components.experiment import MODEL_IDS, ExperimentConfig, run_experiment
+from components.experiment.__main__ import build_parser, config_from_args
+from components.experiment.baselines import LABELS, exact_top_k
+
+
+def test_exact_top_k_matches_a_full_sort():
+    rng = np.random.default_rng(0)
+    q, items = rng.normal(size=(7, 16)), rng.normal(size=(50, 16))
+    top = exact_top_k(q, items, 10, chunk=3)
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    itn = items / np.linalg.norm(items, axis=1, keepdims=True)
+    expected = np.argsort(-(qn @ itn.T), axis=1)[:, :10]
+    assert np.array_equal(top, expected)
+    assert exact_top_k(q, items, 500).shape == (7, 50)  # k larger than the catalog
+
+
+def test_cli_quick_and_steps():
+    argv = ["--quick", "--steps", "5", "--models", "lrem_cot"]
+    cfg = config_from_args(build_parser().parse_args(argv), argv)
+    assert (cfg.steps, cfg.max_eval_queries, cfg.models) == (5, 200, ["lrem_cot"])
+    assert "experiments/results" not in cfg.output_dir  # a smoke run never overwrites the real results
+    assert cfg.command == "python -m components.experiment --quick --steps 5 --models lrem_cot"
+    default = config_from_args(build_parser().parse_args([]), [])
+    assert (default.steps, default.batch_size, default.output_dir) == (300, 64, "experiments/results")
+
+
+@pytest.fixture()
+def result(tmp_path, monkeypatch):
+    monkeypatch.setenv("LREM_HOME", str(tmp_path / "home"))
+    cfg = ExperimentConfig(steps=3, batch_size=16, log_every=1, world=WorldConfig(n_items=300, n_queries=120),
+                           output_dir=str(tmp_path / "out"), show_progress=False)
+    return run_experiment(cfg), cfg, tmp_path
+
+
+def test_every_model_and_category_scored_and_logged(result):
+    out, cfg, tmp_path = result
+    assert list(out["models"]) == list(MODEL_IDS)
+    for model_id, rec in out["models"].items():
+        metrics = rec["metrics"]
+        assert set(metrics) == {"overall", *CATEGORIES}, model_id
+        for group, values in metrics.items():
+            assert values["n_queries"] > 0
+            for key in ("hit_rate@10", "hit_rate@50", "hit_rate@100", "precision@10"):
+                assert 0.0 <= values[key] <= 1.0, (model_id, group, key, values[key])
+        assert rec["params"] > 0 and rec["eval_seconds"] > 0
+        if model_id == "minilm_zeroshot":
+            assert rec["steps"] == 0 and rec["train_seconds"] == 0
+        else:
+            assert rec["steps"] == cfg.steps and rec["train_seconds"] > 0
+    # the three LREM rows are one trained model
+    assert out["models"]["lrem_empty_cot"]["trained_with"] == "lrem_cot"
+    assert out["models"]["lrem_cot"]["params"] == out["models"]["lrem_query_cot"]["params"]
+    assert len(out["models"]["lrem_cot"]["cot"]["examples"]) == len(CATEGORIES)
+
+    saved = json.loads((tmp_path / "out" / "latest.json").read_text())
+    assert set(saved["models"]) == set(MODEL_IDS)
+    md = (tmp_path / "out" / "latest.md").read_text()
+    for label in LABELS.values():
+        assert f"| {label} |" in md
+    assert "HitRate@100" in md and "Precision@10" in md and cfg.command in md
+    assert str(tmp_path) not in md  # no machine paths in the report
+
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name("lrem-baselines")
+    runs = client.search_runs([exp.experiment_id])
+    parent = [r for r in runs if r.info.run_id == out["mlflow"]["parent_run_id"]][0]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.info.run_name for r in children) == sorted(MODEL_IDS)
+    for child in children:
+        assert 0.0 <= child.data.metrics["overall.hit_rate_at_100"] <= 1.0
+        assert "train_seconds" in child.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"latest.json", "latest.md", "report"} <= artifacts
