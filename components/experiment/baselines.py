@@ -414,11 +414,13 @@ def write_markdown(payload: dict) -> str:
     lrem = payload["models"].get("lrem_cot")
     if lrem and lrem.get("cot"):
         cot = lrem["cot"]
+        sft = lrem.get("final_train_sft")
+        sft_text = "" if sft is None else \
+            f"Final training SFT loss (NLL per teacher-CoT token, teacher-forced): {sft:.3f}. "
         lines += ["", "## LREM generated CoT", "",
                   f"Mean {cot['mean_tokens']:.1f} tokens ({cot['mean_words']:.1f} whitespace words); "
                   f"{cot['empty_share']:.1%} of eval queries got an empty CoT; {cot['distinct_share']:.1%} of the CoTs "
-                  "are distinct. "
-                  "Examples (first eval query of each category):", "",
+                  f"are distinct. {sft_text}Examples (first eval query of each category):", "",
                   "| category | query | generated CoT |", "|---|---|---|"]
         for s in cot["examples"]:
             lines.append(f"| {s['category']} | {_cell(s['query'])} | {_cell(s['cot']) or '(empty)'} |")
@@ -430,6 +432,9 @@ def write_markdown(payload: dict) -> str:
               if "minilm_zeroshot" in payload["models"] else
               "- Scale is tiny and CPU-only: the LLM here is a small Qwen2 trained from scratch on the demo world.",
               "- Zero-shot MiniLM is not trained (0 steps). Ablation rows reuse the LREM model's training.",
+              "- final train InfoNCE: mean over the last logging window of training. LREM trains with the teacher's "
+              "CoT in the query (teacher forcing), so its training loss is not comparable with the direct rows, nor "
+              "with its evaluation, where the CoT is the model's own generation.",
               "- eval s: embedding the full catalog and the eval queries (with CoT generation where used) plus the "
               "exact search and scoring.",
               "- Plots and an HTML report are in the MLflow parent run's `report/` artifacts "
