@@ -7,6 +7,7 @@
     lrem milvus start|stop|status       the embedded Milvus Lite server
     lrem serve-sync                     point the serving alias at the MLflow champion's collection
     lrem summary                        metrics, versions, aliases, collection, MLflow UI command
+    lrem experiment [--quick] ...       LREM against the paper's baselines on the demo world
 """
 
 from __future__ import annotations
@@ -95,6 +96,11 @@ def cmd_summary(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "experiment":  # its own options: python -m components.experiment --help
+        from components.experiment.__main__ import main as experiment_main
+
+        return experiment_main(argv[1:])
     parser = argparse.ArgumentParser(prog="lrem", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/demo.yaml", help="YAML config (default: configs/demo.yaml)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -122,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("serve-sync", help="point the serving alias at the champion's collection")
     p.set_defaults(fn=cmd_serve_sync)
+
+    sub.add_parser("experiment", help="LREM against the baselines (options: lrem experiment --help)")
 
     p = sub.add_parser("summary", help="print the state of the registry and the index")
     p.set_defaults(fn=cmd_summary)
