@@ -111,10 +111,10 @@ def test_save_load_and_mlflow_roundtrip(tiny_model, tmp_path):
     e1, c1 = loaded.embed_queries(QUERIES)
     assert c0 == c1 and np.abs(e0 - e1).max() < 1e-5
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_registry_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = mlflow.create_experiment("t", artifact_location=(tmp_path / "artifacts").as_uri())
     with mlflow.start_run(experiment_id=exp):
         info = log_lrem_model(saved, registered_name="lrem-test")
-    mlflow.set_registry_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.MlflowClient().set_registered_model_alias("lrem-test", "champion", info.registered_model_version)
     pyfunc = mlflow.pyfunc.load_model("models:/lrem-test@champion")
     out = pyfunc.predict(pd.DataFrame({"query": QUERIES}))
