@@ -187,31 +187,38 @@ class LREMModel(nn.Module):
     def _encode_text(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def _templated_ids(self, render, text: str, max_tokens: int) -> list[int]:
-        """Template ids around ``text``, with ``text`` cut to ``max_tokens`` tokens.
+    def _templated_ids(self, render, texts: Sequence[str], max_tokens: int) -> list[list[int]]:
+        """Template ids around each text, with the text cut to ``max_tokens`` tokens.
 
         The template (chat header, trailing ``<think>`` or ``<emb>``) is encoded apart from the
-        text so truncation never removes it; training and serving share this one path.
+        text so truncation never removes it; the texts are tokenised in one batched call.
+        Training and serving share this one path.
         """
         if render not in self._template_cache:
             full = render(self.tokenizer, self.spec.prompts, "\u0000")
             head, tail = full.split("\u0000")
             self._template_cache[render] = (self._encode_text(head), self._encode_text(tail))
         head_ids, tail_ids = self._template_cache[render]
-        return head_ids + self._encode_text(text)[:max_tokens] + tail_ids
+        if not texts:
+            return []
+        encoded = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return [head_ids + ids[:max_tokens] + tail_ids for ids in encoded]
 
     def item_input_ids(self, title: str) -> list[int]:
-        return self._templated_ids(prompts.item_prompt, title, self.spec.max_item_tokens)
+        return self._templated_ids(prompts.item_prompt, [title], self.spec.max_item_tokens)[0]
 
     def query_prompt_ids(self, query: str) -> list[int]:
-        return self._templated_ids(prompts.query_prompt, query, self.spec.max_query_tokens)
+        return self._templated_ids(prompts.query_prompt, [query], self.spec.max_query_tokens)[0]
+
+    def query_prompts_ids(self, queries: Sequence[str]) -> list[list[int]]:
+        return self._templated_ids(prompts.query_prompt, queries, self.spec.max_query_tokens)
 
     def cot_ids(self, cot: str) -> list[int]:
         ids = [t for t in self._encode_text(cot) if t not in self._banned_in_cot and t != self.close_id]
         return ids[: self.spec.max_cot_tokens]
 
     def item_batch(self, titles: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._left_pad([self.item_input_ids(t) for t in titles])
+        return self._left_pad(self._templated_ids(prompts.item_prompt, titles, self.spec.max_item_tokens))
 
     def query_batch(self, queries: Sequence[str], cots: Sequence[str] | None) -> QueryBatch:
         """Teacher-forced query sequences. ``cots=None`` gives the empty CoT (direct embedding).
@@ -220,8 +227,7 @@ class LREMModel(nn.Module):
         both what to think and when to stop; the prompt and ``<emb>`` are masked.
         """
         rows, labels = [], []
-        for i, query in enumerate(queries):
-            prompt = self.query_prompt_ids(query)
+        for i, prompt in enumerate(self.query_prompts_ids(queries)):
             cot = self.cot_ids(cots[i]) if cots is not None else []
             row = prompt + cot + [self.close_id, self.emb_id]
             lab = [-100] * len(prompt) + cot + [self.close_id, -100]
@@ -336,7 +342,7 @@ class LREMModel(nn.Module):
 
     def _reason_and_embed(self, queries, budget, do_sample, temperature, generator):
         device = self.device
-        ids, mask = self._left_pad([self.query_prompt_ids(q) for q in queries])
+        ids, mask = self._left_pad(self.query_prompts_ids(queries))
         ids, mask = ids.to(device), mask.to(device)
         pos = _positions(mask)
         n = len(queries)
