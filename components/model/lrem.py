@@ -365,8 +365,9 @@ class LREMModel(nn.Module):
                     choice = torch.multinomial(probs, 1, generator=generator).squeeze(1)
                 else:
                     choice = logits.argmax(dim=-1)
+                chosen = choice.tolist()  # one device sync per step, not one per row
                 for i in torch.nonzero(thinking).flatten().tolist():
-                    token = int(choice[i])
+                    token = chosen[i]
                     if token in self._stop_ids or len(cot_tokens[i]) >= budget:
                         feed[i] = self.close_id
                         phase[i] = 1

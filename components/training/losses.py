@@ -22,9 +22,10 @@ def info_nce(query_emb: torch.Tensor, item_emb: torch.Tensor, temperature: float
     n_pos = b if n_positives is None else n_positives
     logits = query_emb @ item_emb.T / temperature
     if item_keys is not None:
-        keys = list(item_keys)
-        same = torch.tensor([[keys[j] == keys[i] and j != i for j in range(len(keys))] for i in range(n_pos)],
-                            device=logits.device)
+        index: dict[str, int] = {}
+        codes = torch.tensor([index.setdefault(k, len(index)) for k in item_keys], device=logits.device)
+        same = codes[:n_pos, None] == codes[None, :]
+        same[torch.arange(n_pos), torch.arange(n_pos)] = False  # a query's own positive stays
         logits = logits.masked_fill(same, float("-inf"))
     labels = torch.arange(n_pos, device=logits.device)
     return F.cross_entropy(logits.float(), labels)
