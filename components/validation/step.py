@@ -16,42 +16,35 @@ from components.config import PipelineConfig
 from components.paths import run_dir
 
 
-def _log_docs(docs_dir: Path, artifact_path: str) -> None:
-    if docs_dir.exists():
-        mlflow.log_artifacts(str(docs_dir), artifact_path)
+def _run_suite(cfg: PipelineConfig, ctx: dict[str, Any], name: str, validate) -> dict:
+    """Run ``validate(docs_dir)``; Data Docs are logged and the outcome tagged, pass or fail."""
+    docs = run_dir(ctx["run_key"]) / f"data_docs_{name}"
+    with tracking.resume(cfg, ctx["mlflow_run_id"]):
+        try:
+            summary = validate(docs)
+            mlflow.set_tag(f"validate_{name}", "passed")
+            return _scalar_summary(summary)
+        except Exception:
+            mlflow.set_tag(f"validate_{name}", "failed")
+            raise
+        finally:
+            if docs.exists():
+                mlflow.log_artifacts(str(docs), f"data_docs/{name}")
 
 
 def run_validate_raw(cfg: PipelineConfig, ctx: dict[str, Any]) -> dict[str, Any]:
     from components.validation.suites import validate_raw
 
-    docs = run_dir(ctx["run_key"]) / "data_docs_raw"
-    with tracking.resume(cfg, ctx["mlflow_run_id"]):
-        try:
-            summary = validate_raw(Path(ctx["data_uri"]), docs)
-        except Exception:
-            _log_docs(docs, "data_docs/raw")
-            mlflow.set_tag("validate_raw", "failed")
-            raise
-        _log_docs(docs, "data_docs/raw")
-        mlflow.set_tag("validate_raw", "passed")
-    return {**ctx, "raw_validation": _scalar_summary(summary)}
+    summary = _run_suite(cfg, ctx, "raw", lambda docs: validate_raw(Path(ctx["data_uri"]), docs))
+    return {**ctx, "raw_validation": summary}
 
 
 def run_validate_triplets(cfg: PipelineConfig, ctx: dict[str, Any]) -> dict[str, Any]:
     from components.validation.suites import validate_triplets
 
-    docs = run_dir(ctx["run_key"]) / "data_docs_triplets"
-    with tracking.resume(cfg, ctx["mlflow_run_id"]):
-        try:
-            summary = validate_triplets(Path(ctx["triplets_uri"]), Path(ctx["data_uri"]),
-                                        cfg.teacher.max_cot_tokens, docs)
-        except Exception:
-            _log_docs(docs, "data_docs/triplets")
-            mlflow.set_tag("validate_triplets", "failed")
-            raise
-        _log_docs(docs, "data_docs/triplets")
-        mlflow.set_tag("validate_triplets", "passed")
-    return {**ctx, "triplet_validation": _scalar_summary(summary)}
+    summary = _run_suite(cfg, ctx, "triplets", lambda docs: validate_triplets(
+        Path(ctx["triplets_uri"]), Path(ctx["data_uri"]), cfg.teacher.max_cot_tokens, docs))
+    return {**ctx, "triplet_validation": summary}
 
 
 def _scalar_summary(summary: dict) -> dict:
