@@ -89,3 +89,33 @@ def test_resume_from_last_checkpoint(demo_world, tmp_path):
     a = straight.embed_items(["waterproof hiking backpack"])
     b = resumed.embed_items(["waterproof hiking backpack"])
     assert np.abs(a - b).max() < 1e-4  # same data order and optimizer state: same model
+
+
+def test_hard_negatives_are_same_department_and_never_relevant(demo_world):
+    from components.training.cold_start import TripletDataset
+
+    world, triplets = demo_world
+    catalog = world.catalog.to_dict(orient="records")
+    department = {r["item_id"]: r["department"] for r in catalog}
+    relevant = world.relevant()
+    ds = TripletDataset(triplets[:200], hard_negatives=3, catalog=catalog, relevant=relevant, seed=1)
+    n_with = 0
+    for i in range(len(ds)):
+        row = ds[i]
+        for item_id, _title in row["negatives"]:
+            assert department[item_id] == department[row["item_id"]]
+            assert item_id not in relevant[row["query_id"]] and item_id != row["item_id"]
+        n_with += bool(row["negatives"])
+    assert n_with > 150
+
+
+def test_gradient_accumulation_counts_optimizer_steps(demo_world, tmp_path):
+    world, triplets = demo_world
+    model = LREMModel.create(ModelConfig(vocab_size=800, hidden_size=32, intermediate_size=64),
+                             world.catalog["title"].tolist())
+    seen = []
+    result = train_cold_start(model, triplets, ColdStartConfig(max_steps=3, batch_size=8, grad_accum_steps=2,
+                                                               hard_negatives=2, log_every=1, save_every=0),
+                              tmp_path, catalog=world.catalog.to_dict(orient="records"), relevant=world.relevant(),
+                              log_metrics=lambda m, s: seen.append(s), show_progress=False)
+    assert result["steps"] == 3 and seen == [1, 2, 3]
