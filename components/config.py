@@ -152,6 +152,48 @@ class GateConfig:
 
 
 @dataclass
+class ServeConfig:
+    """`lrem serve`: the search service, its input bounds, micro-batching and registry polling."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    max_query_chars: int = 512  # longer queries get a 422
+    max_user_id_chars: int = 128
+    max_body_bytes: int = 16384  # larger request bodies get a 413
+    min_k: int = 1
+    max_k: int = 100
+    default_k: int = 10
+    reasoning: bool = True  # False: direct (empty-CoT) query embedding
+    max_batch: int = 8  # queries generated together across concurrent requests
+    batch_wait_ms: float = 5.0  # how long the first request of a batch waits for company
+    poll_seconds: float = 10.0  # registry polling for alias moves
+    event_store_url: Optional[str] = None  # SQLAlchemy URL; None: sqlite under <state>/serving/events.db
+    recent_requests: int = 100000  # request ids kept in memory for feedback validation (the store is the fallback)
+
+
+@dataclass
+class OnlineConfig:
+    """Online A/B: traffic split, replay with simulated users, analysis."""
+
+    experiment: str = "lrem-ab"  # also the salt of the user hash
+    salt: str = ""  # empty: the experiment name
+    challenger_share: float = 0.5
+    mode: str = "split"  # "split" (A/B by user hash) or "interleave" (team-draft, both arms)
+    n_users: int = 200
+    max_requests: int = 400
+    max_seconds: float = 300.0
+    concurrency: int = 4
+    k: int = 10
+    examine_decay: float = 1.0  # P(examine rank r) = 1 / r ** examine_decay (position bias)
+    click_relevant: float = 0.9  # P(click | examined, judged relevant)
+    click_irrelevant: float = 0.05  # P(click | examined, not judged relevant)
+    purchase_given_click: float = 0.3  # P(purchase | click on a relevant item)
+    alpha: float = 0.05  # significance level of the tests
+    srm_alpha: float = 0.001  # sample-ratio mismatch is flagged below this p-value
+    seed: int = 0
+
+
+@dataclass
 class PipelineConfig:
     name: str = "demo"
     world: WorldConfig = field(default_factory=WorldConfig)
@@ -164,6 +206,8 @@ class PipelineConfig:
     index: IndexConfig = field(default_factory=IndexConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     gate: GateConfig = field(default_factory=GateConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
