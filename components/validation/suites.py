@@ -22,6 +22,7 @@ import pandas as pd
 
 from components.config import CATEGORIES
 from components.data import schema
+from components.validation.errors import DataValidationError
 
 TRIPLET_COLUMNS = ("query_id", "query", "category", "cot", "item_id", "item_title")
 PRICE_TYPES = ["int", "float", "int64", "float64", "Int64", "Float64"]
@@ -32,29 +33,6 @@ _LINE = "line"  # index name of every frame: GX then shows line numbers in Data 
 _MAX_ROWS_SHOWN = 20
 _MAX_SAMPLES_SHOWN = 5
 _MAX_SAMPLE_CHARS = 80
-
-
-class DataValidationError(ValueError):
-    """Data failed its expectation suites.
-
-    ``failures`` holds one dict per failed check (keys: file, expectation, column,
-    description, rows, unexpected_count, sample_values, message); ``docs_index`` is the
-    Data Docs index.html written for the run (None if docs could not be built).
-    """
-
-    def __init__(self, message: str, failures: list[dict] | None = None,
-                 docs_index: Path | None = None, summary: dict | None = None) -> None:
-        super().__init__(message)
-        self.failures = list(failures or [])
-        self.docs_index = docs_index
-        self.summary = summary or {}
-
-    @property
-    def docs_dir(self) -> Path | None:
-        return self.docs_index.parent if self.docs_index is not None else None
-
-    def __reduce__(self):  # keep the structured fields when pickled across processes
-        return (type(self), (self.args[0], self.failures, self.docs_index, self.summary))
 
 
 # ---------------------------------------------------------------------------------------
