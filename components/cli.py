@@ -2,6 +2,7 @@
 
     lrem data generate [--out data]     write the seeded demo world
     lrem data bootstrap                 make sure the DVC remote holds data.dvc's data
+    lrem data import FMT SRC --out DIR  convert a public data set (beir, esci, wands) to the data contract
     lrem step NAME --ctx in.json        run one pipeline step (prints / writes its context)
     lrem pipeline                       run all steps in this process, no Airflow
     lrem milvus start|stop|status       the embedded Milvus Lite server
@@ -26,6 +27,8 @@ def _config(args):
 
 
 def cmd_data(args) -> int:
+    if args.action == "import":
+        return cmd_data_import(args)
     cfg = _config(args)
     from components.data.generate import generate_world
 
@@ -40,6 +43,23 @@ def cmd_data(args) -> int:
     result = versioning.bootstrap(lambda d: generate_world(cfg.world, d))
     state = "generated, verified against data.dvc and pushed" if result["generated"] else "already in the remote"
     print(f"data {result['md5']}: {state}")
+    return 0
+
+
+def cmd_data_import(args) -> int:
+    from components.data.importers import FORMATS, ImportFormatError, ImportOptions, import_dataset
+
+    if len(args.source) != 2 or args.source[0] not in FORMATS:
+        print(f"usage: lrem data import {{{','.join(FORMATS)}}} SRC --out DIR", file=sys.stderr)
+        return 2
+    fmt, src = args.source
+    try:
+        options = ImportOptions(categories=args.categories, eval_fraction=args.eval_fraction, locale=args.locale)
+        stats = import_dataset(fmt, src, args.out, options)
+    except (ImportFormatError, ValueError) as exc:
+        print(f"lrem data import {fmt}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(stats, indent=2, default=str))
     return 0
 
 
@@ -105,9 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="configs/demo.yaml", help="YAML config (default: configs/demo.yaml)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("data", help="generate or bootstrap the versioned demo data")
-    p.add_argument("action", choices=["generate", "bootstrap"])
+    p = sub.add_parser("data", help="generate or bootstrap the demo data; import a public data set")
+    p.add_argument("action", choices=["generate", "bootstrap", "import"])
+    p.add_argument("source", nargs="*", help="import only: FORMAT (beir, esci, wands) and SRC folder")
     p.add_argument("--out", default="data")
+    p.add_argument("--categories", default="rule", help="import: 'rule' (query-type heuristic) or one category")
+    p.add_argument("--eval-fraction", type=float, default=0.2, help="import: eval share where the source has no split")
+    p.add_argument("--locale", help="import esci: keep one product_locale (us, es, jp)")
     p.set_defaults(fn=cmd_data)
 
     p = sub.add_parser("step", help="run one pipeline step")

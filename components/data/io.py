@@ -47,6 +47,14 @@ class World:
             out.setdefault(qid, set()).add(iid)
         return out
 
+    def graded(self) -> dict[str, dict[str, int]]:
+        """query_id -> {item id: relevance grade}; 1 for every judgment when the data has no grades."""
+        grades = self.judgments["relevance"] if "relevance" in self.judgments.columns else [1] * len(self.judgments)
+        out: dict[str, dict[str, int]] = {}
+        for qid, iid, grade in zip(self.judgments["query_id"], self.judgments["item_id"], grades):
+            out.setdefault(qid, {})[iid] = 1 if grade is None or grade != grade else int(grade)
+        return out
+
     def split(self, name: str) -> pd.DataFrame:
         return self.queries[self.queries["split"] == name].reset_index(drop=True)
 

@@ -19,9 +19,15 @@ CATALOG_COLUMNS = ("item_id", "title", "product_type", "department", "brand", "p
 QUERY_COLUMNS = ("query_id", "text", "category", "split")
 # judgments.jsonl: one relevant (query, item) pair per line.
 JUDGMENT_COLUMNS = ("query_id", "item_id")
+# Optional columns, written by `lrem data import` for real data: an item's body text (catalog
+# `text`, embedded after the title where a model reads documents) and a graded relevance
+# (judgments `relevance`, an int >= 1; absent means 1). `price` may be null there (no price).
+OPTIONAL_CATALOG_COLUMNS = ("text",)
+OPTIONAL_JUDGMENT_COLUMNS = ("relevance",)
 
 SPLITS = ("train", "eval")
 __all__ = [
     "CATALOG_FILE", "QUERIES_FILE", "JUDGMENTS_FILE", "KNOWLEDGE_FILE",
     "CATALOG_COLUMNS", "QUERY_COLUMNS", "JUDGMENT_COLUMNS", "CATEGORIES", "SPLITS",
+    "OPTIONAL_CATALOG_COLUMNS", "OPTIONAL_JUDGMENT_COLUMNS",
 ]
