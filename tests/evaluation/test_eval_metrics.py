@@ -28,7 +28,8 @@ def test_hand_computed_overall_and_per_category():
     assert m["qa"]["hit_rate@5"] == pytest.approx((2 / 3 + 1) / 2)
     assert m["qa"]["precision@2"] == pytest.approx((1 / 2 + 1 / 2) / 2)
     assert m["qa"]["n_queries"] == 2
-    assert m["plain"] == {"hit_rate@2": 0.0, "hit_rate@5": 0.0, "precision@2": 0.0, "n_queries": 1}
+    assert m["plain"] == {"hit_rate@2": 0.0, "hit_rate@5": 0.0, "precision@2": 0.0, "ndcg@10": 0.0,
+                          "recall@100": 0.0, "n_queries": 1}
     assert m["overall"]["hit_rate@2"] == pytest.approx((1 / 3 + 1 + 0 + 1) / 4)
     assert m["overall"]["hit_rate@5"] == pytest.approx((2 / 3 + 1 + 0 + 1) / 4)
     # precision divides by K even when fewer than K items came back (q5 returned one)
@@ -39,7 +40,8 @@ def test_hand_computed_overall_and_per_category():
 def test_default_ks_and_duplicates_in_a_ranking():
     ranked = {"q": ["a", "a", "b"] + [f"n{i}" for i in range(120)] + ["c"]}
     m = retrieval_metrics(ranked, {"q": {"a", "b", "c"}}, {"q": "knowledge"})
-    assert set(m["overall"]) == {"hit_rate@10", "hit_rate@50", "hit_rate@100", "precision@10", "n_queries"}
+    assert set(m["overall"]) == {"hit_rate@10", "hit_rate@50", "hit_rate@100", "precision@10", "ndcg@10",
+                                 "recall@100", "n_queries"}
     assert m["knowledge"]["hit_rate@10"] == pytest.approx(2 / 3)  # a counted once
     assert m["knowledge"]["hit_rate@100"] == pytest.approx(2 / 3)  # c is at rank 124
     assert m["knowledge"]["precision@10"] == pytest.approx(2 / 10)
@@ -47,7 +49,8 @@ def test_default_ks_and_duplicates_in_a_ranking():
 
 def test_no_scored_queries():
     m = retrieval_metrics({"q": ["a"]}, {}, {"q": "qa"}, hit_ks=(1,), precision_k=1)
-    assert m == {"overall": {"hit_rate@1": 0.0, "precision@1": 0.0, "n_queries": 0}}
+    assert m == {"overall": {"hit_rate@1": 0.0, "precision@1": 0.0, "ndcg@10": 0.0, "recall@100": 0.0,
+                             "n_queries": 0}}
 
 
 def test_flatten_gives_valid_mlflow_names():
