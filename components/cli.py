@@ -3,11 +3,15 @@
     lrem data generate [--out data]     write the seeded demo world
     lrem data bootstrap                 make sure the DVC remote holds data.dvc's data
     lrem data import FMT SRC --out DIR  convert a public data set (beir, esci, wands) to the data contract
-    lrem step NAME --ctx in.json        run one pipeline step (prints / writes its context)
+    lrem steps                          the pipeline's steps, in order, with their inputs and outputs
+    lrem step NAME --ctx ctx.json       run one pipeline step on the artefacts in ctx.json
+                                        (step name -> artefact; --save adds the result to it)
     lrem pipeline                       run all steps in this process, no Airflow
+                                        (writes the context to .lrem/runs/<run key>/ctx.json)
     lrem milvus start|stop|status       the embedded Milvus Lite server
     lrem serve-sync                     point the serving alias at the MLflow champion's collection
     lrem summary                        metrics, versions, aliases, collection, MLflow UI command
+    lrem reproduce scifact              MiniLM on BEIR SciFact through import, Milvus and the metrics vs MTEB
     lrem experiment [--quick] ...       LREM against the paper's baselines on the demo world
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -63,28 +68,47 @@ def cmd_data_import(args) -> int:
     return 0
 
 
+def cmd_steps(args) -> int:
+    from components.pipeline import STEPS
+
+    for step in STEPS.values():
+        gets = ", ".join(f"{param}={up}" for param, up in step.inputs.items()) or "run key"
+        print(f"{step.name:<20} ({gets}) -> {step.produces.__name__}")
+    return 0
+
+
 def cmd_step(args) -> int:
     from components.pipeline import run_step
 
     cfg = _config(args)
-    ctx = json.loads(Path(args.ctx).read_text()) if args.ctx else None
+    ctx_file = Path(args.ctx) if args.ctx else None
+    ctx = json.loads(ctx_file.read_text()) if ctx_file is not None and ctx_file.exists() else {}
     if args.ctx_json:
-        ctx = json.loads(args.ctx_json)
+        ctx.update(json.loads(args.ctx_json))
     result = run_step(args.name, cfg, ctx, run_key=args.run_key)
-    text = json.dumps(result, indent=2, default=str)
+    text = result.to_json()
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
+    if args.save:
+        if ctx_file is None:
+            raise SystemExit("--save needs --ctx FILE")
+        ctx[args.name] = result.to_dict()
+        ctx_file.write_text(json.dumps(ctx, indent=2))
     print(text)
     return 0
 
 
 def cmd_pipeline(args) -> int:
-    from components.pipeline import run_all
+    from components.paths import run_dir
+    from components.pipeline import run_all, run_key_from
 
     cfg = _config(args)
-    ctx = run_all(cfg, args.run_key or time.strftime("manual-%Y%m%dT%H%M%S"))
-    print(json.dumps({k: v for k, v in ctx.items() if k != "eval"}, indent=2, default=str))
+    run_key = run_key_from(args.run_key or time.strftime("manual-%Y%m%dT%H%M%S"))
+    ctx_file = run_dir(run_key) / "ctx.json"
+    ctx = run_all(cfg, run_key, ctx_file=ctx_file)
+    print(json.dumps(ctx, indent=2))
+    print(f"context: {ctx_file} (rerun one step: lrem step NAME --ctx {ctx_file})")
     return 0
 
 
@@ -106,6 +130,26 @@ def cmd_serve_sync(args) -> int:
     cfg = _config(args)
     print(json.dumps(sync_serving_alias(cfg), indent=2))
     return 0
+
+
+def cmd_reproduce(args) -> int:
+    from components.evaluation.reproduce import PUBLISHED, index_config_for, reproduce
+
+    index_cfg = index_config_for(_config(args).index, args.index_type)
+    published = PUBLISHED[args.name]
+    print(f"reproducing {published.dataset} with {published.model} ({published.source})")
+    try:
+        result = reproduce(args.name, src=args.src, work_dir=args.work_dir, index_cfg=index_cfg,
+                           tolerance=args.tolerance)
+    except FileNotFoundError as exc:
+        print(f"lrem reproduce: {exc}", file=sys.stderr)
+        return 1
+    print(result.table())
+    print(f"{result.n_queries} queries, {result.n_documents} documents in Milvus collection {result.collection} "
+          f"({result.index_type}); seconds: {result.seconds}")
+    print(f"PASS: every figure within {result.tolerance} of the published one" if result.passed
+          else f"FAIL: a figure is more than {result.tolerance} from the published one")
+    return 0 if result.passed else 1
 
 
 def cmd_summary(args) -> int:
@@ -134,12 +178,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--locale", help="import esci: keep one product_locale (us, es, jp)")
     p.set_defaults(fn=cmd_data)
 
+    p = sub.add_parser("steps", help="list the pipeline's steps, their inputs and outputs")
+    p.set_defaults(fn=cmd_steps)
+
     p = sub.add_parser("step", help="run one pipeline step")
     p.add_argument("name")
-    p.add_argument("--ctx", help="JSON file with the previous step's output")
-    p.add_argument("--ctx-json", help="the previous step's output as inline JSON (KubernetesPodOperator)")
-    p.add_argument("--run-key", help="run key (pull_data only)")
-    p.add_argument("--out", help="also write the resulting context here (e.g. /airflow/xcom/return.json)")
+    p.add_argument("--ctx", help="JSON file: step name -> artefact, holding at least the step's inputs")
+    p.add_argument("--ctx-json", help="the same as inline JSON (KubernetesPodOperator); added to --ctx")
+    p.add_argument("--run-key", help="run key (the first step, pull_data, only)")
+    p.add_argument("--out", help="also write the step's artefact here (e.g. /airflow/xcom/return.json)")
+    p.add_argument("--save", action="store_true", help="add the step's artefact to the --ctx file")
     p.set_defaults(fn=cmd_step)
 
     p = sub.add_parser("pipeline", help="run every step in this process")
@@ -155,10 +203,20 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("experiment", help="LREM against the baselines (options: lrem experiment --help)")
 
+    p = sub.add_parser("reproduce", help="reproduce a published retrieval figure through the project's own path")
+    p.add_argument("name", choices=["scifact"])
+    p.add_argument("--src", help="the BEIR folder (default: ../shared/data/beir-scifact)")
+    p.add_argument("--work-dir", help="where the imported data and result.json go (default: .lrem/reproduce/NAME)")
+    p.add_argument("--index-type", default="FLAT", help="Milvus index type (default FLAT: exact, as published)")
+    p.add_argument("--tolerance", type=float, default=0.005)
+    p.set_defaults(fn=cmd_reproduce)
+
     p = sub.add_parser("summary", help="print the state of the registry and the index")
     p.set_defaults(fn=cmd_summary)
 
     args = parser.parse_args(argv)
+    if not logging.getLogger().handlers:  # steps report through logging
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return args.fn(args)
 
 

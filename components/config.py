@@ -18,6 +18,15 @@ import yaml
 from components.paths import REPO_ROOT, default_milvus_uri, default_mlflow_uri
 
 CATEGORIES = ("plain", "qa", "alternative", "negative", "knowledge")
+ITEM_FILTERS = ("retriever_then_judged", "retriever", "judged")  # teacher.item_filter
+POOLINGS = ("emb_token", "mean")  # model.pooling
+REWARD_NAMES = ("format", "length", "accuracy")  # grpo.reward_funcs
+GPU_SWITCHES = ("auto", "true", "false")  # cold_start.bf16 / gradient_checkpointing (auto: on with CUDA)
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used: unknown key, wrong type, or a value outside its choices."""
+
 
 
 @dataclass
@@ -209,6 +218,9 @@ class PipelineConfig:
     serve: ServeConfig = field(default_factory=ServeConfig)
     online: OnlineConfig = field(default_factory=OnlineConfig)
 
+    def __post_init__(self) -> None:
+        check_config(self)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -224,22 +236,63 @@ class PipelineConfig:
         return out
 
 
-def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+# Choice-like fields: "section.field" -> allowed values (for a list, of each element).
+# Checked whenever a PipelineConfig is built (load_config or in code).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "teacher.item_filter": ITEM_FILTERS,
+    "model.pooling": POOLINGS,
+    "grpo.reward_funcs": REWARD_NAMES,
+    "cold_start.bf16": GPU_SWITCHES,
+    "cold_start.gradient_checkpointing": GPU_SWITCHES,
+}
+
+
+def gate_metrics(cfg: PipelineConfig) -> list[str]:
+    """The metrics the offline evaluation computes, i.e. what ``gate.metric`` may name."""
+    return [f"hit_rate@{k}" for k in cfg.eval.hit_ks] + [f"precision@{cfg.eval.precision_k}"]
+
+
+def _choice_error(key: str, value: Any, allowed: Any) -> ConfigError:
+    return ConfigError(f"{key}: {value!r} is not allowed; choose from: {', '.join(map(str, allowed))}")
+
+
+def check_config(cfg: PipelineConfig) -> None:
+    """Raise a ConfigError naming the field and the allowed values for any out-of-choice value."""
+    for key, allowed in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        for item in value if isinstance(value, list) else [value]:
+            if item not in allowed:
+                raise _choice_error(key, item, allowed)
+    if len(cfg.grpo.reward_weights) != len(cfg.grpo.reward_funcs):
+        raise ConfigError(f"grpo.reward_weights: {len(cfg.grpo.reward_weights)} weights for "
+                          f"{len(cfg.grpo.reward_funcs)} reward_funcs {cfg.grpo.reward_funcs}")
+    if cfg.gate.metric not in gate_metrics(cfg):
+        raise _choice_error("gate.metric", cfg.gate.metric, gate_metrics(cfg))
+
+
+def _build(cls: type, values: dict[str, Any], where: str, key: str = "") -> Any:
     hints = get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values) - known
     if unknown:
-        raise ValueError(f"{where}: unknown config keys {sorted(unknown)}; known: {sorted(known)}")
+        raise ConfigError(f"{where}: unknown config keys {sorted(unknown)}; known: {sorted(known)}")
     kwargs = {}
     for name, value in values.items():
         hint = hints[name]
+        field_key = f"{key}.{name}" if key else name
         if dataclasses.is_dataclass(hint):
             if not isinstance(value, dict):
-                raise ValueError(f"{where}.{name}: expected a mapping, got {value!r}")
-            kwargs[name] = _build(hint, value, f"{where}.{name}")
+                raise ConfigError(f"{where}.{name}: expected a mapping, got {value!r}")
+            kwargs[name] = _build(hint, value, f"{where}.{name}", field_key)
         else:
+            if isinstance(value, bool) and str(value).lower() in CHOICES.get(field_key, ()):
+                value = str(value).lower()  # YAML reads `bf16: true` as a boolean
             kwargs[name] = _coerce(hint, value, f"{where}.{name}")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:
@@ -252,7 +305,7 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if hint is float and isinstance(value, (int, float)):
         return float(value)
     if hint in (int, str, bool) and not isinstance(value, hint):
-        raise ValueError(f"{where}: expected {hint.__name__}, got {value!r}")
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
     return value
 
 

@@ -1,40 +1,96 @@
-"""The nightly pipeline's steps, in order: one name per Airflow task and `lrem step` target.
+"""The one registry of the nightly pipeline's steps: their order, inputs and outputs.
 
-Each step is ``fn(cfg, ctx) -> ctx``: it takes the URIs the previous steps produced
-(DVC revision, snapshot path, MLflow run/model URIs, Milvus collection) and returns them
-with its own added. Nothing in memory crosses a step boundary, so any task can be
-retried alone.
+Each step is a plain function ``fn(cfg, **inputs) -> Artifact`` (``pull_data`` takes the
+run key instead): ``inputs`` names, per parameter, the step whose artefact it receives;
+``produces`` is the artefact type it returns (:mod:`components.artifacts`). The Airflow
+DAG (one task per step, chained in this order, each task pulling the XComs of the steps
+named in its inputs), ``lrem step`` / ``lrem pipeline`` and the tests all read
+:data:`STEPS`. Nothing in memory crosses a step boundary, so any task can be retried alone.
+
+Adding a step is one line in :data:`STEPS` (and the function it names).
 """
 
 from __future__ import annotations
 
 import importlib
+import json
+import logging
 import re
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
 
+from components.artifacts import (Artifact, ArtifactError, DataSnapshot, EvalReport, GateDecision, ItemIndex,
+                                  PromotionResult, RegisteredModel, TrainedModel, TripletSet, ValidationReport)
 from components.config import PipelineConfig
 
-# task name -> "module:function"; imported lazily so DAG parsing stays fast
-STEPS: dict[str, str] = {
-    "pull_data": "components.data.step:run",
-    "validate_raw": "components.validation.step:run_validate_raw",
-    "generate_triplets": "components.teacher.step:run",
-    "validate_triplets": "components.validation.step:run_validate_triplets",
-    "train_cold_start": "components.training.step:run_cold_start",
-    "train_grpo": "components.training.step:run_grpo",
-    "register_challenger": "components.registry.step:run_register",
-    "build_index": "components.index.step:run",
-    "evaluate_offline": "components.evaluation.step:run_evaluate",
-    "gate": "components.evaluation.step:run_gate",
-    "promote": "components.registry.step:run_promote",
-}
+log = logging.getLogger(__name__)
 
 
-def step_function(name: str) -> Callable[..., dict[str, Any]]:
+@dataclass(frozen=True)
+class Step:
+    name: str  # task id and `lrem step` name
+    target: str  # "module:function", imported lazily so that DAG parsing stays fast
+    produces: type[Artifact]
+    inputs: Mapping[str, str] = field(default_factory=dict)  # parameter -> step whose artefact it gets
+    gpu: bool = False  # a GPU in production (KubernetesPodOperator)
+    trigger_rule: str = "all_success"  # Airflow trigger rule of its task
+
+    @property
+    def upstream(self) -> list[str]:
+        return list(dict.fromkeys(self.inputs.values()))
+
+    def function(self) -> Callable[..., Artifact]:
+        module, func = self.target.split(":")
+        return getattr(importlib.import_module(module), func)
+
+
+_SNAP = {"snapshot": "pull_data"}
+
+# In order. The first step takes the run key; every other one the artefacts named here.
+STEPS: dict[str, Step] = {s.name: s for s in (
+    Step("pull_data", "components.data.step:run", DataSnapshot),
+    Step("validate_raw", "components.validation.step:run_validate_raw", ValidationReport, _SNAP),
+    Step("generate_triplets", "components.teacher.step:run", TripletSet, _SNAP),
+    Step("validate_triplets", "components.validation.step:run_validate_triplets", ValidationReport,
+         {**_SNAP, "triplets": "generate_triplets"}),
+    Step("train_cold_start", "components.training.step:run_cold_start", TrainedModel,
+         {**_SNAP, "triplets": "generate_triplets"}, gpu=True),
+    Step("train_grpo", "components.training.step:run_grpo", TrainedModel,
+         {**_SNAP, "triplets": "generate_triplets", "cold_start": "train_cold_start"}, gpu=True),
+    Step("register_challenger", "components.registry.step:run_register", RegisteredModel,
+         {**_SNAP, "triplets": "generate_triplets", "trained": "train_grpo"}),
+    Step("build_index", "components.index.step:run", ItemIndex,
+         {**_SNAP, "model": "register_challenger"}, gpu=True),
+    Step("evaluate_offline", "components.evaluation.step:run_evaluate", EvalReport,
+         {**_SNAP, "model": "register_challenger", "index": "build_index"}, gpu=True),
+    Step("gate", "components.evaluation.step:run_gate", GateDecision, {**_SNAP, "report": "evaluate_offline"}),
+    Step("promote", "components.registry.step:run_promote", PromotionResult,
+         {**_SNAP, "model": "register_challenger", "decision": "gate"}),
+)}
+
+FIRST = next(iter(STEPS))
+
+
+def _check_registry(steps: Mapping[str, Step]) -> None:
+    """Every input comes from an earlier step; only the first step takes no artefact."""
+    seen: list[str] = []
+    for name, step in steps.items():
+        late = [up for up in step.inputs.values() if up not in seen]
+        if late:
+            raise RuntimeError(f"step {name} takes artefacts of {late}, which do not run before it")
+        if not step.inputs and seen:
+            raise RuntimeError(f"step {name} takes no artefact; only {seen[0]} starts from the run key")
+        seen.append(name)
+
+
+_check_registry(STEPS)
+
+
+def get_step(name: str) -> Step:
     if name not in STEPS:
         raise KeyError(f"unknown step {name!r}; steps: {', '.join(STEPS)}")
-    module, func = STEPS[name].split(":")
-    return getattr(importlib.import_module(module), func)
+    return STEPS[name]
 
 
 def run_key_from(run_id: str) -> str:
@@ -42,20 +98,47 @@ def run_key_from(run_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", run_id).strip("-")
 
 
-def run_step(name: str, cfg: PipelineConfig, ctx: dict[str, Any] | None = None, run_key: str | None = None) -> dict:
-    fn = step_function(name)
-    if name == "pull_data":
+def step_inputs(name: str, ctx: Mapping[str, Any]) -> dict[str, Artifact]:
+    """The typed inputs of step ``name`` from ``ctx`` (step name -> artefact, or its JSON dict).
+
+    Fails naming the step, the missing producer or the bad field.
+    """
+    step = get_step(name)
+    inputs: dict[str, Artifact] = {}
+    for param, producer in step.inputs.items():
+        if producer not in ctx or ctx[producer] is None:
+            raise ArtifactError(f"step {name} needs the {STEPS[producer].produces.__name__} of step {producer} "
+                                f"(as {param!r}); the context has {sorted(k for k in ctx if ctx[k] is not None)}")
+        inputs[param] = STEPS[producer].produces.from_dict(ctx[producer], producer)
+    return inputs
+
+
+def run_step(name: str, cfg: PipelineConfig, ctx: Mapping[str, Any] | None = None,
+             run_key: str | None = None) -> Artifact:
+    """Run one step: its inputs are read from ``ctx`` (step name -> artefact); returns its artefact."""
+    step = get_step(name)
+    fn = step.function()
+    if not step.inputs:
         if not run_key:
-            raise RuntimeError("pull_data needs a run key")
-        return fn(cfg, run_key_from(run_key))
-    if ctx is None:
-        raise RuntimeError(f"step {name} needs the context of the step before it")
-    return fn(cfg, ctx)
+            raise RuntimeError(f"{name} needs a run key")
+        result = fn(cfg, run_key_from(run_key))
+    else:
+        result = fn(cfg, **step_inputs(name, ctx or {}))
+    if not isinstance(result, step.produces):
+        raise TypeError(f"step {name} returned {type(result).__name__}, not {step.produces.__name__}")
+    return result
 
 
-def run_all(cfg: PipelineConfig, run_key: str) -> dict[str, Any]:
-    """Every step in order, in this process (the same functions the DAG's tasks call)."""
-    ctx: dict[str, Any] | None = None
+def run_all(cfg: PipelineConfig, run_key: str, ctx_file: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Every step in order, in this process (the same functions the DAG's tasks call).
+
+    Returns the context (step name -> artefact dict); ``ctx_file`` gets it after each step,
+    so that a single step can be rerun by hand with ``lrem step NAME --ctx ctx_file``.
+    """
+    ctx: dict[str, dict[str, Any]] = {}
     for name in STEPS:
-        ctx = run_step(name, cfg, ctx, run_key=run_key)
-    return ctx or {}
+        log.info("step %s", name)
+        ctx[name] = run_step(name, cfg, ctx, run_key=run_key).to_dict()
+        if ctx_file is not None:
+            ctx_file.write_text(json.dumps(ctx, indent=2))
+    return ctx

@@ -7,13 +7,15 @@ start, then GRPO with TRL), register it in MLflow as `challenger`, embed the cat
 a new Milvus collection, evaluate challenger against champion offline, and promote only
 when HitRate does not regress.
 
-Wiring only: every task calls a step of `components/` (see `components/pipeline.py`).
-Steps hand each other URIs, so any task can be cleared and retried alone.
+Wiring only: the tasks, their order and the artefact each one gets come from the step
+registry `components/pipeline.py` (table below). Each task returns a small typed artefact
+(URIs and scalars, `components/artifacts.py`) as its XCom, so any task can be cleared and
+retried alone. A data validation failure fails its task at once, without retries.
 
 Run conf (all optional): `{"config": "configs/demo.yaml", "dvc_rev": "<git rev>"}`.
 `LREM_EXECUTION=kubernetes` runs each step as `lrem step <name>` in the training image
-through KubernetesPodOperator (GPUs for the training tasks); the default runs them in
-the worker.
+through KubernetesPodOperator (GPUs for the training tasks), its inputs passed as JSON
+with `--ctx-json`; the default runs them in the worker.
 """
 
 from __future__ import annotations
@@ -24,14 +26,11 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
+from components.pipeline import STEPS, Step
+
 DEFAULT_CONFIG = os.environ.get("LREM_CONFIG", "configs/demo.yaml")
 EXECUTION = os.environ.get("LREM_EXECUTION", "local")
 TRAINING_IMAGE = os.environ.get("LREM_IMAGE", "lrem-pipeline:latest")
-GPU_STEPS = {"train_cold_start", "train_grpo", "build_index", "evaluate_offline"}
-ORDER = [
-    "pull_data", "validate_raw", "generate_triplets", "validate_triplets", "train_cold_start", "train_grpo",
-    "register_challenger", "build_index", "evaluate_offline", "gate", "promote",
-]
 
 default_args = {
     "owner": "ml-platform",
@@ -41,45 +40,63 @@ default_args = {
 }
 
 
-def _local_task(name: str):
-    @task(task_id=name)
-    def run_step(ctx: dict | None = None) -> dict:
+def _wiring_table() -> str:
+    rows = ["| task | gets (parameter: artefact of task) | returns |", "| --- | --- | --- |"]
+    for step in STEPS.values():
+        gets = ", ".join(f"`{param}`: {STEPS[up].produces.__name__} of `{up}`" for param, up in step.inputs.items())
+        rows.append(f"| `{step.name}` | {gets or 'the run id'} | {step.produces.__name__} |")
+    return "\n".join(rows)
+
+
+def _local_task(step: Step):
+    """A worker task running the step in-process; ``inputs`` maps each parameter to an upstream XCom."""
+
+    @task(task_id=step.name, trigger_rule=step.trigger_rule)
+    def run_step(inputs: dict[str, dict] | None = None) -> dict:
         from airflow.exceptions import AirflowFailException
 
-        from components.config import load_config
+        from components.artifacts import ArtifactError
+        from components.config import ConfigError, load_config
         from components.pipeline import run_step as run_pipeline_step
+        from components.validation.errors import DataValidationError
 
         context = get_current_context()
         params = context["params"]
         overrides = {"data": {"dvc_rev": params["dvc_rev"]}} if params.get("dvc_rev") else None
-        cfg = load_config(params["config"], overrides)
         try:
-            return run_pipeline_step(name, cfg, ctx, run_key=context["run_id"])
-        except ValueError as exc:
-            if name.startswith("validate"):
-                # Bad data is not transient: fail at once, no retries, nothing downstream runs.
-                raise AirflowFailException(str(exc)) from exc
-            raise
+            cfg = load_config(params["config"], overrides)
+            # the registry names each input by its producing step: re-key the XComs the same way
+            ctx = {step.inputs[param]: value for param, value in (inputs or {}).items()}
+            return run_pipeline_step(step.name, cfg, ctx, run_key=context["run_id"]).to_dict()
+        except (DataValidationError, ArtifactError, ConfigError) as exc:
+            # Bad data, a bad artefact or a bad config is not transient: fail at once, no retries,
+            # nothing downstream runs.
+            raise AirflowFailException(str(exc)) from exc
 
     return run_step
 
 
-def _kubernetes_task(name: str, upstream: str | None):
+def _kubernetes_task(step: Step):
+    """A pod running ``lrem step NAME --ctx-json {producer: artefact, ...}`` in the training image."""
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import models as k8s
 
-    ctx_arg = [] if upstream is None else ["--ctx-json", "{{ ti.xcom_pull(task_ids='%s') | tojson }}" % upstream]
-    resources = k8s.V1ResourceRequirements(limits={"nvidia.com/gpu": "1"}) if name in GPU_STEPS else None
+    ctx_arg = []
+    if step.upstream:
+        pulls = ", ".join(f"'{up}': ti.xcom_pull(task_ids='{up}')" for up in step.upstream)
+        ctx_arg = ["--ctx-json", "{{ {%s} | tojson }}" % pulls]
+    resources = k8s.V1ResourceRequirements(limits={"nvidia.com/gpu": "1"}) if step.gpu else None
     return KubernetesPodOperator(
-        task_id=name,
-        name=f"lrem-{name.replace('_', '-')}",
+        task_id=step.name,
+        name=f"lrem-{step.name.replace('_', '-')}",
         image=TRAINING_IMAGE,
         cmds=["lrem"],
-        arguments=["--config", "{{ params.config }}", "step", name, *ctx_arg,
+        arguments=["--config", "{{ params.config }}", "step", step.name, *ctx_arg,
                    "--run-key", "{{ run_id }}",
                    "--out", "/airflow/xcom/return.json"],
         do_xcom_push=True,
         container_resources=resources,
+        trigger_rule=step.trigger_rule,
         get_logs=True,
     )
 
@@ -91,7 +108,7 @@ def _kubernetes_task(name: str, upstream: str | None):
     catchup=False,
     max_active_runs=1,
     default_args=default_args,
-    doc_md=__doc__,
+    doc_md=f"{__doc__}\n{_wiring_table()}\n",
     tags=["lrem", "retrieval", "training", "nightly"],
     params={
         "config": Param(DEFAULT_CONFIG, type="string", description="pipeline YAML config"),
@@ -99,17 +116,20 @@ def _kubernetes_task(name: str, upstream: str | None):
     },
 )
 def lrem_nightly():
-    if EXECUTION == "kubernetes":
-        previous = None
-        for name in ORDER:
-            op = _kubernetes_task(name, previous.task_id if previous is not None else None)
-            if previous is not None:
-                previous >> op
-            previous = op
-        return
-    ctx = None
-    for name in ORDER:
-        ctx = _local_task(name)(ctx) if ctx is not None else _local_task(name)()
+    tasks = {}  # step name -> its task (its XCom is the step's artefact)
+    previous = None
+    for step in STEPS.values():
+        if EXECUTION == "kubernetes":
+            tasks[step.name] = _kubernetes_task(step)
+            for up in step.upstream:
+                tasks[up] >> tasks[step.name]
+        else:
+            # e.g. gate gets {"snapshot": <XCom of pull_data>, "report": <XCom of evaluate_offline>}
+            inputs = {param: tasks[up] for param, up in step.inputs.items()}
+            tasks[step.name] = _local_task(step)(inputs) if inputs else _local_task(step)()
+        if previous is not None:  # the registry's order: a step starts when the one before it succeeded
+            previous >> tasks[step.name]
+        previous = tasks[step.name]
 
 
 lrem_nightly()

@@ -34,11 +34,37 @@ def test_every_dag_follows_policy(dagbag):
             assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
 
 
-def test_nightly_dag_order(dagbag):
+def test_nightly_dag_follows_the_step_registry(dagbag):
+    from components.pipeline import STEPS
+
     dag = dagbag.dags["lrem_nightly"]
-    expected = ["pull_data", "validate_raw", "generate_triplets", "validate_triplets", "train_cold_start",
-                "train_grpo", "register_challenger", "build_index", "evaluate_offline", "gate", "promote"]
-    assert sorted(dag.task_ids) == sorted(expected)
+    order = list(STEPS)
+    assert sorted(dag.task_ids) == sorted(order)
     assert dag.max_active_runs == 1
-    for upstream, downstream in zip(expected, expected[1:]):
+    for upstream, downstream in zip(order, order[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids
+    for step in STEPS.values():  # every task runs after the steps whose artefacts it takes
+        assert set(step.upstream) <= dag.get_task(step.name).upstream_task_ids, step.name
+
+
+def test_local_tasks_get_the_xcom_of_each_input_step(dagbag):
+    from airflow.sdk import XComArg
+
+    from components.pipeline import STEPS
+
+    dag = dagbag.dags["lrem_nightly"]
+    for step in STEPS.values():
+        inputs = dag.get_task(step.name).op_args[0] if step.inputs else {}
+        assert set(inputs) == set(step.inputs), step.name
+        for param, producer in step.inputs.items():
+            assert isinstance(inputs[param], XComArg) and inputs[param].operator.task_id == producer, (step.name, param)
+
+
+def test_registry_inputs_come_from_earlier_steps():
+    from components.pipeline import STEPS, _check_registry, Step
+    from components.artifacts import TripletSet
+
+    _check_registry(STEPS)
+    bad = {**STEPS, "early": Step("early", "x:y", TripletSet, {"later": "later"})}
+    with pytest.raises(RuntimeError, match="later"):
+        _check_registry(bad)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
-
 import mlflow
 
 from components import tracking
+from components.artifacts import DataSnapshot
 from components.config import PipelineConfig
 from components.data import schema, versioning
 from components.data.io import load_world, write_jsonl
@@ -32,7 +31,7 @@ def _subset(snapshot: str, md5: str, cfg: PipelineConfig) -> str:
     return str(target)
 
 
-def run(cfg: PipelineConfig, run_key: str) -> dict[str, Any]:
+def run(cfg: PipelineConfig, run_key: str) -> DataSnapshot:
     repo = Path(cfg.data.repo).resolve() if cfg.data.repo else REPO_ROOT
     pulled = versioning.pull(cfg.data.dvc_rev, repo=repo)
     data_uri = pulled["data_uri"]
@@ -46,6 +45,5 @@ def run(cfg: PipelineConfig, run_key: str) -> dict[str, Any]:
         })
         mlflow.log_params(cfg.flat())
         mlflow.log_text(json.dumps(cfg.to_dict(), indent=2), "config.json")
-    return {"run_key": run_key, "mlflow_run_id": run_id, "data_uri": data_uri,
-            "full_data_uri": pulled["data_uri"], "dvc_rev": pulled["dvc_rev"], "data_md5": pulled["data_md5"],
-            "git_commit": pulled["git_commit"]}
+    return DataSnapshot(run_key=run_key, mlflow_run_id=run_id, data_uri=data_uri, full_data_uri=pulled["data_uri"],
+                        dvc_rev=pulled["dvc_rev"], data_md5=pulled["data_md5"], git_commit=pulled["git_commit"])

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from components.artifacts import GateDecision
 from components.config import GateConfig
 from components.evaluation.metrics import OVERALL
 
 # Metrics computed the same way on the same queries compare equal; this only absorbs
 # float noise so that "equal" always promotes.
 _EPS = 1e-12
-
-
-@dataclass
-class GateDecision:
-    promote: bool
-    reason: str
-    metric: str
-    challenger_value: float
-    champion_value: float | None = None
-    tolerance: float = 0.0
-    # category -> {"challenger": x, "champion": y} where the challenger is worse (informational)
-    regressions: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def _value(metrics: Mapping[str, Mapping[str, Any]], group: str, metric: str, who: str) -> float:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from typing import Any
+import logging
+from pathlib import Path
 
 import mlflow
 
 from components import tracking
+from components.artifacts import DataSnapshot, EvalReport, GateDecision, ItemIndex, RegisteredModel
 from components.config import PipelineConfig
 from components.data.io import World, load_world
 from components.paths import run_dir
 from components.registry import models
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"  # {"challenger v<N>": metrics, "champion v<M>": metrics} in the run's evaluation/
 
 
 def evaluate_model(cfg: PipelineConfig, model, collection: str, world: World,
@@ -47,57 +52,67 @@ def evaluate_model(cfg: PipelineConfig, model, collection: str, world: World,
     return metrics, samples
 
 
-def run_evaluate(cfg: PipelineConfig, ctx: dict[str, Any]) -> dict[str, Any]:
-    from components.evaluation.metrics import flatten_metrics, mlflow_key
+def _label(role: str, version: str) -> str:
+    """Key of a model's metrics in ``metrics.json`` (and its column in the tables)."""
+    return f"{role} v{version}"
+
+
+def run_evaluate(cfg: PipelineConfig, snapshot: DataSnapshot, model: RegisteredModel, index: ItemIndex) -> EvalReport:
+    from components.evaluation.metrics import OVERALL, flatten_metrics, mlflow_key
     from components.evaluation.report import write_metrics_table, write_report
     from components.index.server import ensure_server
-    from components.index.step import collection_name
+    from components.serving import collection_of
 
     ensure_server(cfg.index.milvus_uri)
     tracking.configure(cfg)
-    world = load_world(ctx["data_uri"])
-    challenger = models.load_lrem(ctx["model_uri"])
+    world = load_world(snapshot.data_uri)
+    challenger = models.load_lrem(model.model_uri)
     results: dict[str, dict] = {}
-    chal_metrics, samples = evaluate_model(cfg, challenger, ctx["collection"], world, n_samples=10)
-    results[f"challenger v{ctx['model_version']}"] = chal_metrics
-    champ = models.alias_version(ctx["model_name"], models.CHAMPION)
+    chal_metrics, samples = evaluate_model(cfg, challenger, index.collection, world, n_samples=10)
+    results[_label("challenger", model.model_version)] = chal_metrics
+    champ = models.alias_version(model.model_name, models.CHAMPION)
     champ_metrics, champ_version = None, None
-    if champ is not None and str(champ.version) != str(ctx["model_version"]):
+    if champ is not None and str(champ.version) != str(model.model_version):
         champ_version = str(champ.version)
-        champ_collection = champ.tags.get("milvus_collection") or collection_name(cfg, champ_version)
-        champ_model = models.load_lrem(f"models:/{ctx['model_name']}/{champ_version}")
-        champ_metrics, _ = evaluate_model(cfg, champ_model, champ_collection, world)
-        results[f"champion v{champ_version}"] = champ_metrics
-    out = run_dir(ctx["run_key"]) / "evaluation"
-    meta = {"model": f"{ctx['model_name']} v{ctx['model_version']}", "dvc_rev": ctx.get("dvc_rev"),
-            "data_md5": ctx.get("data_md5"), "git_commit": ctx.get("git_commit"), "collection": ctx["collection"],
+        champ_model = models.load_lrem(f"models:/{model.model_name}/{champ_version}")
+        champ_metrics, _ = evaluate_model(cfg, champ_model, collection_of(cfg, champ_version, champ), world)
+        results[_label("champion", champ_version)] = champ_metrics
+    out = run_dir(snapshot.run_key) / "evaluation"
+    meta = {"model": f"{model.model_name} v{model.model_version}", "dvc_rev": snapshot.dvc_rev,
+            "data_md5": snapshot.data_md5, "git_commit": snapshot.git_commit, "collection": index.collection,
             "eval_queries": int((world.queries["split"] == "eval").sum())}
     paths = write_report(out, results, title=f"Offline evaluation: {meta['model']}", samples=samples, meta=meta)
-    (out / "metrics.json").write_text(json.dumps(results, indent=2))
-    table = write_metrics_table(results)
-    print(table)
-    with tracking.resume(cfg, ctx["mlflow_run_id"]):
+    (out / METRICS_FILE).write_text(json.dumps(results, indent=2))
+    log.info("offline metrics (eval queries):\n%s", write_metrics_table(results))
+    with tracking.resume(cfg, snapshot.mlflow_run_id):
         mlflow.log_metrics(flatten_metrics(chal_metrics, "challenger"))
         if champ_metrics is not None:
             mlflow.log_metrics(flatten_metrics(champ_metrics, "champion"))
         mlflow.log_artifacts(str(out), "evaluation")
     client = mlflow.MlflowClient()
-    for key, value in chal_metrics["overall"].items():
-        client.set_model_version_tag(ctx["model_name"], ctx["model_version"], mlflow_key(f"offline.{key}"),
-                                      f"{value:.4f}")
-    return {**ctx, "eval": {"challenger": chal_metrics, "champion": champ_metrics, "champion_version": champ_version,
-                            "report": str(paths["html"]),
-                            "table": table}}
+    for key, value in chal_metrics[OVERALL].items():
+        client.set_model_version_tag(model.model_name, model.model_version, mlflow_key(f"offline.{key}"),
+                                     f"{value:.4f}")
+    base = f"runs:/{snapshot.mlflow_run_id}/evaluation"
+    return EvalReport(model_version=model.model_version, champion_version=champ_version,
+                      metrics_uri=f"{base}/{METRICS_FILE}", report_uri=f"{base}/{Path(paths['html']).name}",
+                      headline={k: float(v) for k, v in chal_metrics[OVERALL].items()})
 
 
-def run_gate(cfg: PipelineConfig, ctx: dict[str, Any]) -> dict[str, Any]:
+def load_metrics(report: EvalReport) -> tuple[dict, dict | None]:
+    """The challenger's and the champion's metrics (None: no champion) of an evaluation, from MLflow."""
+    results = mlflow.artifacts.load_dict(report.metrics_uri)
+    champion = results[_label("champion", report.champion_version)] if report.champion_version else None
+    return results[_label("challenger", report.model_version)], champion
+
+
+def run_gate(cfg: PipelineConfig, snapshot: DataSnapshot, report: EvalReport) -> GateDecision:
     from components.evaluation.gate import decide
 
-    ev = ctx["eval"]
-    decision = decide(ev["challenger"], ev["champion"], cfg.gate)
-    gate = dataclasses.asdict(decision)
     tracking.configure(cfg)
-    with tracking.resume(cfg, ctx["mlflow_run_id"]):
+    challenger, champion = load_metrics(report)
+    decision = decide(challenger, champion, cfg.gate)
+    with tracking.resume(cfg, snapshot.mlflow_run_id):
         mlflow.set_tags({"gate.promote": str(decision.promote), "gate.reason": decision.reason})
-    print(f"gate: {'PROMOTE' if decision.promote else 'KEEP CHAMPION'}: {decision.reason}")
-    return {**ctx, "gate": gate}
+    log.info("gate: %s: %s", "PROMOTE" if decision.promote else "KEEP CHAMPION", decision.reason)
+    return decision

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
 
 import mlflow
 
 from components import tracking
+from components.artifacts import DataSnapshot, GateDecision, PromotionResult, RegisteredModel, TrainedModel, TripletSet
 from components.config import PipelineConfig
 from components.paths import run_dir
 from components.registry import models
 
-LINEAGE_TAGS = ("dvc_rev", "data_md5", "git_commit", "n_triplets", "mlflow_run_id", "run_key")
+log = logging.getLogger(__name__)
 
 
-def run_register(cfg: PipelineConfig, ctx: dict[str, Any]) -> dict[str, Any]:
+def run_register(cfg: PipelineConfig, snapshot: DataSnapshot, triplets: TripletSet,
+                 trained: TrainedModel) -> RegisteredModel:
     """Log the trained model as a pyfunc, register a version, alias it `challenger`.
 
     A retried task finds the version it registered before (tagged with the run key)
@@ -22,41 +24,46 @@ def run_register(cfg: PipelineConfig, ctx: dict[str, Any]) -> dict[str, Any]:
     """
     name = cfg.tracking.model_name
     tracking.configure(cfg)
-    existing = models.find_version_by_tag(name, "run_key", ctx["run_key"])
+    existing = models.find_version_by_tag(name, "run_key", snapshot.run_key)
     if existing is None:
-        with tracking.resume(cfg, ctx["mlflow_run_id"]):
-            local = tracking.download(ctx["model_artifact_uri"], run_dir(ctx["run_key"]) / "register")
+        with tracking.resume(cfg, snapshot.mlflow_run_id):
+            local = tracking.download(trained.model_uri, run_dir(snapshot.run_key) / "register")
             info = models.log_lrem_model(local, registered_name=name)
         version = str(info.registered_model_version)
     else:
         version = str(existing.version)
+    lineage = {"dvc_rev": snapshot.dvc_rev, "data_md5": snapshot.data_md5, "git_commit": snapshot.git_commit,
+               "n_triplets": triplets.n_triplets, "mlflow_run_id": snapshot.mlflow_run_id,
+               "run_key": snapshot.run_key, "pipeline": cfg.name}
     client = mlflow.MlflowClient()
-    for key in LINEAGE_TAGS:
-        if key in ctx:
-            client.set_model_version_tag(name, version, key, str(ctx[key]))
-    client.set_model_version_tag(name, version, "pipeline", cfg.name)
+    for key, value in lineage.items():
+        client.set_model_version_tag(name, version, key, str(value))
     models.set_alias(name, models.CHALLENGER, version)
-    return {**ctx, "model_name": name, "model_version": version, "model_uri": f"models:/{name}/{version}"}
+    log.info("registered %s v%s (alias %s) from %s", name, version, models.CHALLENGER, trained.model_uri)
+    return RegisteredModel(model_name=name, model_version=version, model_uri=f"models:/{name}/{version}")
 
 
-def run_promote(cfg: PipelineConfig, ctx: dict[str, Any]) -> dict[str, Any]:
-    """Move `champion` (MLflow) and the serving alias (Milvus) to the challenger, when the gate says so."""
-    from components.index.collections import point_alias
-    from components.index.server import ensure_server
+def run_promote(cfg: PipelineConfig, snapshot: DataSnapshot, model: RegisteredModel,
+                decision: GateDecision) -> PromotionResult:
+    """Move the serving alias (Milvus) and `champion` (MLflow) to the challenger, when the gate says so."""
+    from components.serving import collection_of, serve_version
 
-    decision = ctx["gate"]
-    name, version = ctx["model_name"], ctx["model_version"]
-    client = mlflow.MlflowClient(tracking_uri=cfg.tracking.mlflow_uri, registry_uri=cfg.tracking.mlflow_uri)
+    name, version = model.model_name, model.model_version
     tracking.configure(cfg)
-    if not decision["promote"]:
-        client.set_model_version_tag(name, version, "gate", f"rejected: {decision['reason']}")
-        print(f"not promoted: {decision['reason']} (champion untouched)")
-        return {**ctx, "promoted": False}
-    ensure_server(cfg.index.milvus_uri)
-    point_alias(cfg.index.milvus_uri, cfg.index.serving_alias, ctx["collection"])
+    client = mlflow.MlflowClient()
+    if not decision.promote:
+        client.set_model_version_tag(name, version, "gate", f"rejected: {decision.reason}")
+        champ = models.alias_version(name, models.CHAMPION)
+        log.info("not promoted: %s (champion untouched)", decision.reason)
+        return PromotionResult(promoted=False, model_name=name, model_version=version,
+                               champion_version=str(champ.version) if champ is not None else None,
+                               serving_alias=cfg.index.serving_alias,
+                               collection=collection_of(cfg, champ.version, champ) if champ is not None else None)
+    served = serve_version(cfg, version)
     models.set_alias(name, models.CHAMPION, version)
-    client.set_model_version_tag(name, version, "gate", f"promoted: {decision['reason']}")
-    with tracking.resume(cfg, ctx["mlflow_run_id"]):
+    client.set_model_version_tag(name, version, "gate", f"promoted: {decision.reason}")
+    with tracking.resume(cfg, snapshot.mlflow_run_id):
         mlflow.set_tag("promoted", "true")
-    print(f"promoted {name} v{version} to champion; {cfg.index.serving_alias} -> {ctx['collection']}")
-    return {**ctx, "promoted": True}
+    log.info("promoted %s v%s to champion; %s -> %s", name, version, served["alias"], served["collection"])
+    return PromotionResult(promoted=True, model_name=name, model_version=version, champion_version=version,
+                           serving_alias=served["alias"], collection=served["collection"])

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import mlflow
 
 from components import tracking
+from components.artifacts import DataSnapshot, TripletSet
 from components.config import PipelineConfig
 from components.paths import run_dir
 
 
-def run(cfg: PipelineConfig, ctx: dict[str, Any]) -> dict[str, Any]:
+def run(cfg: PipelineConfig, snapshot: DataSnapshot) -> TripletSet:
     from components.teacher.triplets import generate_triplets
 
-    out = run_dir(ctx["run_key"]) / "triplets.jsonl"
-    stats = generate_triplets(Path(ctx["data_uri"]), cfg.teacher, out)
-    with tracking.resume(cfg, ctx["mlflow_run_id"]):
+    out = run_dir(snapshot.run_key) / "triplets.jsonl"
+    stats = generate_triplets(Path(snapshot.data_uri), cfg.teacher, out)
+    with tracking.resume(cfg, snapshot.mlflow_run_id):
         flat = {}
         for key, value in stats.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -28,4 +28,4 @@ def run(cfg: PipelineConfig, ctx: dict[str, Any]) -> dict[str, Any]:
         mlflow.log_metrics(flat)
         mlflow.set_tag("n_triplets", str(stats.get("n_triplets")))
         mlflow.log_artifact(str(out), "triplets")
-    return {**ctx, "triplets_uri": str(out), "n_triplets": int(stats.get("n_triplets", 0))}
+    return TripletSet(triplets_uri=str(out), n_triplets=int(stats.get("n_triplets", 0)))

@@ -30,12 +30,11 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from components.config import CATEGORIES, TeacherConfig
+from components.config import CATEGORIES, ITEM_FILTERS, TeacherConfig
 from components.data import schema
 from components.data.generate import words
 from components.data.io import load_knowledge, read_jsonl, write_jsonl
 
-ITEM_FILTERS = ("retriever_then_judged", "retriever", "judged")
 FILTER_PATHS = ("retriever", "judged_fallback", "judged", "dropped")
 
 

@@ -1,0 +1,100 @@
+"""Step artefacts: each type round-trips through JSON; a bad field names the step and the field."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from components.artifacts import (ARTIFACT_TYPES, ArtifactError, DataSnapshot, EvalReport, GateDecision, ItemIndex,
+                                  PromotionResult, RegisteredModel, TrainedModel, TripletSet, ValidationReport)
+
+EXAMPLES = [
+    DataSnapshot(run_key="manual-2026", mlflow_run_id="abc123", data_uri="/s/d41d8-items800",
+                 full_data_uri="/s/d41d8", dvc_rev="workspace", data_md5="d41d8.dir", git_commit="cafe"),
+    ValidationReport(suite="raw", expectations=42, failed=0, docs_uri="runs:/abc123/data_docs/raw"),
+    TripletSet(triplets_uri="/runs/k/triplets.jsonl", n_triplets=812),
+    TrainedModel(stage="cold_start", model_uri="runs:/abc123/cold_start_model", steps=20),
+    TrainedModel(stage="grpo", model_uri="runs:/abc123/grpo_model", steps=2),
+    RegisteredModel(model_name="lrem-retriever", model_version="3", model_uri="models:/lrem-retriever/3"),
+    ItemIndex(collection="lrem_items_v3", rows=800, model_version="3"),
+    EvalReport(model_version="3", champion_version=None, metrics_uri="runs:/abc123/evaluation/metrics.json",
+               report_uri="runs:/abc123/evaluation/index.html", headline={"hit_rate@100": 0.5, "n_queries": 60}),
+    EvalReport(model_version="3", champion_version="2", metrics_uri="runs:/abc123/evaluation/metrics.json",
+               report_uri="runs:/abc123/evaluation/index.html"),
+    GateDecision(promote=False, reason="regression", metric="hit_rate@100", challenger_value=0.4,
+                 champion_value=0.5, tolerance=0.0, regressions={"qa": {"challenger": 0.1, "champion": 0.2}}),
+    GateDecision(promote=True, reason="no champion yet", metric="hit_rate@100", challenger_value=0.4),
+    PromotionResult(promoted=True, model_name="lrem-retriever", model_version="3", champion_version="3",
+                    serving_alias="lrem_serving", collection="lrem_items_v3"),
+]
+
+
+def test_every_artifact_type_has_an_example():
+    assert {type(a).__name__ for a in EXAMPLES} == set(ARTIFACT_TYPES)
+
+
+@pytest.mark.parametrize("artifact", EXAMPLES, ids=lambda a: type(a).__name__)
+def test_round_trip_through_json(artifact):
+    cls = type(artifact)
+    text = artifact.to_json()
+    assert json.loads(text)["artifact"] == cls.__name__
+    assert cls.from_json(text, "some_step") == artifact
+    assert cls.from_dict(json.loads(json.dumps(artifact.to_dict())), "some_step") == artifact
+
+
+@pytest.mark.parametrize("artifact", EXAMPLES, ids=lambda a: type(a).__name__)
+def test_a_missing_field_names_the_step_and_the_field(artifact):
+    cls = type(artifact)
+    data = artifact.to_dict()
+    name = next(iter(k for k in data if k != "artifact"))
+    del data[name]
+    with pytest.raises(ArtifactError, match=rf"step producer: {cls.__name__}: missing field '{name}'"):
+        cls.from_dict(data, "producer")
+
+
+@pytest.mark.parametrize("artifact", EXAMPLES, ids=lambda a: type(a).__name__)
+def test_a_mistyped_field_names_the_step_and_the_field(artifact):
+    cls = type(artifact)
+    data = artifact.to_dict()
+    name = next(iter(k for k in data if k != "artifact"))
+    data[name] = [data[name]]  # no field of any artefact is a list
+    with pytest.raises(ArtifactError, match=rf"step producer: {cls.__name__}: field '{name}' must be"):
+        cls.from_dict(data, "producer")
+
+
+def test_renamed_or_wrong_artifacts_are_rejected():
+    data = EXAMPLES[2].to_dict()
+    data["triplet_uri"] = data.pop("triplets_uri")
+    with pytest.raises(ArtifactError, match=r"unknown field\(s\) \['triplet_uri'\]"):
+        TripletSet.from_dict(data, "generate_triplets")
+    with pytest.raises(ArtifactError, match="got a ItemIndex artefact instead"):
+        TripletSet.from_dict(EXAMPLES[6].to_dict(), "generate_triplets")
+    with pytest.raises(ArtifactError, match="not JSON"):
+        TripletSet.from_json("{", "generate_triplets")
+    with pytest.raises(ArtifactError, match="field 'steps' must be int, got str"):
+        TrainedModel.from_dict({"stage": "grpo", "model_uri": "runs:/x/grpo_model", "steps": "2"}, "train_grpo")
+    with pytest.raises(ArtifactError, match="field 'promote' must be bool"):
+        GateDecision.from_dict({**EXAMPLES[10].to_dict(), "promote": 1}, "gate")
+
+
+def test_ints_are_accepted_for_floats():
+    data = {**EXAMPLES[10].to_dict(), "challenger_value": 1}
+    decision = GateDecision.from_dict(data, "gate")
+    assert decision.challenger_value == 1.0 and isinstance(decision.challenger_value, float)
+
+
+def test_the_pipeline_hands_each_step_typed_inputs():
+    from components.pipeline import STEPS, step_inputs
+
+    ctx = {"pull_data": EXAMPLES[0].to_dict(), "evaluate_offline": EXAMPLES[7].to_dict(), "other": None}
+    inputs = step_inputs("gate", ctx)
+    assert inputs == {"snapshot": EXAMPLES[0], "report": EXAMPLES[7]}
+    with pytest.raises(ArtifactError, match="step promote needs the GateDecision of step gate"):
+        step_inputs("promote", {**ctx, "register_challenger": EXAMPLES[5].to_dict()})
+    bad = {**ctx, "evaluate_offline": {**EXAMPLES[7].to_dict(), "model_version": 3}}
+    with pytest.raises(ArtifactError, match="step evaluate_offline: EvalReport: field 'model_version'"):
+        step_inputs("gate", bad)
+    for step in STEPS.values():  # every input names an earlier step whose artefact type exists
+        for producer in step.inputs.values():
+            assert STEPS[producer].produces.__name__ in ARTIFACT_TYPES

@@ -1,0 +1,57 @@
+"""Config loading: choice-like fields are checked when the config loads, naming the allowed values."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.config import (GPU_SWITCHES, ITEM_FILTERS, POOLINGS, REWARD_NAMES, ConfigError, PipelineConfig,
+                               load_config)
+
+
+@pytest.mark.parametrize("name", ["demo", "smoke", "qwen2.5-3b"])
+def test_shipped_configs_load(name):
+    assert isinstance(load_config(f"configs/{name}.yaml"), PipelineConfig)
+
+
+@pytest.mark.parametrize("overrides, field, allowed", [
+    ({"teacher": {"item_filter": "bm25"}}, "teacher.item_filter", ITEM_FILTERS),
+    ({"model": {"pooling": "max"}}, "model.pooling", POOLINGS),
+    ({"grpo": {"reward_funcs": ["format", "recall"], "reward_weights": [1.0, 1.0]}}, "grpo.reward_funcs",
+     REWARD_NAMES),
+    ({"cold_start": {"bf16": "yes"}}, "cold_start.bf16", GPU_SWITCHES),
+    ({"cold_start": {"gradient_checkpointing": "on"}}, "cold_start.gradient_checkpointing", GPU_SWITCHES),
+    ({"gate": {"metric": "hit_rate@5"}}, "gate.metric", ("hit_rate@10", "hit_rate@50", "hit_rate@100",
+                                                         "precision@10")),
+])
+def test_out_of_choice_values_fail_at_load_naming_the_allowed_values(overrides, field, allowed):
+    with pytest.raises(ConfigError) as info:
+        load_config("configs/smoke.yaml", overrides)
+    message = str(info.value)
+    assert message.startswith("configs/smoke.yaml") and field in message
+    assert ", ".join(allowed) in message
+
+
+def test_checked_also_when_built_in_code():
+    from components.config import TeacherConfig
+
+    with pytest.raises(ConfigError, match="teacher.item_filter: 'x' is not allowed"):
+        PipelineConfig(teacher=TeacherConfig(item_filter="x"))
+
+
+def test_reward_weights_match_reward_funcs():
+    with pytest.raises(ConfigError, match="grpo.reward_weights: 3 weights for 2 reward_funcs"):
+        load_config(None, {"grpo": {"reward_funcs": ["format", "accuracy"]}})
+    cfg = load_config(None, {"grpo": {"reward_funcs": ["format", "accuracy"], "reward_weights": [0.5, 1.0]}})
+    assert cfg.grpo.reward_funcs == ["format", "accuracy"]
+
+
+def test_yaml_booleans_for_gpu_switches():
+    cfg = load_config(None, {"cold_start": {"bf16": True, "gradient_checkpointing": False}})
+    assert (cfg.cold_start.bf16, cfg.cold_start.gradient_checkpointing) == ("true", "false")
+
+
+def test_unknown_keys_and_wrong_types_are_config_errors():
+    with pytest.raises(ConfigError, match="unknown config keys"):
+        load_config(None, {"teacher": {"item_filtr": "judged"}})
+    with pytest.raises(ConfigError, match="expected int"):
+        load_config(None, {"teacher": {"retriever_top_k": "many"}})
