@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="pairs per step (default 64)")
     p.add_argument("--lr-minilm", type=float, help="MiniLM fine-tuning learning rate (default 5e-5)")
     p.add_argument("--lr-llm", type=float, help="tiny LLM learning rate (default 5e-4)")
+    p.add_argument("--grpo-steps", type=int, help="GRPO steps after the LREM cold start (default 60; quick 2)")
+    p.add_argument("--backbone-steps", type=int, help="backbone pre-training steps (default 600; cached)")
     p.add_argument("--temperature", type=float, help="InfoNCE temperature (default 0.05)")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, help="torch CPU threads (default 1; 0: torch's default)")
@@ -45,6 +47,12 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> ExperimentCon
         value = getattr(args, arg)
         if value is not None:
             overrides[key] = value
+    if args.grpo_steps is not None:
+        overrides["grpo_steps"] = args.grpo_steps
+    if args.backbone_steps is not None:
+        from components.config import BackboneConfig
+
+        overrides["backbone"] = BackboneConfig(steps=args.backbone_steps)
     if args.no_progress:
         overrides["show_progress"] = False
     overrides["command"] = " ".join(["python -m components.experiment", *map(shlex.quote, argv)]).strip()

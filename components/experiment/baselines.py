@@ -1,25 +1,32 @@
-"""LREM cold start against direct-embedding baselines, on one split, with one budget.
+"""LREM (cold start, then GRPO) against direct-embedding baselines, on one split, with one budget.
 
 Every model is trained and evaluated on the SAME train/eval split of the demo world
-(training pairs: the teacher's Query-CoT-Item triplets of the train queries), with the
-SAME budget (``steps`` optimizer steps of ``batch_size`` pairs, in-batch-negative
-InfoNCE on cosine / ``temperature``), and scored the same way: every eval query against
-the FULL catalog by exact cosine top-k (numpy; what a FLAT index returns).
+(training pairs: the teacher's Query-CoT-Item triplets of the train queries), and scored
+the same way: every eval query against the FULL catalog by exact cosine top-k (numpy;
+what a FLAT index returns). The tiny-LLM rows all start from the SAME pre-trained
+backbone (:mod:`components.training.pretrain`), so the comparison is fair.
 
 Models (ids, in report order):
 
 - ``minilm_zeroshot``   all-MiniLM-L6-v2 (BERT-class, 22M), mean pooling, as shipped.
 - ``minilm_infonce``    the same, fine-tuned with InfoNCE on (query, item title) pairs.
-- ``llm_direct_last``   the tiny causal LM as a direct embedder, hidden state at ``<emb>``
-                        (last token), trained on the empty CoT, no SFT.
+- ``llm_direct_last``   the backbone as a direct embedder, hidden state at ``<emb>`` (last
+                        token), InfoNCE on the empty CoT, no SFT.
 - ``llm_direct_mean``   the same with mean pooling.
-- ``lrem_cot``          LREM cold start (0.1 x SFT on the teacher CoT + 1.0 x InfoNCE),
-                        queries embedded after their own greedy CoT (<= 16 tokens).
-- ``lrem_empty_cot``    ablation on the SAME trained model: empty CoT.
-- ``lrem_query_cot``    ablation on the SAME trained model: the query repeated as the CoT.
+- ``lrem_cs``           LREM cold start (SFT warm-up, then 0.1 x SFT + 1.0 x InfoNCE, part of
+                        the InfoNCE on the model's own CoT), queries embedded after their own
+                        greedy CoT.
+- ``lrem_rl``           LREM cold start + GRPO (TRL; G = 8; 0.5 format + 0.2 length + 1.0 rank
+                        accuracy; + 0.1 x InfoNCE), greedy CoT at evaluation.
+- ``lrem_empty_cot``, ``lrem_query_cot``, ``lrem_teacher_cot``: ablations on the SAME final
+                        model (CS + RL): empty CoT, the query repeated as the CoT, and the
+                        teacher's CoT of the eval query (the ceiling of what a perfect CoT gives).
 
-Everything is logged to MLflow (experiment ``lrem-baselines``): one parent run, one child
-run per model; ``latest.json`` / ``latest.md`` go to ``output_dir``.
+The report adds paired-bootstrap 95% CIs of LREM (CS + RL) minus the best same-backbone
+direct embedder, per category and on the hard categories together (qa, alternative,
+knowledge), and CoT statistics against the teacher. Everything is logged to MLflow
+(experiment ``lrem-baselines``): one parent run, one child run per model;
+``latest.json`` / ``latest.md`` go to ``output_dir``.
 """
 
 from __future__ import annotations
@@ -38,7 +45,8 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from components.config import CATEGORIES, ColdStartConfig, ModelConfig, TeacherConfig, WorldConfig
+from components.config import (CATEGORIES, BackboneConfig, ColdStartConfig, GRPOStageConfig, ModelConfig,
+                               TeacherConfig, WorldConfig)
 from components.paths import REPO_ROOT, state_path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -48,32 +56,40 @@ MODEL_IDS = (
     "minilm_infonce",
     "llm_direct_last",
     "llm_direct_mean",
-    "lrem_cot",
+    "lrem_cs",
+    "lrem_rl",
     "lrem_empty_cot",
     "lrem_query_cot",
+    "lrem_teacher_cot",
 )
 
 LABELS = {
     "minilm_zeroshot": "MiniLM-L6 zero-shot",
     "minilm_infonce": "MiniLM-L6 + InfoNCE",
-    "llm_direct_last": "tiny LLM direct, last token",
-    "llm_direct_mean": "tiny LLM direct, mean pool",
-    "lrem_cot": "LREM cold start, generated CoT",
-    "lrem_empty_cot": "LREM cold start, empty CoT",
-    "lrem_query_cot": "LREM cold start, query as CoT",
+    "llm_direct_last": "backbone direct, last token",
+    "llm_direct_mean": "backbone direct, mean pool",
+    "lrem_cs": "LREM cold start",
+    "lrem_rl": "LREM cold start + GRPO",
+    "lrem_empty_cot": "LREM (CS+RL), empty CoT",
+    "lrem_query_cot": "LREM (CS+RL), query as CoT",
+    "lrem_teacher_cot": "LREM (CS+RL), teacher CoT (ceiling)",
 }
 
-LREM_GROUP = ("lrem_cot", "lrem_empty_cot", "lrem_query_cot")
+DIRECT_GROUP = ("llm_direct_last", "llm_direct_mean")
+ABLATIONS = ("lrem_empty_cot", "lrem_query_cot", "lrem_teacher_cot")
+HARD_CATEGORIES = ("qa", "alternative", "knowledge")
+PAPER_TARGET_RELATIVE = 0.0575  # the paper's +5.75% relative HitRate of CS + RL over the best direct embedder
 
 
 @dataclass
 class ExperimentConfig:
-    """The experiment's knobs. Defaults: the full demo world, 300 steps x 64 pairs per trained model."""
+    """The experiment's knobs. Defaults: the full demo world, 300 steps x 64 pairs per trained model
+    (cold start and every baseline), then GRPO steps on top of the LREM cold start."""
 
     steps: int = 300  # optimizer steps per trained model (the same for all)
     batch_size: int = 64  # (query, item) pairs per step; in-batch negatives
     lr_minilm: float = 5e-5  # pretrained BERT-class encoder: fine-tuning rate
-    lr_llm: float = 5e-4  # tiny LM trained from scratch (ColdStartConfig's default)
+    lr_llm: float = 5e-4  # the tiny backbone's fine-tuning rate (ColdStartConfig's default)
     temperature: float = 0.05  # InfoNCE: cosine / temperature, for every model
     warmup_ratio: float = 0.03  # cosine schedule with warmup, for every model
     weight_decay: float = 0.01
@@ -81,6 +97,13 @@ class ExperimentConfig:
     lambda_sft: float = 0.1  # LREM cold start only
     lambda_infonce: float = 1.0
     max_cot_tokens: int = 16  # LREM: greedy CoT budget at evaluation (and SFT truncation)
+    sft_warmup_ratio: float = 0.3  # LREM cold start: the first 30% of steps weigh SFT 1.0
+    self_cot_ratio: float = 0.25  # LREM cold start: InfoNCE after the model's own CoT on 25% of later steps
+    grpo_steps: int = 60  # GRPO optimizer steps after the cold start (each: 8 queries x G = 8 completions)
+    grpo_lr: float = 2e-5
+    model: ModelConfig = field(default_factory=ModelConfig)  # the tiny backbone's architecture
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)  # its pre-training (cached)
+    bootstrap_resamples: int = 2000
     seed: int = 0
     # torch CPU threads. 1 by default: on a small shared CPU, 2+ threads contending with other
     # processes ran a MiniLM step ~5x slower than one thread did. None: torch's default.
@@ -105,7 +128,8 @@ class ExperimentConfig:
     @classmethod
     def quick(cls, **overrides: Any) -> "ExperimentConfig":
         """A smoke-test budget: 10 steps, 200 eval queries, output in the state dir."""
-        values: dict[str, Any] = {"steps": 10, "max_eval_queries": 200,
+        values: dict[str, Any] = {"steps": 10, "max_eval_queries": 200, "grpo_steps": 2,
+                                  "backbone": BackboneConfig(steps=20),
                                   "output_dir": str(state_path("experiment", "quick"))}
         values.update(overrides)
         return cls(**values)
@@ -122,7 +146,8 @@ class ExperimentData:
     eval_texts: list
     eval_categories: list
     relevant: dict
-    corpus: list  # text the tiny LM's BPE tokenizer is trained on (as the pipeline's cold start step)
+    corpus: Any  # the backbone's pre-training corpus (WorldCorpus), built as the pipeline builds it
+    teacher_eval_cots: list  # the teacher's CoT of each eval query (the ceiling ablation only)
     n_train_queries: int
     n_eval_queries_total: int
 
@@ -172,12 +197,21 @@ def prepare_data(cfg: ExperimentConfig, work_dir: Path) -> ExperimentData:
     eval_all = world.split("eval")
     eval_q = eval_all if not cfg.max_eval_queries or cfg.max_eval_queries >= len(eval_all) \
         else _stratified(eval_all, cfg.max_eval_queries)
-    corpus = world.catalog["title"].tolist() + train["text"].tolist() + [t["cot"] for t in triplets]
+    from components.data.io import load_knowledge
+    from components.teacher import Teacher
+    from components.training.pretrain import render_world_corpus
+
+    knowledge = load_knowledge(data_dir)
+    corpus = render_world_corpus(world.catalog.to_dict(orient="records"), train["text"].tolist(), knowledge,
+                                 cfg.backbone.heldout_fraction, seed=cfg.backbone.seed)
+    teacher = Teacher(knowledge, cfg.teacher)
+    teacher_cots = [teacher.cot(q, c)[0] for q, c in zip(eval_q["text"], eval_q["category"])]
     return ExperimentData(
         data_dir=data_dir, triplets=triplets,
         item_ids=world.catalog["item_id"].to_numpy(), item_titles=world.catalog["title"].tolist(),
         eval_ids=eval_q["query_id"].tolist(), eval_texts=eval_q["text"].tolist(),
         eval_categories=eval_q["category"].tolist(), relevant=world.relevant(), corpus=corpus,
+        teacher_eval_cots=teacher_cots,
         n_train_queries=len(train), n_eval_queries_total=len(eval_all),
     )
 
@@ -246,17 +280,12 @@ def train_minilm(model, triplets: Sequence[dict], cfg: ExperimentConfig,
     """
     import torch
     from tqdm.auto import tqdm
-    from transformers import get_cosine_schedule_with_warmup
 
     from components.training.losses import info_nce
+    from components.training.optim import build_optimizer
 
     torch.manual_seed(cfg.seed)
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr_minilm)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * cfg.steps), cfg.steps)
+    optimizer, scheduler = build_optimizer(model, cfg.lr_minilm, cfg.weight_decay, cfg.warmup_ratio, cfg.steps)
     n = len(triplets)
     bs = cfg.batch_size
     batches = n // bs if n > bs else 1
@@ -296,24 +325,34 @@ def train_minilm(model, triplets: Sequence[dict], cfg: ExperimentConfig,
 
 
 # ---------------------------------------------------------------------------- tiny LLM
-def train_tiny_llm(data: ExperimentData, cfg: ExperimentConfig, pooling: str, reasoning: bool, out_dir: Path,
-                   log_metrics: Callable[[dict, int], None] | None = None):
-    """The tiny causal LM (ModelConfig defaults) trained with the cold-start trainer.
+def backbone_for(data: ExperimentData, cfg: ExperimentConfig, track: bool = True):
+    """The pre-trained backbone every tiny-LLM row starts from (cached like the pipeline's)."""
+    from components.training.pretrain import prepare_backbone
+
+    return prepare_backbone(cfg.model, cfg.backbone, data.corpus, state_path("backbones"), track=track,
+                            show_progress=cfg.show_progress)
+
+
+def train_tiny_llm(data: ExperimentData, cfg: ExperimentConfig, backbone_dir: str, pooling: str, reasoning: bool,
+                   out_dir: Path, log_metrics: Callable[[dict, int], None] | None = None):
+    """The pre-trained backbone fine-tuned with the cold-start trainer.
 
     ``reasoning=False``: a direct embedder (empty CoT, no SFT term). ``reasoning=True``:
-    LREM cold start, lambda_sft x SFT on the teacher CoT + lambda_infonce x InfoNCE.
-    Every variant starts from the same initial weights and tokenizer.
+    LREM cold start: SFT warm-up, then lambda_sft x SFT on the teacher CoT + lambda_infonce x
+    InfoNCE, part of it after the model's own CoT. Every variant starts from the same weights.
     """
     from components.model.lrem import LREMModel
     from components.training.cold_start import train_cold_start
 
-    model = LREMModel.create(ModelConfig(pooling=pooling, max_cot_tokens=cfg.max_cot_tokens, seed=cfg.seed),
-                             data.corpus)
+    mc = dataclasses.replace(cfg.model, pooling=pooling, max_cot_tokens=cfg.max_cot_tokens, seed=cfg.seed)
+    model = LREMModel.create(mc, backbone_dir=backbone_dir)
     cs = ColdStartConfig(
         reasoning=reasoning, lambda_sft=cfg.lambda_sft if reasoning else 0.0, lambda_infonce=cfg.lambda_infonce,
         temperature=cfg.temperature, learning_rate=cfg.lr_llm, weight_decay=cfg.weight_decay,
         warmup_ratio=cfg.warmup_ratio, batch_size=cfg.batch_size, max_steps=cfg.steps,
         max_grad_norm=cfg.max_grad_norm, log_every=cfg.log_every, save_every=0, resume=False, seed=cfg.seed,
+        sft_warmup_ratio=cfg.sft_warmup_ratio if reasoning else 0.0,
+        self_cot_ratio=cfg.self_cot_ratio if reasoning else 0.0,
     )
     summary = train_cold_start(model, data.triplets, cs, out_dir, log_metrics=log_metrics,
                                show_progress=cfg.show_progress)
@@ -321,6 +360,17 @@ def train_tiny_llm(data: ExperimentData, cfg: ExperimentConfig, pooling: str, re
     summary["final_loss"] = last.get("cold_start/infonce")
     summary["final_sft"] = last.get("cold_start/sft") if reasoning else None
     return model, summary
+
+
+def grpo_on(model, data: ExperimentData, cfg: ExperimentConfig, out_dir: Path,
+            log_metrics: Callable[[dict, int], None] | None = None) -> dict:
+    """GRPO (the pipeline's trainer) on the cold-start model, in place."""
+    from components.training.grpo import train_grpo
+
+    gc = GRPOStageConfig(max_steps=cfg.grpo_steps, learning_rate=cfg.grpo_lr, seed=cfg.seed)
+    titles = dict(zip(data.item_ids.tolist(), data.item_titles))
+    return train_grpo(model, data.triplets, titles, gc, out_dir, relevant=data.relevant, log_metrics=log_metrics,
+                      show_progress=cfg.show_progress)
 
 
 def _n_params(model) -> int:
@@ -373,11 +423,43 @@ def markdown_tables(payload: dict) -> str:
     return "\n".join(lines)
 
 
+def comparison_markdown(payload: dict) -> list[str]:
+    """The CI table: LREM (CS + RL) minus the best same-backbone direct embedder, per category."""
+    comp = payload.get("comparison") or {}
+    best = comp.get("best_direct")
+    if not best:
+        return []
+    k = comp["k"]
+    lines = ["", f"## LREM against the best direct embedder on the same backbone ({comp['best_direct_label']})", "",
+             f"Difference in HitRate@{k} with a paired-bootstrap 95% CI over eval queries; hard = "
+             f"{', '.join(comp['hard_categories'])} together. The paper's target: CS + RL at least "
+             f"+{comp['target_relative']:.2%} relative over the best direct embedder.", ""]
+    for key, title in ((f"lrem_rl_vs_{best}", "LREM (CS + RL) minus direct"),
+                       (f"lrem_cs_vs_{best}", "LREM cold start minus direct"),
+                       ("lrem_rl_vs_lrem_cs", "LREM (CS + RL) minus cold start")):
+        rows = comp.get(key)
+        if not rows:
+            continue
+        lines += [f"{title}:", "", "| group | queries | LREM | baseline | diff | 95% CI | relative |",
+                  "|---|---:|---:|---:|---:|---|---:|"]
+        for group in ["hard", "overall", *[g for g in rows if g not in ("hard", "overall")]]:
+            r = rows.get(group)
+            if r:
+                lines.append(f"| {group} | {r['n']} | {r['a']:.4f} | {r['b']:.4f} | {r['diff']:+.4f} | "
+                             f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] | {r['relative']:+.2%} |")
+        lines.append("")
+    verdict = "met" if comp.get("target_met") else "NOT met"
+    rl = "improves" if comp.get("rl_improves_on_cs") else "does NOT improve"
+    lines.append(f"Target (+{comp['target_relative']:.2%} relative on the hard categories): **{verdict}**. "
+                 f"GRPO {rl} on the cold start on the hard categories.")
+    return lines
+
+
 def write_markdown(payload: dict) -> str:
     cfg = payload["config"]
     data = payload["data"]
     lines = [
-        "# LREM cold start vs direct-embedding baselines",
+        "# LREM vs direct-embedding baselines",
         "",
         f"Generated by `{payload['command']}` on {payload['created']} (git {payload['git_commit'][:12]}). "
         f"Total wall time {payload['wall_seconds'] / 60:.1f} min on {payload['host']['cpus']} CPU cores "
@@ -397,10 +479,13 @@ def write_markdown(payload: dict) -> str:
         f"({cfg['steps'] * cfg['batch_size']} pairs, {cfg['steps'] * cfg['batch_size'] / max(1, data['n_triplets']):.2f} "
         f"epochs of the triplets), InfoNCE with in-batch negatives at temperature {cfg['temperature']}, "
         f"AdamW, cosine schedule with {cfg['warmup_ratio']:.0%} warmup, grad clip {cfg['max_grad_norm']}, seed {cfg['seed']}. "
-        f"Learning rate {cfg['lr_minilm']:g} for MiniLM (pretrained), {cfg['lr_llm']:g} for the tiny LLM (from scratch). "
-        f"LREM cold start: {cfg['lambda_sft']} x SFT (teacher CoT) + {cfg['lambda_infonce']} x InfoNCE; "
-        f"its CoT is generated greedily, at most {cfg['max_cot_tokens']} tokens. The three LREM rows are ONE trained "
-        "model evaluated three ways.",
+        f"Learning rate {cfg['lr_minilm']:g} for MiniLM (pretrained), {cfg['lr_llm']:g} for the tiny LLM backbone. "
+        f"LREM cold start: SFT warm-up (1.0 x SFT + InfoNCE for the first {cfg['sft_warmup_ratio']:.0%} of the steps), "
+        f"then {cfg['lambda_sft']} x SFT (teacher CoT) + {cfg['lambda_infonce']} x InfoNCE, {cfg['self_cot_ratio']:.0%} "
+        f"of those steps with InfoNCE after the model's own greedy CoT; then {cfg['grpo_steps']} GRPO steps (lr "
+        f"{cfg['grpo_lr']:g}). The CoT is generated greedily at evaluation, at most {cfg['max_cot_tokens']} tokens. "
+        "The ablation rows are the final (CS + RL) model evaluated with another CoT. Every tiny-LLM row starts from "
+        "the same pre-trained backbone.",
         "",
         "| model | params | steps | batch | lr | train s | eval s | final train InfoNCE |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -411,30 +496,43 @@ def write_markdown(payload: dict) -> str:
         lines.append(f"| {rec['label']} | {rec['params'] / 1e6:.2f}M | {rec['steps']} | "
                      f"{rec['batch_size'] if rec['steps'] else '-'} | {lr} | {_secs(rec['train_seconds'])}{shared} | "
                      f"{_secs(rec['eval_seconds'])} | {_fmt(rec.get('final_train_infonce'))} |")
-    lrem = payload["models"].get("lrem_cot")
-    if lrem and lrem.get("cot"):
-        cot = lrem["cot"]
-        sft = lrem.get("final_train_sft")
-        sft_text = "" if sft is None else \
-            f"Final training SFT loss (NLL per teacher-CoT token, teacher-forced): {sft:.3f}. "
-        lines += ["", "## LREM generated CoT", "",
-                  f"Mean {cot['mean_tokens']:.1f} tokens ({cot['mean_words']:.1f} whitespace words); "
-                  f"{cot['empty_share']:.1%} of eval queries got an empty CoT; {cot['distinct_share']:.1%} of the CoTs "
-                  f"are distinct. {sft_text}Examples (first eval query of each category):", "",
-                  "| category | query | generated CoT |", "|---|---|---|"]
-        for s in cot["examples"]:
-            lines.append(f"| {s['category']} | {_cell(s['query'])} | {_cell(s['cot']) or '(empty)'} |")
+    lines += comparison_markdown(payload)
+    for model_id in ("lrem_cs", "lrem_rl"):
+        rec = payload["models"].get(model_id)
+        if not rec or not rec.get("cot"):
+            continue
+        cot = rec["cot"]
+        fit = rec.get("train_cot_fit")
+        fit_text = "" if not fit else (
+            f"On {fit['n_queries']} training queries: teacher-forced token accuracy on the CoT "
+            f"{fit['token_accuracy']:.1%}, greedy CoT keyword F1 against the teacher {fit['greedy_keyword_f1']:.3f}, "
+            f"exact match {fit['greedy_exact']:.1%}. ")
+        per_cat = ", ".join(f"{c} {v:.2f}" for c, v in cot.get("teacher_keyword_f1_by_category", {}).items())
+        lines += ["", f"## {rec['label']}: generated CoT", "",
+                  f"{fit_text}On the eval queries: mean {cot['mean_tokens']:.1f} tokens ({cot['mean_words']:.1f} "
+                  f"words); {cot['empty_share']:.1%} empty; {cot['distinct_share']:.1%} distinct; keyword F1 against "
+                  f"the teacher's CoT {cot.get('teacher_keyword_f1', 0):.3f} ({per_cat}). Examples (first eval "
+                  "query of each category):", "",
+                  "| category | query | generated CoT | teacher CoT |", "|---|---|---|---|"]
+        for ex in cot["examples"]:
+            lines.append(f"| {ex['category']} | {_cell(ex['query'])} | {_cell(ex['cot']) or '(empty)'} | "
+                         f"{_cell(ex.get('teacher', '')) or '(empty)'} |")
+        if model_id == "lrem_rl" and rec.get("grpo_last"):
+            first = ", ".join(f"{k.replace('grpo/', '')} {v:.3f}" for k, v in rec.get("grpo_first", {}).items()
+                              if v is not None)
+            last = ", ".join(f"{k.replace('grpo/', '')} {v:.3f}" for k, v in rec["grpo_last"].items() if v is not None)
+            lines += ["", f"GRPO: {rec.get('grpo_steps')} steps in {rec.get('grpo_seconds', 0):.0f} s. "
+                      f"First step: {first}. Last step: {last}."]
     lines += ["", "## Notes", "",
-              "- Scale is tiny and CPU-only: the LLM here is a small Qwen2 trained from scratch on the demo world, "
-              "not a pretrained multi-billion-parameter model, so these numbers say nothing about the paper's scale. "
+              "- Scale is tiny and CPU-only: the LLM here is a small Qwen2 pre-trained here on text rendered from the demo world "
+              "(catalog, training queries, the world's knowledge as sentences), not a pretrained multi-billion-parameter model, so these numbers say nothing about the paper's scale. "
               f"The MiniLM baseline has {payload['models'].get('minilm_zeroshot', {}).get('params', 0) / 1e6:.1f}M "
               "pretrained parameters."
               if "minilm_zeroshot" in payload["models"] else
-              "- Scale is tiny and CPU-only: the LLM here is a small Qwen2 trained from scratch on the demo world.",
+              "- Scale is tiny and CPU-only: the LLM here is a small Qwen2 pre-trained on text rendered from the demo world.",
               "- Zero-shot MiniLM is not trained (0 steps). Ablation rows reuse the LREM model's training.",
-              "- final train InfoNCE: mean over the last logging window of training. LREM trains with the teacher's "
-              "CoT in the query (teacher forcing), so its training loss is not comparable with the direct rows, nor "
-              "with its evaluation, where the CoT is the model's own generation.",
+              "- final train InfoNCE: mean over the last logging window of training (for LREM a mix of teacher-forced "
+              "and own-CoT batches), not comparable across rows.",
               "- eval s: embedding the full catalog and the eval queries (with CoT generation where used) plus the "
               "exact search and scoring.",
               "- Plots and an HTML report are in the MLflow parent run's `report/` artifacts "
@@ -490,13 +588,130 @@ def _samples(data: ExperimentData, ranked: dict, cots: list[str], per_category: 
 
 
 @contextlib.contextmanager
-def _child_run(model_id: str) -> Iterator[Any]:
+def _child_run_named(name: str) -> Iterator[Any]:
     import mlflow
 
     parent = mlflow.active_run()  # a nested run defaults to the default experiment: name the parent's
-    with mlflow.start_run(run_name=model_id, nested=True, experiment_id=parent.info.experiment_id) as run:
+    with mlflow.start_run(run_name=name, nested=True, experiment_id=parent.info.experiment_id) as run:
+        yield run
+
+
+@contextlib.contextmanager
+def _child_run(model_id: str) -> Iterator[Any]:
+    import mlflow
+
+    with _child_run_named(model_id) as run:
         mlflow.set_tags({"model_id": model_id, "label": LABELS[model_id]})
         yield run
+
+
+def _words(text: str) -> set[str]:
+    return set(text.replace(",", " ").split())
+
+
+def keyword_f1(generated: str, teacher: str) -> float:
+    """Word-level F1 of a generated CoT against the teacher's (1.0 when both are empty)."""
+    g, t = _words(generated), _words(teacher)
+    if not g and not t:
+        return 1.0
+    common = len(g & t)
+    if not common:
+        return 0.0
+    p, r = common / len(g), common / len(t)
+    return 2 * p * r / (p + r)
+
+
+def _train_cot_fit(model, data: ExperimentData, n: int = 300) -> dict:
+    """How well the cold start learned the teacher's CoT on training queries: teacher-forced
+    next-token accuracy on the CoT tokens, and the greedy CoT's keyword F1 and exact-match rate."""
+    import torch
+
+    first: dict[str, str] = {}
+    for t in data.triplets:
+        first.setdefault(t["query"], t["cot"])
+    queries = list(first)[:n]
+    cots = [first[q] for q in queries]
+    correct = total = 0
+    with torch.no_grad():
+        was = model.lm.training
+        model.lm.eval()
+        for start in range(0, len(queries), 64):
+            batch = model.query_batch(queries[start:start + 64], cots[start:start + 64]).to(model.device)
+            logits = model.lm(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1]
+            target = batch.sft_labels[:, 1:]
+            where = target != -100
+            correct += int((logits.argmax(-1)[where] == target[where]).sum())
+            total += int(where.sum())
+        model.lm.train(was)
+    greedy = model.generate_cots(queries)
+    return {"n_queries": len(queries), "token_accuracy": correct / max(total, 1),
+            "greedy_keyword_f1": float(np.mean([keyword_f1(g, c) for g, c in zip(greedy, cots)])),
+            "greedy_exact": float(np.mean([g.strip() == c.strip() for g, c in zip(greedy, cots)]))}
+
+
+def _evaluate_generated(rec: dict, model, data: ExperimentData, cfg: ExperimentConfig, evaluate) -> tuple:
+    """Evaluate with the model's own greedy CoT; CoT statistics against the teacher go into ``rec``."""
+    import mlflow
+
+    cots: list[str] = []
+
+    def queries_fn():
+        emb, generated = model.embed_queries(data.eval_texts, reasoning=True, max_cot_tokens=cfg.max_cot_tokens,
+                                             batch_size=cfg.eval_batch_size)
+        cots.extend(generated)
+        return emb
+
+    ranked = evaluate(rec, lambda: model.embed_items(data.item_titles, batch_size=cfg.eval_batch_size * 2),
+                      queries_fn)
+    stats = _cot_stats(data, cots, lambda c: len(model.cot_ids(c)))
+    f1 = [keyword_f1(g, t) for g, t in zip(cots, data.teacher_eval_cots)]
+    stats["teacher_keyword_f1"] = float(np.mean(f1)) if f1 else 0.0
+    stats["teacher_keyword_f1_by_category"] = {
+        c: float(np.mean([v for v, cat in zip(f1, data.eval_categories) if cat == c]))
+        for c in dict.fromkeys(data.eval_categories)}
+    for ex in stats["examples"]:
+        ex["teacher"] = data.teacher_eval_cots[data.eval_texts.index(ex["query"])]
+    rec["cot"] = stats
+    mlflow.log_text(json.dumps([{"query": q, "category": c, "cot": t, "teacher": tc} for q, c, t, tc in
+                                zip(data.eval_texts, data.eval_categories, cots, data.teacher_eval_cots)], indent=1),
+                    "generated_cots.json")
+    mlflow.log_metrics({"cot_mean_tokens": stats["mean_tokens"], "cot_distinct_share": stats["distinct_share"],
+                        "cot_mean_words": stats["mean_words"], "cot_empty_share": stats["empty_share"],
+                        "cot_teacher_keyword_f1": stats["teacher_keyword_f1"]})
+    return ranked, _samples(data, ranked, cots)
+
+
+def _compare_with_direct(records: dict, ranked_by: dict, data: ExperimentData, cfg: ExperimentConfig) -> dict:
+    """Paired-bootstrap CIs of LREM minus the best same-backbone direct embedder (chosen on the
+    hard categories' HitRate@K), per category and on the hard categories together."""
+    from components.evaluation.bootstrap import compare_by_group, per_query_hit_rate
+
+    k = max(cfg.hit_ks)
+    directs = [m for m in DIRECT_GROUP if m in ranked_by]
+    if not directs or not any(m in ranked_by for m in ("lrem_rl", "lrem_cs")):
+        return {}
+    cats = data.categories
+    hard_q = [q for q in data.eval_ids if cats[q] in HARD_CATEGORIES]
+
+    def hard_mean(model_id: str) -> float:
+        h = per_query_hit_rate(ranked_by[model_id], data.relevant, k)
+        vals = [h[q] for q in hard_q if q in h]
+        return float(np.mean(vals)) if vals else 0.0
+
+    best = max(directs, key=hard_mean)
+    out: dict[str, Any] = {"k": k, "best_direct": best, "best_direct_label": LABELS[best],
+                           "hard_categories": list(HARD_CATEGORIES), "target_relative": PAPER_TARGET_RELATIVE}
+    pairs = [("lrem_rl", best), ("lrem_cs", best), ("lrem_rl", "lrem_cs")]
+    for a, b in pairs:
+        if a in ranked_by and b in ranked_by:
+            out[f"{a}_vs_{b}"] = compare_by_group(ranked_by[a], ranked_by[b], data.relevant, cats, k,
+                                                  groups={"hard": HARD_CATEGORIES},
+                                                  n_resamples=cfg.bootstrap_resamples, seed=cfg.seed)
+    main = out.get(f"lrem_rl_vs_{best}", {}).get("hard")
+    rl_vs_cs = out.get("lrem_rl_vs_lrem_cs", {}).get("hard")
+    out["target_met"] = bool(main and main["relative"] >= PAPER_TARGET_RELATIVE)
+    out["rl_improves_on_cs"] = bool(rl_vs_cs and rl_vs_cs["diff"] > 0)
+    return out
 
 
 def _finish_child(rec: dict) -> None:
@@ -549,7 +764,9 @@ def run_experiment(cfg: ExperimentConfig | None = None) -> dict:
     exp_id = tracking.configure(pc)
 
     records: dict[str, dict] = {}
+    ranked_by: dict[str, dict] = {}
     report_samples: list[dict] = []
+    backbone_info: dict = {}
 
     def base_record(model_id: str, family: str, pooling: str, query_side: str) -> dict:
         return {"id": model_id, "label": LABELS[model_id], "family": family, "pooling": pooling,
@@ -612,79 +829,89 @@ def run_experiment(cfg: ExperimentConfig | None = None) -> dict:
                     records["minilm_infonce"] = rec
             del minilm
 
-        # 2. The tiny LLM as a direct embedder (no reasoning), last-token and mean pooling.
+        # 2. The pre-trained backbone (shared by every tiny-LLM row; cached across runs).
+        bb = None
+        if any(m in wanted for m in (*DIRECT_GROUP, "lrem_cs", "lrem_rl", *ABLATIONS)):
+            bb = backbone_for(data, cfg)  # its own run in the lrem-backbone experiment when trained
+            mlflow.set_tags({"backbone_cache_key": bb.cache_key, "backbone_source": bb.source,
+                             "backbone_version": str(bb.registered_version)})
+            backbone_info = {"cache_key": bb.cache_key, "source": bb.source, "version": bb.registered_version,
+                             "summary": {k: v for k, v in (bb.summary or {}).items() if k != "history"}}
+
+        # 3. The backbone as a direct embedder (no reasoning), last-token and mean pooling.
         for model_id, pooling in (("llm_direct_last", "emb_token"), ("llm_direct_mean", "mean")):
             if model_id not in wanted:
                 continue
             with _child_run(model_id):
                 rec = base_record(model_id, "tiny_llm", pooling, "query, empty CoT")
                 t0 = time.perf_counter()
-                model, summary = train_tiny_llm(data, cfg, pooling, False, work / model_id,
+                model, summary = train_tiny_llm(data, cfg, bb.model_dir, pooling, False, work / model_id,
                                                 log_metrics=tracking.log_metrics_fn())
                 rec.update(params=_n_params(model), steps=summary["steps"], learning_rate=cfg.lr_llm,
                            train_seconds=time.perf_counter() - t0, final_train_infonce=summary["final_loss"])
-                evaluate(rec, lambda: model.embed_items(data.item_titles, batch_size=cfg.eval_batch_size * 2),
-                         lambda: model.embed_queries(data.eval_texts, reasoning=False,
-                                                     batch_size=cfg.eval_batch_size)[0])
+                ranked_by[model_id] = evaluate(
+                    rec, lambda: model.embed_items(data.item_titles, batch_size=cfg.eval_batch_size * 2),
+                    lambda: model.embed_queries(data.eval_texts, reasoning=False, batch_size=cfg.eval_batch_size)[0])
                 _finish_child(rec)
                 records[model_id] = rec
                 del model
 
-        # 3. LREM cold start, and its ablations on the SAME trained model.
-        if any(m in wanted for m in LREM_GROUP):
-            model, summary, train_s = None, None, 0.0
-            item_cache: dict = {}
-            for model_id in LREM_GROUP:
-                if model_id not in wanted:
-                    continue
-                with _child_run(model_id):
-                    rec = base_record(model_id, "tiny_llm", "emb_token", {
-                        "lrem_cot": "query + generated CoT", "lrem_empty_cot": "query, empty CoT",
-                        "lrem_query_cot": "query + query as CoT"}[model_id])
-                    if model is None:
-                        t0 = time.perf_counter()
-                        model, summary = train_tiny_llm(data, cfg, "emb_token", True, work / "lrem",
-                                                        log_metrics=tracking.log_metrics_fn())
-                        train_s = time.perf_counter() - t0
-                        trained_here = model_id
-                    else:
-                        rec["trained_with"] = trained_here
-                        mlflow.set_tag("trained_in_run", trained_here)
-                    rec.update(params=_n_params(model), steps=summary["steps"], learning_rate=cfg.lr_llm,
-                               train_seconds=train_s, final_train_infonce=summary["final_loss"],
-                               final_train_sft=summary["final_sft"])
-                    cots: list[str] = []
-
-                    def queries_fn(model_id=model_id):
-                        if model_id == "lrem_cot":
-                            emb, generated = model.embed_queries(data.eval_texts, reasoning=True,
-                                                                 max_cot_tokens=cfg.max_cot_tokens,
-                                                                 batch_size=cfg.eval_batch_size)
-                            cots.extend(generated)
-                            return emb
-                        if model_id == "lrem_empty_cot":
-                            return model.embed_queries(data.eval_texts, reasoning=False,
-                                                       batch_size=cfg.eval_batch_size)[0]
-                        return model.embed_queries_with_cot(data.eval_texts, data.eval_texts,
-                                                            batch_size=cfg.eval_batch_size)
-
-                    ranked = evaluate(rec, lambda: model.embed_items(data.item_titles,
-                                                                     batch_size=cfg.eval_batch_size * 2),
-                                      queries_fn, item_cache)
-                    if model_id == "lrem_cot":
-                        rec["cot"] = _cot_stats(data, cots, lambda c: len(model.cot_ids(c)))
-                        report_samples = _samples(data, ranked, cots)
-                        mlflow.log_text(json.dumps([{"query": q, "category": c, "cot": t} for q, c, t in
-                                                    zip(data.eval_texts, data.eval_categories, cots)], indent=1),
-                                        "generated_cots.json")
-                        mlflow.log_metrics({"cot_mean_tokens": rec["cot"]["mean_tokens"],
-                                            "cot_distinct_share": rec["cot"]["distinct_share"],
-                                            "cot_mean_words": rec["cot"]["mean_words"],
-                                            "cot_empty_share": rec["cot"]["empty_share"]})
+        # 4. LREM: cold start, then GRPO on it; ablations on the final model.
+        if any(m in wanted for m in ("lrem_cs", "lrem_rl", *ABLATIONS)):
+            t0 = time.perf_counter()
+            with _child_run("lrem_cs"):
+                rec = base_record("lrem_cs", "tiny_llm", "emb_token", "query + generated CoT")
+                model, summary = train_tiny_llm(data, cfg, bb.model_dir, "emb_token", True, work / "lrem",
+                                                log_metrics=tracking.log_metrics_fn())
+                cs_seconds = time.perf_counter() - t0
+                rec.update(params=_n_params(model), steps=summary["steps"], learning_rate=cfg.lr_llm,
+                           train_seconds=cs_seconds, final_train_infonce=summary["final_loss"],
+                           final_train_sft=summary["final_sft"])
+                train_fit = _train_cot_fit(model, data)
+                rec["train_cot_fit"] = train_fit
+                mlflow.log_metrics({f"train_cot_{k}": v for k, v in train_fit.items() if isinstance(v, float)})
+                ranked_by["lrem_cs"], report_samples = _evaluate_generated(rec, model, data, cfg, evaluate)
+                _finish_child(rec)
+                if "lrem_cs" in wanted:
+                    records["lrem_cs"] = rec
+            if any(m in wanted for m in ("lrem_rl", *ABLATIONS)):
+                with _child_run("lrem_rl"):
+                    rec = base_record("lrem_rl", "tiny_llm", "emb_token", "query + generated CoT")
+                    t1 = time.perf_counter()
+                    grpo = grpo_on(model, data, cfg, work / "grpo", log_metrics=tracking.log_metrics_fn())
+                    rl_seconds = time.perf_counter() - t1
+                    rec.update(params=_n_params(model), steps=summary["steps"] + grpo["steps"],
+                               learning_rate=cfg.grpo_lr, train_seconds=cs_seconds + rl_seconds,
+                               final_train_infonce=summary["final_loss"], grpo_steps=grpo["steps"],
+                               grpo_seconds=rl_seconds, grpo_first=grpo["first_rewards"],
+                               grpo_last=grpo["last_rewards"])
+                    mlflow.log_text(json.dumps(grpo["history"], indent=1), "grpo_history.json")
+                    ranked_by["lrem_rl"], report_samples = _evaluate_generated(rec, model, data, cfg, evaluate)
                     _finish_child(rec)
-                    records[model_id] = rec
+                    records["lrem_rl"] = rec
+                item_cache: dict = {}
+                for model_id, cots in (("lrem_empty_cot", None), ("lrem_query_cot", data.eval_texts),
+                                       ("lrem_teacher_cot", data.teacher_eval_cots)):
+                    if model_id not in wanted:
+                        continue
+                    with _child_run(model_id):
+                        rec = base_record(model_id, "tiny_llm", "emb_token", {
+                            "lrem_empty_cot": "query, empty CoT", "lrem_query_cot": "query + query as CoT",
+                            "lrem_teacher_cot": "query + teacher CoT"}[model_id])
+                        rec.update(params=_n_params(model), steps=records["lrem_rl"]["steps"],
+                                   learning_rate=cfg.grpo_lr, train_seconds=cs_seconds + rl_seconds,
+                                   trained_with="lrem_rl")
+                        mlflow.set_tag("trained_in_run", "lrem_rl")
+                        ranked_by[model_id] = evaluate(
+                            rec, lambda: model.embed_items(data.item_titles, batch_size=cfg.eval_batch_size * 2),
+                            lambda cots=cots: model.embed_queries_with_cot(data.eval_texts, cots,
+                                                                           batch_size=cfg.eval_batch_size),
+                            item_cache)
+                        _finish_child(rec)
+                        records[model_id] = rec
             del model
 
+        comparison = _compare_with_direct(records, ranked_by, data, cfg)
         ordered = {m: records[m] for m in MODEL_IDS if m in records}
         payload = {
             "command": cfg.command,
@@ -700,6 +927,8 @@ def run_experiment(cfg: ExperimentConfig | None = None) -> dict:
                      "n_eval_queries_total": data.n_eval_queries_total},
             "models": ordered,
             "results": {rec["label"]: rec["metrics"] for rec in ordered.values()},
+            "comparison": comparison,
+            "backbone": backbone_info,
             "mlflow": {"experiment": cfg.mlflow_experiment, "parent_run_id": parent.info.run_id},
         }
         if cfg.data_dir is not None:
@@ -715,7 +944,7 @@ def run_experiment(cfg: ExperimentConfig | None = None) -> dict:
         report_dir = work / "report"
         meta = {"command": cfg.command, "git_commit": payload["git_commit"], "steps": cfg.steps,
                 "batch_size": cfg.batch_size, "eval_queries": len(data.eval_ids), "catalog_items": len(data.item_ids)}
-        write_report(report_dir, payload["results"], title="LREM cold start vs direct-embedding baselines",
+        write_report(report_dir, payload["results"], title="LREM vs direct-embedding baselines",
                      samples=report_samples, meta=meta)
         payload["wall_seconds"] = time.perf_counter() - t_start
         json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
@@ -728,7 +957,7 @@ def run_experiment(cfg: ExperimentConfig | None = None) -> dict:
         mlflow.log_artifacts(str(report_dir), "report")
 
     if not cfg.keep_models:
-        for sub in ("llm_direct_last", "llm_direct_mean", "lrem"):
+        for sub in ("llm_direct_last", "llm_direct_mean", "lrem", "grpo"):
             shutil.rmtree(work / sub, ignore_errors=True)
     table = markdown_tables(payload)
     print(table, flush=True)

@@ -63,6 +63,16 @@ class QueryBatch:
         return QueryBatch(self.input_ids.to(device), self.attention_mask.to(device), self.sft_labels.to(device))
 
 
+def prompt_spec_for(cfg: ModelConfig) -> PromptSpec:
+    """The short template for the tiny backbone, the paper's chat prompt for a HF checkpoint."""
+    style = cfg.prompt_style
+    if style == "auto":
+        style = "short" if cfg.base == "tiny" else "chat"
+    if style == "short":
+        return PromptSpec.short(cfg.short_query_template, cfg.short_item_template)
+    return PromptSpec(style=style)
+
+
 def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
     """Position ids that ignore left padding."""
     pos = attention_mask.long().cumsum(-1) - 1
@@ -87,9 +97,12 @@ class LREMModel(nn.Module):
 
     # ------------------------------------------------------------------ building
     @classmethod
-    def create(cls, cfg: ModelConfig, corpus: Iterable[str] | None = None) -> "LREMModel":
-        """A new model: tiny from config (tokenizer trained on ``corpus``) or a HF checkpoint."""
+    def create(cls, cfg: ModelConfig, corpus: Iterable[str] | None = None,
+               backbone_dir: str | Path | None = None) -> "LREMModel":
+        """A new model: tiny from config (tokenizer trained on ``corpus``), a pre-trained tiny
+        backbone (``backbone_dir``, see :mod:`components.training.pretrain`) or a HF checkpoint."""
         spec = LREMSpec(
+            prompts=prompt_spec_for(cfg),
             max_cot_tokens=cfg.max_cot_tokens,
             max_query_tokens=cfg.max_query_tokens,
             max_item_tokens=cfg.max_item_tokens,
@@ -97,6 +110,10 @@ class LREMModel(nn.Module):
             base=cfg.base,
         )
         torch.manual_seed(cfg.seed)
+        if backbone_dir is not None:
+            backbone = cls.load(backbone_dir)
+            backbone.lm.train()
+            return cls(backbone.lm, backbone.tokenizer, spec)
         if cfg.base == "tiny":
             from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -226,13 +243,21 @@ class LREMModel(nn.Module):
         SFT targets are the CoT tokens and the closing ``</think>``: the model must learn
         both what to think and when to stop; the prompt and ``<emb>`` are masked.
         """
+        prompts_ids = self.query_prompts_ids(queries)
+        cot_ids = [self.cot_ids(c) for c in cots] if cots is not None else [[] for _ in prompts_ids]
+        return self.query_batch_from_ids(prompts_ids, cot_ids)
+
+    def query_batch_from_ids(self, prompt_ids: Sequence[list[int]], cot_ids: Sequence[list[int]]) -> QueryBatch:
+        """Query sequences from token ids: prompt (ending in ``<think>``) + CoT + ``</think><emb>``.
+
+        The path of sampled completions (GRPO rewards and its InfoNCE term): the CoT is the
+        policy's own tokens, cut to the CoT budget, never re-tokenised from text.
+        """
         rows, labels = [], []
-        for i, prompt in enumerate(self.query_prompts_ids(queries)):
-            cot = self.cot_ids(cots[i]) if cots is not None else []
-            row = prompt + cot + [self.close_id, self.emb_id]
-            lab = [-100] * len(prompt) + cot + [self.close_id, -100]
-            rows.append(row)
-            labels.append(lab)
+        for prompt, cot in zip(prompt_ids, cot_ids):
+            cot = [t for t in cot if t not in self._banned_in_cot][: self.spec.max_cot_tokens]
+            rows.append(list(prompt) + cot + [self.close_id, self.emb_id])
+            labels.append([-100] * len(prompt) + cot + [self.close_id, -100])
         ids, mask = self._left_pad(rows)
         lab_t = torch.full_like(ids, -100)
         for i, lab in enumerate(labels):
@@ -315,6 +340,33 @@ class LREMModel(nn.Module):
                 batch = self.query_batch(queries[start:start + batch_size], part).to(self.device)
                 out.append(self.encode(batch.input_ids, batch.attention_mask).cpu())
         return torch.cat(out).numpy()
+
+    @property
+    def banned_in_cot(self) -> list[int]:
+        """Token ids a CoT must never contain (every special token but the closing tag)."""
+        return list(self._banned_in_cot)
+
+    def split_completion(self, completion_ids: Sequence[int]) -> tuple[list[int], bool]:
+        """A generated completion's CoT tokens (up to ``</think>``) and whether it closed itself."""
+        ids = list(completion_ids)
+        if self.close_id in ids:
+            return ids[: ids.index(self.close_id)], True
+        return [t for t in ids if t not in self._stop_ids], False
+
+    def generate_cots(self, queries: Sequence[str], batch_size: int = 64) -> list[str]:
+        """The model's own greedy CoTs (what evaluation embeds after), as text."""
+        cots: list[str] = []
+        with self._eval_mode():
+            for start in range(0, len(queries), batch_size):
+                cots.extend(self._reason_and_embed(queries[start:start + batch_size], self.spec.max_cot_tokens,
+                                                   False, 1.0, None)[1])
+        return cots
+
+    def embed_queries_after_cot_ids(self, queries: Sequence[str], cot_ids: Sequence[list[int]]) -> np.ndarray:
+        """Query embeddings after given CoT token ids (sampled completions), without gradients."""
+        with self._eval_mode():
+            batch = self.query_batch_from_ids(self.query_prompts_ids(queries), cot_ids).to(self.device)
+            return self.encode(batch.input_ids, batch.attention_mask).cpu().numpy()
 
     def embed_queries(self, queries: Sequence[str], reasoning: bool = True, max_cot_tokens: int | None = None,
                       do_sample: bool = False, temperature: float = 1.0, batch_size: int = 32,

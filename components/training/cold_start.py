@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from components.config import ColdStartConfig
 from components.model.lrem import LREMModel, QueryBatch
 from components.training.losses import info_nce
+from components.training.optim import build_optimizer
 
 
 class TripletDataset(Dataset):
@@ -82,7 +83,8 @@ class ColdStartCollator:
                 keys.append(item_id)
                 titles.append(title)
         item_ids, item_mask = self.model.item_batch(titles)
-        return {"query": query, "item_ids": item_ids, "item_mask": item_mask, "item_keys": keys}
+        return {"query": query, "item_ids": item_ids, "item_mask": item_mask, "item_keys": keys,
+                "queries": [r["query"] for r in rows]}
 
 
 class ColdStartObjective(nn.Module):
@@ -94,12 +96,35 @@ class ColdStartObjective(nn.Module):
         self.cfg = cfg
 
     def forward(self, query: QueryBatch, item_ids: torch.Tensor, item_mask: torch.Tensor,
-                item_keys: Sequence[str]) -> dict[str, torch.Tensor]:
+                item_keys: Sequence[str], queries: Sequence[str] | None = None,
+                own_cot_query: QueryBatch | None = None, lambda_sft: float | None = None) -> dict[str, torch.Tensor]:
+        """``own_cot_query``: the same queries after the model's own CoT; when given, InfoNCE
+        embeds them (as evaluation does) while SFT still learns the teacher's CoT."""
         q_emb, sft = self.model.query_forward(query)
+        if own_cot_query is not None:
+            q_emb = self.model.encode(own_cot_query.input_ids, own_cot_query.attention_mask)
         i_emb = self.model.encode(item_ids, item_mask)
         nce = info_nce(q_emb, i_emb, self.cfg.temperature, item_keys=item_keys)
-        loss = self.cfg.lambda_sft * sft + self.cfg.lambda_infonce * nce
+        weight = self.cfg.lambda_sft if lambda_sft is None else lambda_sft
+        loss = weight * sft + self.cfg.lambda_infonce * nce
         return {"loss": loss, "sft": sft.detach(), "infonce": nce.detach()}
+
+
+def sft_weight(cfg: ColdStartConfig, step: int, total_steps: int) -> float:
+    """lambda_sft at optimizer step ``step`` (0-based): the warm-up weight first, then the paper's."""
+    return cfg.sft_warmup_lambda if step < round(cfg.sft_warmup_ratio * total_steps) else cfg.lambda_sft
+
+
+def uses_own_cot(cfg: ColdStartConfig, step: int, total_steps: int) -> bool:
+    """Whether step ``step`` trains InfoNCE on the model's own CoT: ``self_cot_ratio`` of the
+    steps after the SFT warm-up, spread evenly."""
+    if not cfg.reasoning or cfg.self_cot_ratio <= 0:
+        return False
+    start = round(cfg.sft_warmup_ratio * total_steps)
+    if step < start:
+        return False
+    k = step - start
+    return math.floor((k + 1) * cfg.self_cot_ratio) > math.floor(k * cfg.self_cot_ratio)
 
 
 def _use_gpu_feature(setting: str) -> bool:
@@ -132,7 +157,6 @@ def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartC
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
-    from transformers import get_cosine_schedule_with_warmup
 
     out_dir = Path(out_dir)
     ckpt_root = out_dir / "checkpoints"
@@ -149,13 +173,7 @@ def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartC
                         collate_fn=ColdStartCollator(model, cfg.reasoning), generator=gen)
     total_steps = plan_steps(len(dataset), cfg)
     objective = ColdStartObjective(model, cfg)
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        (no_decay if param.ndim < 2 or "norm" in name else decay).append(param)
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
-    warmup = math.ceil(cfg.warmup_ratio * total_steps)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, total_steps)
+    optimizer, scheduler = build_optimizer(model, cfg.learning_rate, cfg.weight_decay, cfg.warmup_ratio, total_steps)
     objective, optimizer, loader, scheduler = accelerator.prepare(objective, optimizer, loader, scheduler)
 
     step, consumed_batches = 0, 0
@@ -168,7 +186,7 @@ def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartC
 
     model.train()
     history: list[dict[str, float]] = []
-    window = {"loss": 0.0, "sft": 0.0, "infonce": 0.0, "n": 0, "examples": 0}
+    window = {"loss": 0.0, "sft": 0.0, "infonce": 0.0, "n": 0, "examples": 0, "own_cot": 0}
     t_window = time.perf_counter()
     t0 = time.perf_counter()
     bar = tqdm(total=total_steps, initial=step, desc="cold start", disable=not (show_progress and accelerator.is_main_process))
@@ -178,8 +196,13 @@ def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartC
         gen.manual_seed(cfg.seed + epoch)  # same order on resume
         epoch_loader = accelerator.skip_first_batches(loader, skip) if skip else loader
         for batch in epoch_loader:
+            extra: dict[str, Any] = {"lambda_sft": sft_weight(cfg, step, total_steps)}
+            if uses_own_cot(cfg, step, total_steps):
+                own = model.generate_cots(batch["queries"])
+                extra["own_cot_query"] = model.query_batch(batch["queries"], own).to(accelerator.device)
+                window["own_cot"] += 1
             with accelerator.accumulate(objective):
-                out = objective(**batch)
+                out = objective(**batch, **extra)
                 accelerator.backward(out["loss"])
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(objective.parameters(), cfg.max_grad_norm)
@@ -205,12 +228,14 @@ def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartC
                     "cold_start/lr": scheduler.get_last_lr()[0],
                     "cold_start/examples_per_s": window["examples"] / elapsed,
                     "cold_start/steps_per_s": (window["n"] / cfg.grad_accum_steps) / elapsed,
+                    "cold_start/lambda_sft": extra["lambda_sft"],
+                    "cold_start/own_cot_share": window["own_cot"] / window["n"],
                 }
                 history.append({"step": step, **metrics})
                 bar.set_postfix(loss=f"{metrics['cold_start/loss']:.3f}", nce=f"{metrics['cold_start/infonce']:.3f}")
                 if log_metrics is not None and accelerator.is_main_process:
                     log_metrics(metrics, step)
-                window = {"loss": 0.0, "sft": 0.0, "infonce": 0.0, "n": 0, "examples": 0}
+                window = {"loss": 0.0, "sft": 0.0, "infonce": 0.0, "n": 0, "examples": 0, "own_cot": 0}
                 t_window = time.perf_counter()
             if cfg.save_every and step % cfg.save_every == 0 and step < total_steps:
                 _save_checkpoint(accelerator, ckpt_root, step, consumed_batches)

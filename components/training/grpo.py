@@ -1,100 +1,250 @@
-"""Stage 2: GRPO with TRL's GRPOTrainer on the cold-start model, with a retrieval reward.
+"""Stage 2: GRPO with TRL's GRPOTrainer on the cold-start model, as the paper does it.
 
 The policy samples G CoTs per query after ``<think>``; generation stops at ``</think>``.
-Rewards (selected by name from :data:`REWARDS`, weighted as the paper does by default,
-0.5 format + 0.2 length + 1.0 accuracy):
-- ``format``: the CoT closed itself with ``</think>`` and holds no special token;
+Rewards are small named callables built from what they need (:data:`REWARDS`), weighted
+as the paper does by default, 0.5 format + 0.2 length + 1.0 accuracy:
+
+- ``format``: the CoT closed itself with ``</think>``, is not empty and holds no special token;
 - ``length``: at most ``max_cot_tokens`` CoT tokens;
-- ``accuracy``: 1 - log(rank) / log(N), the rank of the query's ground-truth item among a
-  pool of N items, scored with the query embedding taken after this CoT.
-The paper's objective has no KL term, so ``beta`` is 0.
+- ``accuracy``: 1 - log(rank) / log(N) for the query's relevant items, ranked among N catalog
+  items by the query embedding taken after the sampled CoT with the current policy (mean
+  over the relevant items in the pool).
+
+The paper keeps InfoNCE on during RL, averaged over the G sampled embeddings:
+loss = L_GRPO + 0.1 x L_InfoNCE. :class:`LREMGRPOTrainer` adds that term to TRL's loss.
+No KL term (``beta`` 0). Every reward component, the InfoNCE term, the policy loss and the
+CoT length are logged per step.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
 from components.config import GRPOStageConfig
 from components.model import prompts
 from components.model.lrem import LREMModel
+from components.training.losses import info_nce
+
+log = logging.getLogger(__name__)
 
 
-class RetrievalRewards:
-    """The reward functions, bound to the live policy so accuracy uses its current weights."""
+# ------------------------------------------------------------------------------ rewards
+class FormatReward:
+    """1 when the completion closed its CoT with ``</think>``, the CoT is non-empty and clean."""
 
-    def __init__(self, model: LREMModel, catalog_titles: dict[str, str], pool_size: int, seed: int = 0):
-        self.model = model
-        self.titles = catalog_titles
-        self.pool_size = pool_size
-        ids = sorted(catalog_titles)
-        self.fillers = random.Random(seed).sample(ids, min(len(ids), pool_size * 4))
+    __name__ = "reward_format"
 
-    def _cot_tokens(self, completion_ids: Sequence[int]) -> tuple[list[int], bool]:
-        ids = list(completion_ids)
-        closed = self.model.close_id in ids
-        return (ids[: ids.index(self.model.close_id)] if closed else ids), closed
+    def __init__(self, close_id: int, banned_ids: Sequence[int]):
+        self.close_id = close_id
+        self.banned = set(banned_ids)
 
-    def format(self, completion_ids, **_: Any) -> list[float]:
+    def __call__(self, completion_ids, **_: Any) -> list[float]:
         out = []
-        banned = set(self.model._banned_in_cot)
         for ids in completion_ids:
-            cot, closed = self._cot_tokens(ids)
-            out.append(1.0 if closed and cot and not banned.intersection(cot) else 0.0)
+            ids = list(ids)
+            closed = self.close_id in ids
+            cot = ids[: ids.index(self.close_id)] if closed else ids
+            out.append(1.0 if closed and cot and not self.banned.intersection(cot) else 0.0)
         return out
 
-    def length(self, completion_ids, **_: Any) -> list[float]:
-        budget = self.model.spec.max_cot_tokens
-        return [1.0 if len(self._cot_tokens(ids)[0]) <= budget else 0.0 for ids in completion_ids]
+
+class LengthReward:
+    """1 when the CoT (up to ``</think>``) has at most ``max_tokens`` tokens."""
+
+    __name__ = "reward_length"
+
+    def __init__(self, close_id: int, max_tokens: int):
+        self.close_id = close_id
+        self.max_tokens = max_tokens
+
+    def __call__(self, completion_ids, **_: Any) -> list[float]:
+        out = []
+        for ids in completion_ids:
+            ids = list(ids)
+            n = ids.index(self.close_id) if self.close_id in ids else len(ids)
+            out.append(1.0 if n <= self.max_tokens else 0.0)
+        return out
+
+
+class RankAccuracyReward:
+    """1 - log(rank) / log(N) of the query's relevant items after the sampled CoT.
+
+    The pool holds the relevant items of every query in the batch (at most ``max_targets``
+    each) and random catalog items up to ``pool_size``; a query's rank for one of its items
+    counts the pool items that are not relevant to it and score higher. Scored with the live
+    policy: the query is embedded after the sampled CoT tokens, the items as the index would.
+    """
+
+    __name__ = "reward_accuracy"
+
+    def __init__(self, model: LREMModel, item_titles: Mapping[str, str], relevant: Mapping[str, set[str]],
+                 pool_size: int, max_targets: int = 4, seed: int = 0):
+        self.model = model
+        self.titles = item_titles
+        self.relevant = relevant
+        self.pool_size = pool_size
+        self.max_targets = max_targets
+        self.rng = random.Random(seed)
+        self.catalog = sorted(item_titles)
+
+    def _pool(self, query_ids: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
+        targets = {}
+        for qid in dict.fromkeys(query_ids):
+            rel = sorted(self.relevant.get(qid, ()))
+            targets[qid] = self.rng.sample(rel, min(len(rel), self.max_targets))
+        pool = list(dict.fromkeys(t for ts in targets.values() for t in ts))
+        seen = set(pool)
+        while len(pool) < self.pool_size and len(seen) < len(self.catalog):
+            cand = self.catalog[self.rng.randrange(len(self.catalog))]
+            if cand not in seen:
+                seen.add(cand)
+                pool.append(cand)
+        return pool, targets
 
     @torch.no_grad()
-    def accuracy(self, completion_ids, query, item_id, **_: Any) -> list[float]:
-        cots = [self.model.tokenizer.decode(self._cot_tokens(ids)[0], skip_special_tokens=True)
-                for ids in completion_ids]
-        pool = list(dict.fromkeys(item_id))
-        for filler in self.fillers:
-            if len(pool) >= self.pool_size:
-                break
-            if filler not in pool:
-                pool.append(filler)
-        q = torch.from_numpy(self.model.embed_queries_with_cot(list(query), cots))
+    def __call__(self, prompts, completion_ids, query, query_id, **_: Any) -> list[float]:
+        pool, targets = self._pool(query_id)
+        cots = [self.model.split_completion(ids)[0] for ids in completion_ids]
+        q = torch.from_numpy(self.model.embed_queries_after_cot_ids(list(query), cots))
         items = torch.from_numpy(self.model.embed_items([self.titles[i] for i in pool]))
         scores = q @ items.T
-        n = len(pool)
-        rewards = []
-        for row, target in enumerate(item_id):
-            own = scores[row, pool.index(target)]
-            rank = int((scores[row] > own).sum()) + 1
-            rewards.append(1.0 - math.log(rank) / math.log(n) if n > 1 else 1.0)
-        return rewards
+        index = {item: j for j, item in enumerate(pool)}
+        out = []
+        for row, qid in enumerate(query_id):
+            rel = self.relevant.get(qid, set())
+            neg = torch.tensor([item not in rel for item in pool])
+            n = int(neg.sum()) + 1
+            vals = []
+            for t in targets[qid]:
+                own = scores[row, index[t]]
+                rank = int(((scores[row] > own) & neg).sum()) + 1
+                vals.append(1.0 - math.log(rank) / math.log(n) if n > 1 else 1.0)
+            out.append(sum(vals) / len(vals) if vals else 0.0)
+        return out
 
 
-def reward_functions(rewards: RetrievalRewards, names: Sequence[str]) -> list[Callable]:
-    registry = {"format": rewards.format, "length": rewards.length, "accuracy": rewards.accuracy}
-    unknown = [n for n in names if n not in registry]
+@dataclass
+class RewardContext:
+    """What the reward factories may use."""
+
+    model: LREMModel
+    item_titles: Mapping[str, str]
+    relevant: Mapping[str, set[str]]
+    cfg: GRPOStageConfig
+
+
+REWARDS: dict[str, Callable[[RewardContext], Callable]] = {
+    "format": lambda ctx: FormatReward(ctx.model.close_id, ctx.model.banned_in_cot),
+    "length": lambda ctx: LengthReward(ctx.model.close_id, ctx.model.spec.max_cot_tokens),
+    "accuracy": lambda ctx: RankAccuracyReward(ctx.model, ctx.item_titles, ctx.relevant, ctx.cfg.reward_pool_size,
+                                               seed=ctx.cfg.seed),
+}
+
+
+def build_rewards(names: Sequence[str], ctx: RewardContext) -> list[Callable]:
+    unknown = [n for n in names if n not in REWARDS]
     if unknown:
-        raise ValueError(f"unknown reward functions {unknown}; known: {sorted(registry)}")
-    funcs = []
-    for name in names:
-        fn = registry[name]
-        # TRL names each reward after __name__ in its logs
-        wrapper = (lambda f: lambda **kw: f(**kw))(fn)
-        wrapper.__name__ = f"reward_{name}"
-        funcs.append(wrapper)
-    return funcs
+        raise ValueError(f"unknown reward functions {unknown}; known: {sorted(REWARDS)}")
+    return [REWARDS[n](ctx) for n in names]
+
+
+# ------------------------------------------------------------------------------ trainer
+def rl_infonce(model: LREMModel, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
+               completion_mask: torch.Tensor, positives: Sequence[str], item_titles: Mapping[str, str],
+               negatives: Sequence[str], temperature: float) -> torch.Tensor:
+    """InfoNCE of the queries embedded after their sampled CoTs (one row per completion, so the
+    mean is over the G samples of each query) against their positives, the other queries'
+    positives and ``negatives`` from the catalog. Gradients flow into the policy."""
+    prompts_list = [p[m.bool()].tolist() for p, m in zip(prompt_ids, prompt_mask)]
+    cots = [model.split_completion(c[m.bool()].tolist())[0] for c, m in zip(completion_ids, completion_mask)]
+    batch = model.query_batch_from_ids(prompts_list, cots).to(model.device)
+    q = model.encode(batch.input_ids, batch.attention_mask)
+    keys = list(positives) + [n for n in negatives if n not in set(positives)]
+    unique = list(dict.fromkeys(keys))
+    ids, mask = model.item_batch([item_titles[k] for k in unique])
+    emb = model.encode(ids.to(model.device), mask.to(model.device))
+    where = {k: j for j, k in enumerate(unique)}
+    items = emb[torch.tensor([where[k] for k in keys], device=emb.device)]
+    return info_nce(q, items, temperature, item_keys=keys)
+
+
+def make_trainer_class():
+    """:class:`LREMGRPOTrainer`, built lazily so importing this module does not import TRL."""
+    from trl import GRPOTrainer
+
+    class LREMGRPOTrainer(GRPOTrainer):
+        """TRL's GRPO plus the paper's InfoNCE term: loss = L_GRPO + lambda x L_InfoNCE."""
+
+        def __init__(self, *args, lrem: LREMModel, item_titles: Mapping[str, str], item_ids: Sequence[str],
+                     lambda_infonce: float, temperature: float, n_negatives: int, seed: int = 0, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.lrem = lrem
+            self.item_titles = item_titles
+            self.item_ids = list(item_ids)
+            self.lambda_infonce = lambda_infonce
+            self.nce_temperature = temperature
+            self.n_negatives = n_negatives
+            self.nce_rng = random.Random(seed)
+
+        def _generate_and_score_completions(self, inputs):
+            out = super()._generate_and_score_completions(inputs)
+            # the positive item of each completion travels with it through TRL's shuffling
+            out["lrem_positive"] = torch.tensor([x["item_index"] for x in inputs], device=out["prompt_ids"].device)
+            return out
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            grpo_loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            mode = "train" if self.model.training else "eval"
+            self._metrics[mode]["grpo_loss"].append(float(grpo_loss.detach()))
+            if self.lambda_infonce <= 0:
+                return grpo_loss
+            positives = [self.item_ids[i] for i in inputs["lrem_positive"].tolist()]
+            negatives = self.nce_rng.sample(self.item_ids, min(self.n_negatives, len(self.item_ids)))
+            nce = rl_infonce(self.lrem, inputs["prompt_ids"], inputs["prompt_mask"], inputs["completion_ids"],
+                             inputs["completion_mask"], positives, self.item_titles, negatives, self.nce_temperature)
+            self._metrics[mode]["infonce"].append(float(nce.detach()))
+            return grpo_loss + self.lambda_infonce * nce
+
+    return LREMGRPOTrainer
+
+
+def grpo_prompts(model: LREMModel, triplets: Sequence[dict], item_index: Mapping[str, int], seed: int) -> list[dict]:
+    """One prompt per training query; its InfoNCE positive is its first teacher-kept item."""
+    seen: set[str] = set()
+    rows = []
+    for t in triplets:
+        if t["query_id"] in seen or t["item_id"] not in item_index:
+            continue
+        seen.add(t["query_id"])
+        rows.append({
+            "prompt": prompts.query_prompt(model.tokenizer, model.spec.prompts, t["query"]),
+            "query": t["query"], "query_id": t["query_id"], "item_id": t["item_id"],
+            "item_index": item_index[t["item_id"]],
+        })
+    random.Random(seed).shuffle(rows)
+    return rows
 
 
 def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[str, str], cfg: GRPOStageConfig,
-               out_dir: str | Path, log_metrics: Callable[[dict[str, float], int], None] | None = None) -> dict:
-    """A few GRPO steps on ``model`` in place; saves it to ``out_dir/model``."""
+               out_dir: str | Path, relevant: Mapping[str, set[str]] | None = None,
+               log_metrics: Callable[[dict[str, float], int], None] | None = None,
+               show_progress: bool = True) -> dict:
+    """GRPO on ``model`` in place; saves it to ``out_dir/model``.
+
+    ``relevant`` (query id -> judged-relevant item ids) gives the accuracy reward its targets;
+    without it, each query's teacher-kept items are its targets.
+    """
     from datasets import Dataset
     from transformers import TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig
 
     if cfg.per_device_batch_size % cfg.num_generations:
         raise ValueError(f"grpo.per_device_batch_size ({cfg.per_device_batch_size}) must be divisible by "
@@ -102,23 +252,20 @@ def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[
     if len(cfg.reward_weights) != len(cfg.reward_funcs):
         raise ValueError("grpo.reward_weights must give one weight per reward function")
     out_dir = Path(out_dir)
-    seen: set[str] = set()
-    rows = []
-    for t in triplets:  # one prompt per query: the reward ranks its first teacher-kept item
-        if t["query_id"] in seen:
-            continue
-        seen.add(t["query_id"])
-        rows.append({
-            "prompt": prompts.query_prompt(model.tokenizer, model.spec.prompts, t["query"]),
-            "query": t["query"], "query_id": t["query_id"], "item_id": t["item_id"],
-        })
-    random.Random(cfg.seed).shuffle(rows)
+    item_ids = sorted(catalog_titles)
+    item_index = {item: i for i, item in enumerate(item_ids)}
+    if relevant is None:
+        relevant = {}
+        for t in triplets:
+            relevant.setdefault(t["query_id"], set()).add(t["item_id"])
+    rows = grpo_prompts(model, triplets, item_index, cfg.seed)
     dataset = Dataset.from_list(rows)
 
     lm = model.lm
     lm.generation_config.eos_token_id = [model.close_id, model.tokenizer.eos_token_id]
     lm.generation_config.pad_token_id = model.pad_id
-    rewards = RetrievalRewards(model, catalog_titles, cfg.reward_pool_size, cfg.seed)
+    lm.generation_config.bos_token_id = None
+    rewards = build_rewards(cfg.reward_funcs, RewardContext(model, catalog_titles, relevant, cfg))
     args = GRPOConfig(
         output_dir=str(out_dir / "trainer"),
         max_steps=cfg.max_steps,
@@ -126,6 +273,8 @@ def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[
         num_generations=cfg.num_generations,
         max_completion_length=model.spec.max_cot_tokens + 1,  # the CoT and its closing tag
         learning_rate=cfg.learning_rate,
+        lr_scheduler_type="constant_with_warmup",
+        warmup_steps=0,
         temperature=cfg.temperature,
         beta=0.0,
         reward_weights=list(cfg.reward_weights),
@@ -135,7 +284,7 @@ def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[
         seed=cfg.seed,
         bf16=torch.cuda.is_available(),
         use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=False,
+        disable_tqdm=not show_progress,
     )
     history: list[dict] = []
 
@@ -149,13 +298,17 @@ def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[
             if log_metrics is not None and numeric:
                 log_metrics(numeric, state.global_step)
 
-    trainer = GRPOTrainer(
+    trainer_cls = make_trainer_class()
+    trainer = trainer_cls(
         model=lm,
-        reward_funcs=reward_functions(rewards, cfg.reward_funcs),
+        reward_funcs=rewards,
         args=args,
         train_dataset=dataset,
         processing_class=model.tokenizer,
         callbacks=[_Relay()],
+        lrem=model, item_titles=catalog_titles, item_ids=item_ids,
+        lambda_infonce=cfg.lambda_infonce, temperature=cfg.infonce_temperature,
+        n_negatives=cfg.infonce_negatives, seed=cfg.seed,
     )
     t0 = time.perf_counter()
     trainer.train()

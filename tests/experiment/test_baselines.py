@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from components.config import CATEGORIES, WorldConfig
+from components.config import CATEGORIES, BackboneConfig, ModelConfig, WorldConfig
 from components.experiment import MODEL_IDS, ExperimentConfig, run_experiment
 from components.experiment.__main__ import build_parser, config_from_args
 from components.experiment.baselines import LABELS, exact_top_k
@@ -25,11 +25,11 @@ def test_exact_top_k_matches_a_full_sort():
 
 
 def test_cli_quick_and_steps():
-    argv = ["--quick", "--steps", "5", "--models", "lrem_cot"]
+    argv = ["--quick", "--steps", "5", "--models", "lrem_cs", "--grpo-steps", "3"]
     cfg = config_from_args(build_parser().parse_args(argv), argv)
-    assert (cfg.steps, cfg.max_eval_queries, cfg.models) == (5, 200, ["lrem_cot"])
+    assert (cfg.steps, cfg.max_eval_queries, cfg.models, cfg.grpo_steps) == (5, 200, ["lrem_cs"], 3)
     assert "experiments/results" not in cfg.output_dir  # a smoke run never overwrites the real results
-    assert cfg.command == "python -m components.experiment --quick --steps 5 --models lrem_cot"
+    assert cfg.command == "python -m components.experiment --quick --steps 5 --models lrem_cs --grpo-steps 3"
     default = config_from_args(build_parser().parse_args([]), [])
     assert (default.steps, default.batch_size, default.output_dir) == (300, 64, "experiments/results")
 
@@ -38,7 +38,10 @@ def test_cli_quick_and_steps():
 def result(tmp_path, monkeypatch):
     monkeypatch.setenv("LREM_HOME", str(tmp_path / "home"))
     cfg = ExperimentConfig(steps=3, batch_size=16, log_every=1, world=WorldConfig(n_items=300, n_queries=120),
-                           output_dir=str(tmp_path / "out"), show_progress=False)
+                           output_dir=str(tmp_path / "out"), show_progress=False, grpo_steps=1,
+                           backbone=BackboneConfig(steps=3, batch_size=4, seq_len=32),
+                           model=ModelConfig(vocab_size=800, hidden_size=32, intermediate_size=64,
+                                             num_hidden_layers=1), bootstrap_resamples=50)
     return run_experiment(cfg), cfg, tmp_path
 
 
@@ -55,12 +58,26 @@ def test_every_model_and_category_scored_and_logged(result):
         assert rec["params"] > 0 and rec["eval_seconds"] > 0
         if model_id == "minilm_zeroshot":
             assert rec["steps"] == 0 and rec["train_seconds"] == 0
+        elif model_id in ("lrem_rl", "lrem_empty_cot", "lrem_query_cot", "lrem_teacher_cot"):
+            assert rec["steps"] == cfg.steps + cfg.grpo_steps and rec["train_seconds"] > 0
         else:
             assert rec["steps"] == cfg.steps and rec["train_seconds"] > 0
-    # the three LREM rows are one trained model
-    assert out["models"]["lrem_empty_cot"]["trained_with"] == "lrem_cot"
-    assert out["models"]["lrem_cot"]["params"] == out["models"]["lrem_query_cot"]["params"]
-    assert len(out["models"]["lrem_cot"]["cot"]["examples"]) == len(CATEGORIES)
+    # the ablation rows are the final (CS + RL) model
+    assert out["models"]["lrem_empty_cot"]["trained_with"] == "lrem_rl"
+    assert out["models"]["lrem_rl"]["params"] == out["models"]["lrem_teacher_cot"]["params"]
+    for model_id in ("lrem_cs", "lrem_rl"):
+        assert len(out["models"][model_id]["cot"]["examples"]) == len(CATEGORIES)
+        assert 0.0 <= out["models"][model_id]["cot"]["teacher_keyword_f1"] <= 1.0
+    fit = out["models"]["lrem_cs"]["train_cot_fit"]
+    assert 0.0 <= fit["token_accuracy"] <= 1.0
+    # the CI table: LREM (CS + RL) minus the best same-backbone direct embedder, per category
+    comp = out["comparison"]
+    assert comp["best_direct"] in ("llm_direct_last", "llm_direct_mean")
+    rows = comp[f"lrem_rl_vs_{comp['best_direct']}"]
+    assert {"overall", "hard", *CATEGORIES} <= set(rows)
+    for r in rows.values():
+        assert r["ci_low"] <= r["diff"] <= r["ci_high"]
+    assert out["backbone"]["cache_key"]
 
     saved = json.loads((tmp_path / "out" / "latest.json").read_text())
     assert set(saved["models"]) == set(MODEL_IDS)
@@ -68,6 +85,7 @@ def test_every_model_and_category_scored_and_logged(result):
     for label in LABELS.values():
         assert f"| {label} |" in md
     assert "HitRate@100" in md and "Precision@10" in md and cfg.command in md
+    assert "95% CI" in md and "teacher CoT" in md
     assert str(tmp_path) not in md  # no machine paths in the report
 
     import mlflow

@@ -1,0 +1,77 @@
+"""Probe: backbone size/pre-training and cold-start recipe, measured on the demo world.
+
+python experiments/probes/recipe_probe.py --hidden 256 --layers 4 --bb-steps 1500 --cs-steps 300
+Prints held-out LM loss, SFT token accuracy on train queries, eval HitRate@100 per category
+for the direct embedder and LREM cold start (generated / teacher / empty CoT).
+"""
+import argparse, json, time, logging
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from components.config import BackboneConfig, ColdStartConfig, ModelConfig
+from components.data.io import load_knowledge, load_world
+from components.experiment.baselines import ExperimentConfig, prepare_data, score
+from components.paths import state_path
+from components.training.cold_start import train_cold_start
+from components.training.pretrain import prepare_backbone, render_world_corpus
+from components.model.lrem import LREMModel
+
+p = argparse.ArgumentParser()
+p.add_argument("--hidden", type=int, default=256); p.add_argument("--layers", type=int, default=4)
+p.add_argument("--bb-steps", type=int, default=1500); p.add_argument("--cs-steps", type=int, default=300)
+p.add_argument("--lr", type=float, default=5e-4); p.add_argument("--warmup-sft", type=float, default=0.3)
+p.add_argument("--self-cot", type=float, default=0.0); p.add_argument("--models", default="direct,lrem")
+p.add_argument("--threads", type=int, default=2)
+a = p.parse_args()
+torch.set_num_threads(a.threads)
+logging.basicConfig(level=logging.INFO)
+ec = ExperimentConfig()
+data = prepare_data(ec, state_path("probe", "work"))
+world = load_world(data.data_dir)
+corpus = render_world_corpus(world.catalog.to_dict(orient="records"), world.split("train")["text"].tolist(),
+                             load_knowledge(data.data_dir))
+mc = ModelConfig(hidden_size=a.hidden, intermediate_size=2 * a.hidden, num_hidden_layers=a.layers,
+                 num_attention_heads=4, num_key_value_heads=2)
+t0 = time.time()
+bb = prepare_backbone(mc, BackboneConfig(steps=a.bb_steps), corpus, state_path("backbones"), track=False)
+print("BACKBONE", bb.source, bb.cache_key, json.dumps({k: v for k, v in (bb.summary or {}).items() if k != "history"}),
+      f"{time.time()-t0:.0f}s", flush=True)
+hard = ("qa", "alternative", "knowledge")
+def report(name, q, items):
+    m, _ = score(data, q, items, ec)
+    hr = {c: round(m[c]["hit_rate@100"], 4) for c in m}
+    hardv = np.mean([m[c]["hit_rate@100"] for c in hard])
+    print("RESULT", name, json.dumps(hr), "hard_mean", round(float(hardv), 4), flush=True)
+for which in a.models.split(","):
+    reasoning = which == "lrem"
+    model = LREMModel.create(replace(mc, pooling="emb_token"), backbone_dir=bb.model_dir)
+    cs = ColdStartConfig(reasoning=reasoning, lambda_sft=0.1 if reasoning else 0.0, learning_rate=a.lr,
+                         max_steps=a.cs_steps, batch_size=64, save_every=0, resume=False,
+                         sft_warmup_ratio=a.warmup_sft if reasoning else 0.0, self_cot_ratio=a.self_cot)
+    t0 = time.time()
+    summ = train_cold_start(model, data.triplets, cs, state_path("probe", which), show_progress=False)
+    print("TRAIN", which, f"{time.time()-t0:.0f}s", json.dumps(summ["last"]), flush=True)
+    items = model.embed_items(data.item_titles, batch_size=128)
+    if not reasoning:
+        report("direct_last", model.embed_queries(data.eval_texts, reasoning=False)[0], items)
+        continue
+    emb, cots = model.embed_queries(data.eval_texts, reasoning=True)
+    report("lrem_generated", emb, items)
+    print("COTS", json.dumps(list(zip(data.eval_texts[:8], cots[:8]))), "distinct", len(set(cots)) / len(cots))
+    teacher = {t["query"]: t["cot"] for t in data.triplets}
+    from components.teacher import generate_triplets  # noqa
+    from components.teacher import Teacher
+    from components.config import TeacherConfig
+    tch = Teacher(load_knowledge(data.data_dir), TeacherConfig())
+    tcots = [tch.cot(q, c)[0] for q, c in zip(data.eval_texts, data.eval_categories)]
+    report("lrem_teacher_cot", model.embed_queries_with_cot(data.eval_texts, tcots), items)
+    report("lrem_empty", model.embed_queries(data.eval_texts, reasoning=False)[0], items)
+    # train-query token accuracy of greedy CoT vs teacher
+    tq = list(dict.fromkeys(t["query"] for t in data.triplets))[:300]
+    gen = model.generate_cots(tq)
+    acc = np.mean([len(set(g.replace(",", " ").split()) & set(teacher[q].replace(",", " ").split())) /
+                   max(1, len(set(teacher[q].replace(",", " ").split()))) for q, g in zip(tq, gen)])
+    print("TRAIN_KEYWORD_RECALL", round(float(acc), 4), flush=True)
