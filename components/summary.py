@@ -15,6 +15,7 @@ def print_summary(cfg: PipelineConfig) -> None:
     from components.evaluation.report import write_metrics_table
     from components.index.collections import alias_target, collection_row_count
     from components.index.server import ensure_server
+    from components.serving import collection_of
 
     tracking.configure(cfg)
     client = mlflow.MlflowClient()
@@ -39,7 +40,7 @@ def print_summary(cfg: PipelineConfig) -> None:
     print(f"\nRegistered model {name}:")
     for v in versions:
         names = [a for a, ver in aliases.items() if str(ver) == str(v.version)]
-        print(f"  v{v.version}  aliases={names or '-'}  collection={v.tags.get('milvus_collection', '-')}  "
+        print(f"  v{v.version}  aliases={names or '-'}  collection={collection_of(cfg, v.version, v)}  "
               f"gate={v.tags.get('gate', '-')}  dvc_rev={v.tags.get('dvc_rev', '-')}  data_md5={v.tags.get('data_md5', '-')}")
     print(f"\nLatest version: v{latest.version}, aliases {[a for a, ver in aliases.items() if str(ver) == str(latest.version)]}")
     ensure_server(cfg.index.milvus_uri)

@@ -68,3 +68,55 @@ def test_registry_inputs_come_from_earlier_steps():
     bad = {**STEPS, "early": Step("early", "x:y", TripletSet, {"later": "later"})}
     with pytest.raises(RuntimeError, match="later"):
         _check_registry(bad)
+
+
+def test_kubernetes_tasks_pass_each_input_artefact_as_json(monkeypatch, tmp_path):
+    """LREM_EXECUTION=kubernetes: one pod a step, `--ctx-json` carrying the XCom of each input's step."""
+    import importlib.util
+    import json
+    import sys
+    import types
+
+    import jinja2
+
+    from components.pipeline import STEPS
+
+    made = {}
+
+    class FakePodOperator:  # stands in for KubernetesPodOperator (the provider is not installed here)
+        def __init__(self, task_id, arguments, container_resources=None, **kwargs):
+            self.task_id, self.arguments, self.resources = task_id, arguments, container_resources
+            self.upstream: set[str] = set()
+            made[task_id] = self
+
+        def __rshift__(self, other):
+            other.upstream.add(self.task_id)
+            return other
+
+    pod = types.ModuleType("pod")
+    pod.KubernetesPodOperator = FakePodOperator
+    k8s = types.SimpleNamespace(V1ResourceRequirements=lambda limits: limits)
+    monkeypatch.setitem(sys.modules, "airflow.providers.cncf.kubernetes.operators.pod", pod)
+    monkeypatch.setitem(sys.modules, "kubernetes.client", types.SimpleNamespace(models=k8s))
+    monkeypatch.setenv("LREM_EXECUTION", "kubernetes")
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    spec = importlib.util.spec_from_file_location("lrem_nightly_k8s", DAGS_DIR / "lrem_nightly.py")
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+    assert list(made) == list(STEPS)
+
+    class TI:
+        def xcom_pull(self, task_ids):
+            return {"artifact": STEPS[task_ids].produces.__name__, "from": task_ids}
+
+    for step in STEPS.values():
+        op = made[step.name]
+        assert set(step.upstream) <= op.upstream
+        assert (op.resources is not None) == step.gpu
+        args = op.arguments
+        assert args[args.index("step") + 1] == step.name
+        if not step.inputs:
+            assert "--ctx-json" not in args
+            continue
+        rendered = jinja2.Environment().from_string(args[args.index("--ctx-json") + 1]).render(ti=TI())
+        assert json.loads(rendered) == {up: TI().xcom_pull(up) for up in step.upstream}
