@@ -28,7 +28,6 @@ class ConfigError(ValueError):
     """A config that cannot be used: unknown key, wrong type, or a value outside its choices."""
 
 
-
 @dataclass
 class WorldConfig:
     """The seeded demo e-commerce world (``lrem data generate``)."""
@@ -75,18 +74,44 @@ class ModelConfig:
     """The LREM backbone. ``base: tiny`` builds a small Qwen2 LM from config."""
 
     base: str = "tiny"  # "tiny" or a Hugging Face model dir / hub id (e.g. Qwen/Qwen2.5-3B-Instruct)
-    vocab_size: int = 4000  # tiny: BPE vocabulary trained on catalog + query text
-    hidden_size: int = 128
-    intermediate_size: int = 256
-    num_hidden_layers: int = 2
+    vocab_size: int = 4000  # tiny: BPE vocabulary trained on the backbone's pre-training corpus
+    # tiny: 3.4M parameters, chosen from the size sweep in the README ("Choosing the backbone")
+    hidden_size: int = 256
+    intermediate_size: int = 512
+    num_hidden_layers: int = 4
     num_attention_heads: int = 4
     num_key_value_heads: int = 2
     max_position_embeddings: int = 512
     max_cot_tokens: int = 16
     pooling: str = "emb_token"  # "emb_token" (LREM) or "mean" (direct-embedder baseline)
+    # "auto": the short template for the tiny backbone, the paper's chat prompt for a HF checkpoint
+    prompt_style: str = "auto"
+    short_query_template: str = "q: {query}"
+    short_item_template: str = "i: {title}"
     max_query_tokens: int = 48
     max_item_tokens: int = 64
     seed: int = 0
+
+
+@dataclass
+class BackboneConfig:
+    """Pre-training of the tiny backbone: a causal LM on text rendered from the data.
+
+    Stands in for the paper's pretrained LLM (no weights can be downloaded here): catalog
+    titles and attributes, training queries, and the world's knowledge as plain sentences.
+    Cached by corpus hash and this config; skipped for a HF checkpoint (``model.base``).
+    """
+
+    steps: int = 600
+    batch_size: int = 32
+    seq_len: int = 96
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05
+    heldout_fraction: float = 0.05  # share of the catalog item descriptions held out to measure LM loss
+    log_every: int = 50
+    seed: int = 0
+    registered_name: str = "lrem-backbone"
 
 
 @dataclass
@@ -106,6 +131,13 @@ class ColdStartConfig:
     max_steps: Optional[int] = None  # overrides epochs when set
     hard_negatives: int = 0  # extra negatives per query (items of the same department)
     reasoning: bool = True  # False: train a direct embedder (empty CoT; use lambda_sft 0)
+    # SFT warm-up: the first sft_warmup_ratio of the steps weigh SFT by sft_warmup_lambda (the
+    # paper's 0.1 x SFT alone does not teach a small backbone its CoT within a CPU budget)
+    sft_warmup_ratio: float = 0.0
+    sft_warmup_lambda: float = 1.0
+    # share of the steps (after the warm-up) whose InfoNCE embeds the query after the model's
+    # own greedy CoT instead of the teacher's: evaluation embeds after the model's own CoT
+    self_cot_ratio: float = 0.0
     log_every: int = 10
     save_every: int = 200
     resume: bool = True
@@ -116,16 +148,19 @@ class ColdStartConfig:
 
 @dataclass
 class GRPOStageConfig:
-    """Stage 2: GRPO with TRL on the cold-start model."""
+    """Stage 2: GRPO with TRL on the cold-start model (the paper: G = 8, 0.1 x InfoNCE kept on)."""
 
-    max_steps: int = 5
-    num_generations: int = 4
-    per_device_batch_size: int = 8  # completions; divisible by num_generations
-    learning_rate: float = 1e-5
+    max_steps: int = 60
+    num_generations: int = 8  # G completions per query
+    per_device_batch_size: int = 64  # completions; divisible by num_generations (64 = 8 queries x 8)
+    learning_rate: float = 2e-5
     temperature: float = 1.0
     reward_funcs: list[str] = field(default_factory=lambda: ["format", "length", "accuracy"])
     reward_weights: list[float] = field(default_factory=lambda: [0.5, 0.2, 1.0])
-    reward_pool_size: int = 64  # N items in the accuracy reward's ranking
+    reward_pool_size: int = 256  # N catalog items in the accuracy reward's ranking
+    lambda_infonce: float = 0.1  # the paper's InfoNCE term during RL (0: GRPO alone)
+    infonce_temperature: float = 0.05
+    infonce_negatives: int = 64  # random catalog items added to the in-batch negatives
     seed: int = 0
 
 
@@ -217,6 +252,7 @@ class PipelineConfig:
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
     cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)
     grpo: GRPOStageConfig = field(default_factory=GRPOStageConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
