@@ -38,7 +38,7 @@ def _run_suite(cfg: PipelineConfig, snapshot: DataSnapshot, name: str, validate)
 def run_validate_raw(cfg: PipelineConfig, snapshot: DataSnapshot) -> ValidationReport:
     from components.validation.suites import validate_raw
 
-    return _run_suite(cfg, snapshot, "raw", lambda docs: validate_raw(Path(snapshot.data_uri), docs))
+    return _run_suite(cfg, snapshot, "raw", lambda docs: validate_raw(Path(snapshot.data_uri), docs, cfg.validation))
 
 
 def run_validate_triplets(cfg: PipelineConfig, snapshot: DataSnapshot, triplets: TripletSet) -> ValidationReport:

@@ -6,6 +6,12 @@ whether or not the checks pass, so a failed nightly run still leaves a report to
 
 Row numbers in reports are 1-based line numbers of the JSON Lines file: every frame is
 indexed by line number before GX sees it, and GX reports unexpected rows by index.
+
+Nothing a data file holds makes the gate crash: undecodable lines (invalid UTF-8, invalid
+JSON, not an object) are reported per line, in the error and in Data Docs (a
+``<file>_lines`` suite); a value of the wrong JSON type (a title that is a number, a price
+that is a string) is reported by a ``type_of_<column>`` check, and the other checks see it
+as text (or, for numbers, as missing) so they run as usual.
 """
 
 from __future__ import annotations
@@ -20,14 +26,31 @@ from typing import Any, Iterator, Sequence
 
 import pandas as pd
 
-from components.config import CATEGORIES
+from components.config import CATEGORIES, ValidationConfig
 from components.data import schema
 from components.validation.errors import DataValidationError
 
 TRIPLET_COLUMNS = ("query_id", "query", "category", "cot", "item_id", "item_title")
-PRICE_TYPES = ["int", "float", "int64", "float64", "Int64", "Float64"]
 # Columns the suites add to a frame (computed from the file's own columns).
-DERIVED_COLUMNS = ("n_splits_of_query_id", "cot_word_count")
+DERIVED_COLUMNS = ("n_splits_of_query_id", "cot_word_count", "judgments_of_eval_query", "title_chars",
+                   "text_chars", "line_error")
+TYPE_PREFIX = "type_of_"  # derived column: the JSON type of each value of a column
+
+# JSON type names (see _json_type) each column may hold; columns not named are not type-checked.
+_STR, _NULLABLE_STR, _NUMBER = ("str",), ("str", "null"), ("int", "float", "null")
+COLUMN_TYPES: dict[str, dict[str, tuple[str, ...]]] = {
+    schema.CATALOG_FILE: {"item_id": _STR, "title": _STR, "product_type": _STR, "department": _STR,
+                          "brand": _NULLABLE_STR, "price": _NUMBER, "attributes": ("object", "null"),
+                          "text": _NULLABLE_STR},
+    schema.QUERIES_FILE: {"query_id": _STR, "text": _STR, "category": _STR, "split": _STR},
+    schema.JUDGMENTS_FILE: {"query_id": _STR, "item_id": _STR, "relevance": ("int",)},
+}
+_NUMERIC_COLUMNS = {"price", "relevance"}
+_TYPE_WORDS = {"str": "a string", "null": "null", "int": "an integer", "float": "a number", "object": "an object"}
+
+
+# Outlier bounds of the raw-data gate: the ``validation`` section of the config.
+RawBounds = ValidationConfig
 
 _LINE = "line"  # index name of every frame: GX then shows line numbers in Data Docs
 _MAX_ROWS_SHOWN = 20
@@ -47,39 +70,145 @@ class _FileCheck:
     frame: pd.DataFrame | None
     failures: list[dict] = field(default_factory=list)  # read errors, found before GX runs
     expectations: list = field(default_factory=list)
+    suite: str | None = None  # suite / asset name (default: the file's stem)
+    docs_only: bool = False  # its GX results go to Data Docs; the failures are already in `failures`
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float" if value == value else "null"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return type(value).__name__
+
+
+def _typed_rows(rows: list[dict], name: str) -> tuple[list[dict], dict[str, list[str]]]:
+    """Rows whose values of the wrong JSON type are made harmless, and the type of every value.
+
+    A value of the wrong type becomes its JSON text (numeric columns: missing), so that GX
+    rules on the column evaluate instead of raising; the ``type_of_<column>`` check names it.
+    """
+    expected = COLUMN_TYPES.get(name, {})
+    present = [c for c in expected if any(c in row for row in rows)]
+    types: dict[str, list[str]] = {c: [] for c in present}
+    cleaned = []
+    for row in rows:
+        row = dict(row)
+        for column in present:
+            kind = _json_type(row.get(column))
+            types[column].append(kind)
+            if kind != "null" and kind not in expected[column]:  # nulls: the not-null rules
+                row[column] = None if column in _NUMERIC_COLUMNS else json.dumps(row[column], ensure_ascii=False)
+        for column, value in row.items():  # unhashable values elsewhere would break grouping and sets
+            if column not in present and isinstance(value, (dict, list)) and column != "attributes":
+                row[column] = json.dumps(value, ensure_ascii=False, sort_keys=True)
+        cleaned.append(row)
+    return cleaned, types
 
 
 def _read_jsonl_frame(path: Path, name: str) -> tuple[pd.DataFrame | None, list[dict]]:
-    """Frame indexed by 1-based line number; every undecodable line becomes one failure."""
+    """Frame indexed by 1-based line number; every unreadable line becomes a failure.
+
+    When any line is unreadable the frame is None (the file's rules are not run on part of
+    it) and the failures, one per kind (invalid UTF-8, invalid JSON, not an object), name
+    every such line.
+    """
+    frame, failures, _ = _read_jsonl(path, name)
+    return frame, failures
+
+
+def _read_jsonl(path: Path, name: str) -> tuple[pd.DataFrame | None, list[dict], pd.DataFrame | None]:
+    """(frame, read failures, line frame): the line frame has one row per non-blank line with
+    ``line_error`` (None for a good line), for the Data Docs of the unreadable lines."""
     if not path.is_file():
         return None, [_failure(name, "file_exists", None, f"{name}: file not found at {path}",
-                               description="file exists")]
-    rows, line_numbers, bad_rows, bad_samples, first_error = [], [], [], [], None
-    with open(path, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
+                               description="file exists")], None
+    rows, line_numbers, all_lines, line_errors = [], [], [], []
+    bad: dict[str, tuple[list[int], list[str], str]] = {}  # kind -> (rows, samples, first error)
+    with open(path, "rb") as fh:
+        for line_no, raw in enumerate(fh, start=1):
+            if not raw.strip():
                 continue
+            kind, error, row = None, None, None
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                row, error = None, str(exc)
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                kind, error = "valid_utf8", f"invalid UTF-8 byte {raw[exc.start:exc.start + 1]!r} at offset {exc.start}"
+                line = raw.decode("utf-8", errors="replace")
             else:
-                error = None if isinstance(row, dict) else f"expected a JSON object, got {type(row).__name__}"
-            if error is not None:
-                bad_rows.append(line_no)
-                bad_samples.append(line.rstrip("\n"))
-                first_error = first_error or error
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    kind, error = "valid_json_lines", str(exc)
+                else:
+                    if not isinstance(row, dict):
+                        kind, error = "valid_json_lines", f"expected a JSON object, got {type(row).__name__}"
+            all_lines.append(line_no)
+            line_errors.append(error)
+            if kind is not None:
+                rows_of, samples, first = bad.setdefault(kind, ([], [], error))
+                rows_of.append(line_no)
+                samples.append(line.rstrip("\r\n"))
                 continue
             rows.append(row)
             line_numbers.append(line_no)
-    if bad_rows:
-        message = (f"{name}: not valid JSON at rows {_format_rows(bad_rows)}: sample values "
-                   f"{_format_samples(bad_samples)} ({first_error})")
-        return None, [_failure(name, "valid_json_lines", None, message, rows=bad_rows,
-                               samples=bad_samples, description="every line is a JSON object")]
-    frame = pd.DataFrame(rows, index=pd.Index(line_numbers, name=_LINE)) if rows else pd.DataFrame(
-        index=pd.Index([], name=_LINE, dtype="int64"))
-    return frame, []
+    lines = pd.DataFrame({"line_error": line_errors}, index=pd.Index(all_lines, name=_LINE), dtype=object)
+    if bad:
+        failures = []
+        for kind, (bad_rows, samples, first) in bad.items():
+            what = "not valid UTF-8" if kind == "valid_utf8" else "not valid JSON"
+            rule = ("every line is valid UTF-8" if kind == "valid_utf8" else "every line is a JSON object")
+            message = (f"{name}: {what} at rows {_format_rows(bad_rows)}: sample values "
+                       f"{_format_samples(samples)} ({first}) -- {rule}")
+            failures.append(_failure(name, kind, None, message, rows=bad_rows, samples=samples, description=rule))
+        return None, failures, lines
+    rows, types = _typed_rows(rows, name)
+    index = pd.Index(line_numbers, name=_LINE)
+    frame = pd.DataFrame(rows, index=index) if rows else pd.DataFrame(index=pd.Index([], name=_LINE, dtype="int64"))
+    for column, kinds in types.items():
+        frame[TYPE_PREFIX + column] = pd.Series(kinds, index=index, dtype=object)
+    return frame, [], lines
+
+
+def _lines_check(name: str, lines: pd.DataFrame | None) -> _FileCheck | None:
+    """The unreadable lines of a file, as a GX suite of their own so they show in Data Docs."""
+    if lines is None or lines["line_error"].isna().all():
+        return None
+    import great_expectations.expectations as gxe
+
+    stem = name.split(".")[0]
+    return _FileCheck(name=name, frame=lines, suite=f"{stem}_lines", docs_only=True, expectations=[
+        gxe.ExpectColumnValuesToBeNull(column="line_error",
+                                       description="every line is valid UTF-8 and a JSON object")])
+
+
+def _type_expectations(frame: pd.DataFrame, name: str) -> list:
+    """One ``type_of_<column>`` rule per type-checked column present in the file."""
+    import great_expectations.expectations as gxe
+
+    out = []
+    for column, allowed in COLUMN_TYPES.get(name, {}).items():
+        if TYPE_PREFIX + column in frame.columns:
+            words = " or ".join(_TYPE_WORDS.get(a, a) for a in allowed)
+            out.append(gxe.ExpectColumnValuesToBeInSet(  # null passes here; not-null rules say where it may not
+                column=TYPE_PREFIX + column, value_set=sorted({*allowed, "null"}), meta={"source_column": column},
+                description=f"{column} is {words}"))
+    return out
+
+
+def _lengths(frame: pd.DataFrame, source: str, target: str) -> None:
+    if source in frame.columns:
+        frame[target] = frame[source].map(lambda v: len(v) if isinstance(v, str) else None).astype(float)
 
 
 def _id_set(frame: pd.DataFrame | None, column: str, where: pd.Series | None = None) -> list | None:
@@ -106,30 +235,42 @@ def _with_present_columns(frame: pd.DataFrame, required: Sequence[str],
     return expectations
 
 
-def _catalog_expectations(frame: pd.DataFrame) -> list:
+def _catalog_expectations(frame: pd.DataFrame, bounds: RawBounds | None = None) -> list:
     import great_expectations.expectations as gxe
 
-    return _with_present_columns(frame, schema.CATALOG_COLUMNS, [
+    bounds = bounds or RawBounds()
+    _lengths(frame, "title", "title_chars")
+    return _type_expectations(frame, schema.CATALOG_FILE) + _with_present_columns(frame, schema.CATALOG_COLUMNS, [
         (["item_id"], gxe.ExpectColumnValuesToNotBeNull(column="item_id", description="item_id is set")),
         (["item_id"], gxe.ExpectColumnValuesToBeUnique(column="item_id", description="item_id is unique")),
         (["title"], gxe.ExpectColumnValuesToNotBeNull(column="title", description="title is set")),
         (["title"], gxe.ExpectColumnValuesToMatchRegex(column="title", regex=r"\S",
                                                        description="title is not blank")),
-        (["price"], gxe.ExpectColumnValuesToNotBeNull(column="price", description="price is set")),
-        (["price"], gxe.ExpectColumnValuesToBeInTypeList(column="price", type_list=PRICE_TYPES,
-                                                         description="price is a number")),
+        # price may be null (real data sets have none); its type rule says when it is not a number
         (["price"], gxe.ExpectColumnValuesToBeBetween(column="price", min_value=0, strict_min=True,
                                                       description="price > 0")),
+        (["title_chars"], gxe.ExpectColumnValuesToBeBetween(
+            column="title_chars", max_value=bounds.max_title_chars, meta={"source_column": "title"},
+            description=f"title has at most {bounds.max_title_chars} characters")),
     ])
 
 
-def _queries_expectations(frame: pd.DataFrame) -> list:
+def _queries_expectations(frame: pd.DataFrame, judged_query_ids: list | None = None,
+                           bounds: RawBounds | None = None) -> list:
     import great_expectations.expectations as gxe
 
+    bounds = bounds or RawBounds()
     if {"query_id", "split"} <= set(frame.columns):
         # A query id seen with more than one split leaks eval queries into training.
-        frame["n_splits_of_query_id"] = frame.groupby("query_id")["split"].transform("nunique")
-    return _with_present_columns(frame, schema.QUERY_COLUMNS, [
+        frame["n_splits_of_query_id"] = frame.groupby("query_id", dropna=False)["split"].transform("nunique")
+        if judged_query_ids is not None:
+            # An eval query without a judgment cannot be scored: it would silently shrink the eval set.
+            counts = pd.Series(judged_query_ids).value_counts()
+            is_eval = frame["split"] == "eval"
+            frame["judgments_of_eval_query"] = frame["query_id"].map(
+                lambda q: int(counts.get(q, 0)) if isinstance(q, str) else 0).astype(float).where(is_eval)
+    _lengths(frame, "text", "text_chars")
+    return _type_expectations(frame, schema.QUERIES_FILE) + _with_present_columns(frame, schema.QUERY_COLUMNS, [
         (["query_id"], gxe.ExpectColumnValuesToNotBeNull(column="query_id", description="query_id is set")),
         (["query_id"], gxe.ExpectColumnValuesToBeUnique(column="query_id", description="query_id is unique")),
         (["text"], gxe.ExpectColumnValuesToMatchRegex(column="text", regex=r"\S",
@@ -143,6 +284,15 @@ def _queries_expectations(frame: pd.DataFrame) -> list:
         (["n_splits_of_query_id"], gxe.ExpectColumnValuesToBeBetween(
             column="n_splits_of_query_id", max_value=1, meta={"source_column": "query_id"},
             description="train and eval query ids are disjoint")),
+        (["split"], gxe.ExpectColumnDistinctValuesToContainSet(
+            column="split", value_set=list(schema.SPLITS),
+            description="both splits have queries (no training without train, no gate without eval)")),
+        (["judgments_of_eval_query"], gxe.ExpectColumnValuesToBeBetween(
+            column="judgments_of_eval_query", min_value=1, meta={"source_column": "query_id"},
+            description=f"every eval query has a judgment in {schema.JUDGMENTS_FILE}")),
+        (["text_chars"], gxe.ExpectColumnValuesToBeBetween(
+            column="text_chars", max_value=bounds.max_query_chars, meta={"source_column": "text"},
+            description=f"query text has at most {bounds.max_query_chars} characters")),
     ])
 
 
@@ -162,7 +312,10 @@ def _judgments_expectations(frame: pd.DataFrame, catalog_ids: list | None, query
         rules.append((["query_id"], gxe.ExpectColumnValuesToBeInSet(
             column="query_id", value_set=query_ids,
             description=f"judged query_id exists in {schema.QUERIES_FILE}")))
-    return _with_present_columns(frame, schema.JUDGMENT_COLUMNS, rules)
+    if "relevance" in frame.columns:
+        rules.append((["relevance"], gxe.ExpectColumnValuesToBeBetween(
+            column="relevance", min_value=1, description="relevance grade >= 1 (non-relevant pairs are not listed)")))
+    return _type_expectations(frame, schema.JUDGMENTS_FILE) + _with_present_columns(frame, schema.JUDGMENT_COLUMNS, rules)
 
 
 def _triplet_expectations(frame: pd.DataFrame, catalog_ids: list | None, eval_query_ids: list | None,
@@ -274,7 +427,7 @@ def _validate_each(context, checks: list[_FileCheck], suite_prefix: str,
         if check.frame is None:
             files[check.name] = {"rows": 0, "expectations": 0, "failed": len(check.failures)}
             continue
-        stem = check.name.split(".")[0]
+        stem = check.suite or check.name.split(".")[0]
         batch_definition = source.add_dataframe_asset(name=stem).add_batch_definition_whole_dataframe("all_rows")
         suite = context.suites.add(gx.ExpectationSuite(name=f"{suite_prefix}.{stem}",
                                                        expectations=check.expectations))
@@ -283,6 +436,8 @@ def _validate_each(context, checks: list[_FileCheck], suite_prefix: str,
         result = definition.run(batch_parameters={"dataframe": check.frame},
                                 result_format={"result_format": "COMPLETE"})
         file_failures = [_result_failure(check.name, r, check.frame) for r in result.results if not r.success]
+        if check.docs_only:
+            continue
         failures += file_failures
         files[check.name] = {"rows": len(check.frame), "expectations": len(result.results),
                              "failed": len(file_failures) + len(check.failures)}
@@ -326,7 +481,7 @@ def _result_failure(file: str, result, frame: pd.DataFrame) -> dict:
         return _failure(file, config.type, column, message, description=description)
     outcome = result.result or {}
     if config.type == "expect_column_to_exist":
-        present = [c for c in frame.columns if c not in DERIVED_COLUMNS]
+        present = [c for c in frame.columns if c not in DERIVED_COLUMNS and not str(c).startswith(TYPE_PREFIX)]
         message = f"{file}: {rule} failed: column '{column}' is missing (columns present: {present})"
         return _failure(file, config.type, column, message, description=description)
     if "unexpected_index_list" not in outcome and "partial_unexpected_list" not in outcome:
@@ -393,33 +548,48 @@ def _format_samples(values: list) -> str:
 # Public API
 
 
-def validate_raw(data_dir: Path, docs_dir: Path) -> dict:
+def validate_raw(data_dir: Path, docs_dir: Path, bounds: RawBounds | None = None) -> dict:
     """Validate catalog, queries and judgments of the data folder with one GX suite per file.
+
+    ``bounds``: the outlier bounds (title and query lengths); default :class:`RawBounds`.
 
     Returns ``{"success": True, "files": {file: {"rows", "expectations", "failed"}},
     "expectations", "failed", "docs_index", "docs_dir"}``; raises DataValidationError
     listing every failed check (Data Docs are written either way).
     """
     with _quiet_gx():
-        return _validate_raw(Path(data_dir), Path(docs_dir))
+        return _validate_raw(Path(data_dir), Path(docs_dir), bounds or RawBounds())
 
 
-def _validate_raw(data_dir: Path, docs_dir: Path) -> dict:
-    frames = {name: _read_jsonl_frame(data_dir / name, name)
-              for name in (schema.CATALOG_FILE, schema.QUERIES_FILE, schema.JUDGMENTS_FILE)}
-    catalog, queries = frames[schema.CATALOG_FILE][0], frames[schema.QUERIES_FILE][0]
+def _validate_raw(data_dir: Path, docs_dir: Path, bounds: RawBounds) -> dict:
+    read = {name: _read_jsonl(data_dir / name, name)
+            for name in (schema.CATALOG_FILE, schema.QUERIES_FILE, schema.JUDGMENTS_FILE)}
+    catalog, queries, judgments = (read[n][0] for n in (schema.CATALOG_FILE, schema.QUERIES_FILE,
+                                                        schema.JUDGMENTS_FILE))
+    judged = None
+    if judgments is not None and "query_id" in judgments.columns:
+        judged = [q for q in judgments["query_id"].tolist() if isinstance(q, str)]
     builders = {
-        schema.CATALOG_FILE: _catalog_expectations,
-        schema.QUERIES_FILE: _queries_expectations,
+        schema.CATALOG_FILE: lambda f: _catalog_expectations(f, bounds),
+        schema.QUERIES_FILE: lambda f: _queries_expectations(f, judged, bounds),
         schema.JUDGMENTS_FILE: lambda f: _judgments_expectations(
             f, _id_set(catalog, "item_id"), _id_set(queries, "query_id")),
     }
     checks = []
-    for name, (frame, read_failures) in frames.items():
+    for name, (frame, read_failures, lines) in read.items():
         check = _FileCheck(name=name, frame=frame, failures=read_failures)
         if frame is not None:
-            check.expectations = builders[name](frame)
+            try:
+                check.expectations = builders[name](frame)
+            except Exception as exc:  # a last resort: the gate reports, it never crashes
+                check.failures.append(_failure(name, "build_checks", None,
+                                               f"{name}: its checks could not be built: {exc!r}",
+                                               description="the file's checks can be built"))
+                check.frame = None
         checks.append(check)
+        lines_check = _lines_check(name, lines)
+        if lines_check is not None:
+            checks.append(lines_check)
     return _run_checks(checks, docs_dir, suite_prefix="raw")
 
 

@@ -116,7 +116,7 @@ def test_invalid_json_names_file_and_row(make_data, tmp_path):
     error = _raw_error(data_dir, docs)
     assert "queries.jsonl: not valid JSON at rows [3]" in str(error)
     assert error.failures[0]["rows"] == [3]
-    assert isinstance(error, ValueError)
+    assert isinstance(error, DataValidationError)
     assert error.docs_index is not None and error.docs_index.is_file()  # the other files are still reported
 
 
