@@ -49,3 +49,33 @@ def test_gate_step_from_a_context_file(tmp_path, monkeypatch, capsys):
     bad = {"pull_data": snapshot.to_dict(), "evaluate_offline": {**report.to_dict(), "metrics": "x"}}
     with pytest.raises(ArtifactError, match=r"step evaluate_offline: EvalReport: unknown field\(s\) \['metrics'\]"):
         main(["--config", str(config), "step", "gate", "--ctx-json", json.dumps(bad)])
+
+
+def _first(cfg, run_key: str) -> DataSnapshot:
+    return DataSnapshot(run_key=run_key, mlflow_run_id="r1", data_uri="/d", full_data_uri="/d", dvc_rev="HEAD",
+                        data_md5="m", git_commit="c")
+
+
+def _second(cfg, snapshot: DataSnapshot):
+    from components.artifacts import TripletSet
+
+    assert isinstance(snapshot, DataSnapshot)
+    return TripletSet(triplets_uri=f"/runs/{snapshot.run_key}/triplets.jsonl", n_triplets=3)
+
+
+def test_pipeline_runs_the_registry_in_order_and_leaves_its_context(tmp_path, monkeypatch, capsys):
+    from components import pipeline
+    from components.artifacts import TripletSet
+    from components.cli import main
+
+    fake = {"first": pipeline.Step("first", f"{__name__}:_first", DataSnapshot),
+            "second": pipeline.Step("second", f"{__name__}:_second", TripletSet, {"snapshot": "first"})}
+    monkeypatch.setattr(pipeline, "STEPS", fake)
+    monkeypatch.setenv("LREM_HOME", str(tmp_path))
+    assert main(["pipeline", "--run-key", "manual__2026-01-01T02:00:00+00:00"]) == 0
+    ctx_file = tmp_path / "runs" / "manual__2026-01-01T02-00-00-00-00" / "ctx.json"
+    ctx = json.loads(ctx_file.read_text())
+    assert list(ctx) == ["first", "second"]
+    assert TripletSet.from_dict(ctx["second"], "second").triplets_uri.endswith("02-00-00-00-00/triplets.jsonl")
+    assert main(["steps"]) == 0
+    assert "second               (snapshot=first) -> TripletSet" in capsys.readouterr().out
