@@ -154,15 +154,22 @@ def reproduce(
     work_dir = Path(work_dir) if work_dir is not None else state_path("reproduce", name)
     index_cfg = index_cfg or IndexConfig(index_type="FLAT")
     started = time.monotonic()
-    import_dataset("beir", src, work_dir / "data", ImportOptions(categories="plain"))
+    # every judged test query is scored (eval_fraction 1: a test-only BEIR set is not split)
+    import_dataset("beir", src, work_dir / "data", ImportOptions(categories="plain", eval_fraction=1.0))
     if embed_fn is None:
         from components.experiment.baselines import embed_minilm, load_minilm
 
         model = load_minilm()
         embed_fn = lambda texts: embed_minilm(model, texts)  # noqa: E731
-    ensure_server(index_cfg.milvus_uri)
+    started_server = ensure_server(index_cfg.milvus_uri)  # a pid when this call started the embedded server
     collection = f"reproduce_{name}_minilm"
-    metrics, info = measure(work_dir / "data", embed_fn, index_cfg.milvus_uri, collection, index_cfg)
+    try:
+        metrics, info = measure(work_dir / "data", embed_fn, index_cfg.milvus_uri, collection, index_cfg)
+    finally:
+        if started_server is not None:
+            from components.index.server import stop_server
+
+            stop_server()
     overall = metrics["overall"]
     result = Reproduction(
         name=name, measured={k: float(overall[k]) for k in published.metrics}, published=dict(published.metrics),
