@@ -15,6 +15,7 @@ from typing import Any, Optional, get_args, get_origin, get_type_hints
 
 import yaml
 
+from components.model.prompts import PROMPT_STYLES
 from components.paths import REPO_ROOT, default_milvus_uri, default_mlflow_uri
 
 CATEGORIES = ("plain", "qa", "alternative", "negative", "knowledge")
@@ -286,6 +287,7 @@ class PipelineConfig:
 CHOICES: dict[str, tuple[str, ...]] = {
     "teacher.item_filter": ITEM_FILTERS,
     "model.pooling": POOLINGS,
+    "model.prompt_style": ("auto", *PROMPT_STYLES),
     "grpo.reward_funcs": REWARD_NAMES,
     "cold_start.bf16": GPU_SWITCHES,
     "cold_start.gradient_checkpointing": GPU_SWITCHES,

@@ -16,6 +16,7 @@ def test_shipped_configs_load(name):
 @pytest.mark.parametrize("overrides, field, allowed", [
     ({"teacher": {"item_filter": "bm25"}}, "teacher.item_filter", ITEM_FILTERS),
     ({"model": {"pooling": "max"}}, "model.pooling", POOLINGS),
+    ({"model": {"prompt_style": "long"}}, "model.prompt_style", ("auto", "chat", "short")),
     ({"grpo": {"reward_funcs": ["format", "recall"], "reward_weights": [1.0, 1.0]}}, "grpo.reward_funcs",
      REWARD_NAMES),
     ({"cold_start": {"bf16": "yes"}}, "cold_start.bf16", GPU_SWITCHES),
