@@ -10,6 +10,10 @@
                                         (writes the context to .lrem/runs/<run key>/ctx.json)
     lrem milvus start|stop|status       the embedded Milvus Lite server
     lrem serve-sync                     point the serving alias at the MLflow champion's collection
+                                        (verified first, recorded in the audit trail)
+    lrem serve [--background]           the search service; serve-stop, serve-status
+    lrem replay | online-eval           simulated users against the service; the online A/B analysis
+    lrem history | rollback [--to V]    audit trail of alias moves; move champion back, serving follows
     lrem summary                        metrics, versions, aliases, collection, MLflow UI command
     lrem reproduce scifact              MiniLM on BEIR SciFact through import, Milvus and the metrics vs MTEB
     lrem experiment [--quick] ...       LREM against the paper's baselines on the demo world
@@ -125,10 +129,10 @@ def cmd_milvus(args) -> int:
 
 
 def cmd_serve_sync(args) -> int:
-    from components.serving import sync_serving_alias
+    from components.service.audit import sync  # verifies, then calls serving.sync_serving_alias, then audits
 
     cfg = _config(args)
-    print(json.dumps(sync_serving_alias(cfg), indent=2))
+    print(json.dumps(sync(cfg), indent=2, default=str))
     return 0
 
 
@@ -213,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("summary", help="print the state of the registry and the index")
     p.set_defaults(fn=cmd_summary)
+
+    from components.service.cli import add_commands as add_service_commands
+
+    add_service_commands(sub)  # serve, serve-stop, serve-status, replay, online-eval, history, rollback
 
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:  # steps report through logging
