@@ -20,7 +20,7 @@ export PYTHONUNBUFFERED := 1
 FIND_LINKS := $(shell pip config get global.find-links 2>/dev/null)
 UV_FLAGS := $(if $(FIND_LINKS),--find-links $(FIND_LINKS))
 
-.PHONY: demo test env clean milvus-start milvus-stop mlflow-ui bench experiment
+.PHONY: demo test env clean milvus-start milvus-stop mlflow-ui bench experiment serve serve-stop
 
 env: $(VENV)/.installed
 
@@ -41,7 +41,8 @@ demo: env
 	$(BIN)/airflow db migrate > $(LREM_HOME)/logs/airflow-db-migrate.log 2>&1 || (tail -20 $(LREM_HOME)/logs/airflow-db-migrate.log; exit 1)
 	$(BIN)/lrem --config $(CONFIG) milvus start > /dev/null
 	$(BIN)/airflow dags test lrem_nightly --conf '{"config": "$(CONFIG)"}' 2>&1 | tee $(LREM_HOME)/logs/last-demo.log; \
-	  status=$${PIPESTATUS[0]}; $(BIN)/lrem --config $(CONFIG) summary; exit $$status
+	  status=$${PIPESTATUS[0]}; $(BIN)/lrem --config $(CONFIG) summary; \
+	  if [ $$status -eq 0 ]; then $(BIN)/lrem --config $(CONFIG) serve --background; fi; exit $$status
 
 test: env
 	$(BIN)/python -m pytest -q tests
@@ -58,6 +59,15 @@ milvus-stop: env
 mlflow-ui: env
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --port 5000
 
+# the search service, detached (make demo starts it too); URL printed, log in $(LREM_HOME)/logs/service.log
+serve: env
+	$(BIN)/lrem --config $(CONFIG) milvus start > /dev/null
+	$(BIN)/lrem --config $(CONFIG) serve --background
+
+serve-stop: env
+	$(BIN)/lrem --config $(CONFIG) serve-stop
+
 clean:
+	-$(BIN)/lrem serve-stop > /dev/null 2>&1
 	-$(BIN)/lrem milvus stop > /dev/null 2>&1
 	rm -rf $(LREM_HOME) data .dvc/tmp .dvc/config.local
