@@ -180,6 +180,9 @@ class IndexConfig:
     index_type: str = "HNSW"
     metric_type: str = "COSINE"
     batch_size: int = 256
+    # nightly clean-up: collections of the last N champions are kept (besides champion,
+    # challenger and whatever an alias points at); older ones are dropped
+    keep_last_champions: int = 3
 
 
 @dataclass

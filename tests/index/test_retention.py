@@ -1,0 +1,90 @@
+"""Retention: the clean-up drops collections of versions that are neither champion, challenger,
+serving, aliased, nor among the last N champions; never the serving one."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from components.config import IndexConfig, PipelineConfig, TrackingConfig
+from components.index.collections import (
+    ProtectedCollectionError, _guard_drop, alias_target, build_item_index, milvus_client, point_alias,
+)
+from components.index.retention import clean_up_collections, plan_retention
+
+PREFIX = "ret_items_v"
+
+
+def _collections(uri: str) -> list[str]:
+    with milvus_client(uri) as mc:
+        return sorted(c for c in mc.list_collections() if c.startswith(PREFIX))
+
+
+@pytest.fixture
+def world(milvus_uri, embed_titles, tmp_path):
+    """Seven versions, each with a collection; v1, v3, v4, v5 were promoted in turn (v5 champion), v7 challenger;
+    an orphan collection of a version MLflow never had; a collection outside the prefix."""
+    import mlflow
+
+    db = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = PipelineConfig(tracking=TrackingConfig(mlflow_uri=db, experiment="ret-test", model_name="lrem-ret"),
+                         index=IndexConfig(milvus_uri=milvus_uri, serving_alias="ret_serving", index_type="FLAT",
+                                           collection_prefix=PREFIX, keep_last_champions=2))
+    client = mlflow.MlflowClient(tracking_uri=db, registry_uri=db)
+    client.create_registered_model("lrem-ret")
+    with milvus_client(milvus_uri) as mc:  # a module-scoped server: start from a clean slate
+        for alias in mc.list_aliases().get("aliases", []):
+            mc.drop_alias(alias)
+        for c in mc.list_collections():
+            mc.drop_collection(c)
+    titles = ["oak desk", "steel mug"]
+    for version in range(1, 8):
+        name = f"{PREFIX}{version}"
+        build_item_index(milvus_uri, name, [f"I{version}a", f"I{version}b"], titles, embed_titles, cfg.index)
+        tags = {"milvus_collection": name}
+        if version in (1, 3, 5):
+            tags["gate"] = "promoted: better"
+        elif version == 4:  # made champion by hand, recorded by the audit trail only
+            tags["audit.e4"] = json.dumps({"event": "e4", "alias": "champion", "to_version": "4", "from_version": "3"})
+        else:
+            tags["gate"] = "rejected: worse"
+        client.create_model_version("lrem-ret", source=str(tmp_path), tags=tags)
+    build_item_index(milvus_uri, f"{PREFIX}99", ["x"], ["orphan"], embed_titles, cfg.index)  # no such version
+    build_item_index(milvus_uri, "other_collection", ["x"], ["kept"], embed_titles, cfg.index)
+    client.set_registered_model_alias("lrem-ret", "champion", "5")
+    client.set_registered_model_alias("lrem-ret", "challenger", "7")
+    point_alias(milvus_uri, "ret_serving", f"{PREFIX}5")
+    return cfg
+
+
+def test_plan_keeps_champion_challenger_serving_and_last_n_champions(world):
+    plan = plan_retention(world)
+    assert plan.former_champions == ["5", "4", "3", "1"]
+    assert set(plan.keep) == {f"{PREFIX}5", f"{PREFIX}7", f"{PREFIX}4"}  # champion + serving, challenger, last 2
+    assert "serving alias ret_serving" in plan.keep[f"{PREFIX}5"]
+    assert plan.drop == [f"{PREFIX}1", f"{PREFIX}2", f"{PREFIX}3", f"{PREFIX}6", f"{PREFIX}99"]
+    assert set(plan_retention(world, keep_last_champions=4).keep) >= {f"{PREFIX}1", f"{PREFIX}3"}
+
+
+def test_clean_up_drops_only_the_plan_and_never_the_serving_collection(world, milvus_uri):
+    dry = clean_up_collections(world, dry_run=True)
+    assert dry["dropped"] == [] and len(_collections(milvus_uri)) == 8
+
+    # an engineer rolls serving back to v2 by hand: v2 is aliased now, so it stays
+    point_alias(milvus_uri, "ret_serving", f"{PREFIX}2")
+    result = clean_up_collections(world)
+    assert result["dropped"] == [f"{PREFIX}1", f"{PREFIX}3", f"{PREFIX}6", f"{PREFIX}99"]
+    assert _collections(milvus_uri) == [f"{PREFIX}2", f"{PREFIX}4", f"{PREFIX}5", f"{PREFIX}7"]
+    assert alias_target(milvus_uri, "ret_serving") == f"{PREFIX}2"
+    with milvus_client(milvus_uri) as mc:
+        assert "other_collection" in mc.list_collections()  # outside the prefix: never touched
+        with pytest.raises(ProtectedCollectionError):  # and the guard refuses the serving one, whatever a plan says
+            _guard_drop(mc, f"{PREFIX}2", world.index, set())
+    # a second run finds nothing more to drop
+    assert clean_up_collections(world)["dropped"] == []
+
+
+def test_keep_last_champions_must_not_be_negative(world):
+    with pytest.raises(ValueError, match="keep_last_champions"):
+        plan_retention(world, keep_last_champions=-1)
