@@ -34,7 +34,8 @@ def run_dir(run_key: str) -> Path:
 
 
 def default_mlflow_uri() -> str:
-    return "sqlite:///" + str(state_path("mlflow") / "mlflow.db")
+    """``$LREM_MLFLOW_URI`` (production: the tracking server), else the embedded SQLite store."""
+    return os.environ.get("LREM_MLFLOW_URI") or "sqlite:///" + str(state_path("mlflow") / "mlflow.db")
 
 
 def default_mlflow_artifacts() -> Path:
@@ -42,4 +43,5 @@ def default_mlflow_artifacts() -> Path:
 
 
 def default_milvus_uri() -> str:
+    """``$LREM_MILVUS_URI`` (production: Milvus standalone/distributed), else the embedded server."""
     return os.environ.get("LREM_MILVUS_URI", "http://127.0.0.1:19530")

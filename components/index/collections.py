@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
@@ -40,10 +41,10 @@ class ProtectedCollectionError(RuntimeError):
 
 @contextmanager
 def milvus_client(uri: str, timeout: float = 60.0) -> Iterator[Any]:
-    """A MilvusClient for ``uri``, closed afterwards."""
+    """A MilvusClient for ``uri``, closed afterwards (``$LREM_MILVUS_TOKEN``: credentials of a secured Milvus)."""
     from pymilvus import MilvusClient
 
-    client = MilvusClient(uri=uri, timeout=timeout)
+    client = MilvusClient(uri=uri, timeout=timeout, token=os.environ.get("LREM_MILVUS_TOKEN", ""))
     try:
         yield client
     finally:
