@@ -16,6 +16,7 @@
     lrem history | rollback [--to V]    audit trail of alias moves; move champion back, serving follows
     lrem summary                        metrics, versions, aliases, collection, MLflow UI command
     lrem reproduce scifact              MiniLM on BEIR SciFact through import, Milvus and the metrics vs MTEB
+    lrem clean-up [--keep N] [--dry-run]  drop collections neither champion, challenger, serving nor recent champions
     lrem experiment [--quick] ...       LREM against the paper's baselines on the demo world
 """
 
@@ -136,6 +137,14 @@ def cmd_serve_sync(args) -> int:
     return 0
 
 
+def cmd_clean_up(args) -> int:
+    from components.index.retention import clean_up_collections
+
+    result = clean_up_collections(_config(args), keep_last_champions=args.keep, dry_run=args.dry_run)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def cmd_reproduce(args) -> int:
     from components.evaluation.reproduce import PUBLISHED, index_config_for, reproduce
 
@@ -206,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_serve_sync)
 
     sub.add_parser("experiment", help="LREM against the baselines (options: lrem experiment --help)")
+
+    p = sub.add_parser("clean-up", help="drop collections no longer needed (retention: index.keep_last_champions)")
+    p.add_argument("--keep", type=int, help="keep the collections of the last N champions (default: the config's)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, drop nothing")
+    p.set_defaults(fn=cmd_clean_up)
 
     p = sub.add_parser("reproduce", help="reproduce a published retrieval figure through the project's own path")
     p.add_argument("name", choices=["scifact"])

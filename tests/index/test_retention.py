@@ -88,3 +88,19 @@ def test_clean_up_drops_only_the_plan_and_never_the_serving_collection(world, mi
 def test_keep_last_champions_must_not_be_negative(world):
     with pytest.raises(ValueError, match="keep_last_champions"):
         plan_retention(world, keep_last_champions=-1)
+
+
+def test_cli_clean_up_dry_run(world, tmp_path, capsys):
+    import yaml
+
+    from components.cli import main as lrem
+
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump({"tracking": {"mlflow_uri": world.tracking.mlflow_uri,
+                                                 "model_name": world.tracking.model_name},
+                                    "index": {"milvus_uri": world.index.milvus_uri, "serving_alias": "ret_serving",
+                                              "collection_prefix": PREFIX, "keep_last_champions": 2}}))
+    assert lrem(["--config", str(path), "clean-up", "--dry-run"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["dry_run"] is True and out["dropped"] == []
+    assert out["drop"] == [f"{PREFIX}1", f"{PREFIX}2", f"{PREFIX}3", f"{PREFIX}6", f"{PREFIX}99"]
