@@ -202,4 +202,14 @@ class PromotionResult(Artifact):
     collection: Optional[str]  # what the serving alias points at after this step
 
 
+@dataclass(frozen=True)
+class RetentionReport(Artifact):
+    """`clean_up`: the item collections retention kept and dropped (``index.keep_last_champions``)."""
+
+    kept: list[str]
+    dropped: list[str]
+    refused: dict[str, str] = field(default_factory=dict)  # collection -> why the drop guard refused it
+    keep_last_champions: int = 3
+
+
 __all__ = ["ARTIFACT_TYPES", "Artifact", "ArtifactError", *ARTIFACT_TYPES]

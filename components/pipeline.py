@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from components.artifacts import (Artifact, ArtifactError, DataSnapshot, EvalReport, GateDecision, ItemIndex,
-                                  PromotionResult, RegisteredModel, TrainedModel, TripletSet, ValidationReport)
+                                  PromotionResult, RegisteredModel, RetentionReport, TrainedModel, TripletSet,
+                                  ValidationReport)
 from components.config import PipelineConfig
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ STEPS: dict[str, Step] = {s.name: s for s in (
     Step("gate", "components.evaluation.step:run_gate", GateDecision, {**_SNAP, "report": "evaluate_offline"}),
     Step("promote", "components.registry.step:run_promote", PromotionResult,
          {**_SNAP, "model": "register_challenger", "decision": "gate"}),
+    Step("clean_up", "components.index.retention:run_clean_up", RetentionReport,
+         {**_SNAP, "promotion": "promote"}),
 )}
 
 FIRST = next(iter(STEPS))

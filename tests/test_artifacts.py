@@ -7,7 +7,8 @@ import json
 import pytest
 
 from components.artifacts import (ARTIFACT_TYPES, ArtifactError, DataSnapshot, EvalReport, GateDecision, ItemIndex,
-                                  PromotionResult, RegisteredModel, TrainedModel, TripletSet, ValidationReport)
+                                  PromotionResult, RegisteredModel, RetentionReport, TrainedModel, TripletSet,
+                                  ValidationReport)
 
 EXAMPLES = [
     DataSnapshot(run_key="manual-2026", mlflow_run_id="abc123", data_uri="/s/d41d8-items800",
@@ -27,6 +28,7 @@ EXAMPLES = [
     GateDecision(promote=True, reason="no champion yet", metric="hit_rate@100", challenger_value=0.4),
     PromotionResult(promoted=True, model_name="lrem-retriever", model_version="3", champion_version="3",
                     serving_alias="lrem_serving", collection="lrem_items_v3"),
+    RetentionReport(kept=["lrem_items_v2", "lrem_items_v3"], dropped=["lrem_items_v1"], keep_last_champions=3),
 ]
 
 

@@ -16,11 +16,14 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from components import tracking
 from components.config import PipelineConfig
 from components.registry import models
+
+if TYPE_CHECKING:
+    from components.artifacts import DataSnapshot, PromotionResult, RetentionReport
 
 log = logging.getLogger(__name__)
 
@@ -120,4 +123,18 @@ def clean_up_collections(cfg: PipelineConfig, keep_last_champions: int | None = 
     return {**plan.to_dict(), "dropped": dropped, "refused": refused, "dry_run": dry_run}
 
 
-__all__ = ["RetentionPlan", "clean_up_collections", "plan_retention"]
+def run_clean_up(cfg: PipelineConfig, snapshot: DataSnapshot, promotion: PromotionResult) -> RetentionReport:
+    """Step `clean_up` (nightly, after `promote`): apply retention; the outcome is tagged on the run."""
+    import mlflow
+
+    from components.artifacts import RetentionReport
+
+    result = clean_up_collections(cfg)
+    with tracking.resume(cfg, snapshot.mlflow_run_id):
+        mlflow.log_metric("retention/dropped", float(len(result["dropped"])))
+        mlflow.set_tag("retention.dropped", ", ".join(result["dropped"]) or "none")
+    return RetentionReport(kept=sorted(result["keep"]), dropped=result["dropped"], refused=result["refused"],
+                           keep_last_champions=cfg.index.keep_last_champions)
+
+
+__all__ = ["RetentionPlan", "clean_up_collections", "plan_retention", "run_clean_up"]
