@@ -139,6 +139,18 @@ class TripletSet(Artifact):
 
 
 @dataclass(frozen=True)
+class Backbone(Artifact):
+    """`prepare_backbone`: the pre-trained backbone the LREM starts from, and the direct
+    embedder fine-tuned from the same backbone that evaluation compares against."""
+
+    source: str  # "local cache", "registry", "trained", or "checkpoint" (model.base names a HF model)
+    model_dir: str  # local backbone directory (or the HF id/dir of model.base)
+    cache_key: str  # hash of the pre-training corpus and the backbone config ("" for a checkpoint)
+    registered_uri: Optional[str] = None  # models:/lrem-backbone/<version>
+    direct_baseline_dir: Optional[str] = None  # the same-backbone direct embedder (cached like the backbone)
+
+
+@dataclass(frozen=True)
 class TrainedModel(Artifact):
     """`train_cold_start`, `train_grpo`: an LREM model directory logged to MLflow."""
 

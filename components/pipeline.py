@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from components.artifacts import (Artifact, ArtifactError, DataSnapshot, EvalReport, GateDecision, ItemIndex,
+from components.artifacts import (Artifact, ArtifactError, Backbone, DataSnapshot, EvalReport, GateDecision, ItemIndex,
                                   PromotionResult, RegisteredModel, RetentionReport, TrainedModel, TripletSet,
                                   ValidationReport)
 from components.config import PipelineConfig
@@ -55,8 +55,10 @@ STEPS: dict[str, Step] = {s.name: s for s in (
     Step("generate_triplets", "components.teacher.step:run", TripletSet, _SNAP),
     Step("validate_triplets", "components.validation.step:run_validate_triplets", ValidationReport,
          {**_SNAP, "triplets": "generate_triplets"}),
-    Step("train_cold_start", "components.training.step:run_cold_start", TrainedModel,
+    Step("prepare_backbone", "components.training.step:run_prepare_backbone", Backbone,
          {**_SNAP, "triplets": "generate_triplets"}, gpu=True),
+    Step("train_cold_start", "components.training.step:run_cold_start", TrainedModel,
+         {**_SNAP, "triplets": "generate_triplets", "backbone": "prepare_backbone"}, gpu=True),
     Step("train_grpo", "components.training.step:run_grpo", TrainedModel,
          {**_SNAP, "triplets": "generate_triplets", "cold_start": "train_cold_start"}, gpu=True),
     Step("register_challenger", "components.registry.step:run_register", RegisteredModel,
@@ -64,7 +66,7 @@ STEPS: dict[str, Step] = {s.name: s for s in (
     Step("build_index", "components.index.step:run", ItemIndex,
          {**_SNAP, "model": "register_challenger"}, gpu=True),
     Step("evaluate_offline", "components.evaluation.step:run_evaluate", EvalReport,
-         {**_SNAP, "model": "register_challenger", "index": "build_index"}, gpu=True),
+         {**_SNAP, "model": "register_challenger", "index": "build_index", "backbone": "prepare_backbone"}, gpu=True),
     Step("gate", "components.evaluation.step:run_gate", GateDecision, {**_SNAP, "report": "evaluate_offline"}),
     Step("promote", "components.registry.step:run_promote", PromotionResult,
          {**_SNAP, "model": "register_challenger", "decision": "gate"}),

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from components.artifacts import (ARTIFACT_TYPES, ArtifactError, DataSnapshot, EvalReport, GateDecision, ItemIndex,
+from components.artifacts import (ARTIFACT_TYPES, ArtifactError, Backbone, DataSnapshot, EvalReport, GateDecision, ItemIndex,
                                   PromotionResult, RegisteredModel, RetentionReport, TrainedModel, TripletSet,
                                   ValidationReport)
 
@@ -15,6 +15,9 @@ EXAMPLES = [
                  full_data_uri="/s/d41d8", dvc_rev="workspace", data_md5="d41d8.dir", git_commit="cafe"),
     ValidationReport(suite="raw", expectations=42, failed=0, docs_uri="runs:/abc123/data_docs/raw"),
     TripletSet(triplets_uri="/runs/k/triplets.jsonl", n_triplets=812),
+    Backbone(source="trained", model_dir="/state/backbones/ab12", cache_key="ab12",
+             registered_uri="models:/lrem-backbone/1", direct_baseline_dir=None),
+    Backbone(source="checkpoint", model_dir="Qwen/Qwen2.5-3B-Instruct", cache_key=""),
     TrainedModel(stage="cold_start", model_uri="runs:/abc123/cold_start_model", steps=20),
     TrainedModel(stage="grpo", model_uri="runs:/abc123/grpo_model", steps=2),
     RegisteredModel(model_name="lrem-retriever", model_version="3", model_uri="models:/lrem-retriever/3"),
@@ -30,6 +33,11 @@ EXAMPLES = [
                     serving_alias="lrem_serving", collection="lrem_items_v3"),
     RetentionReport(kept=["lrem_items_v2", "lrem_items_v3"], dropped=["lrem_items_v1"], keep_last_champions=3),
 ]
+
+SNAPSHOT, TRIPLETS = 0, 2
+REGISTERED, INDEX, REPORT = (next(i for i, a in enumerate(EXAMPLES) if isinstance(a, t))
+                             for t in (RegisteredModel, ItemIndex, EvalReport))
+NO_CHAMPION = next(i for i, a in enumerate(EXAMPLES) if isinstance(a, GateDecision) and a.champion_value is None)
 
 
 def test_every_artifact_type_has_an_example():
@@ -66,22 +74,22 @@ def test_a_mistyped_field_names_the_step_and_the_field(artifact):
 
 
 def test_renamed_or_wrong_artifacts_are_rejected():
-    data = EXAMPLES[2].to_dict()
+    data = EXAMPLES[TRIPLETS].to_dict()
     data["triplet_uri"] = data.pop("triplets_uri")
     with pytest.raises(ArtifactError, match=r"unknown field\(s\) \['triplet_uri'\]"):
         TripletSet.from_dict(data, "generate_triplets")
     with pytest.raises(ArtifactError, match="got a ItemIndex artefact instead"):
-        TripletSet.from_dict(EXAMPLES[6].to_dict(), "generate_triplets")
+        TripletSet.from_dict(EXAMPLES[INDEX].to_dict(), "generate_triplets")
     with pytest.raises(ArtifactError, match="not JSON"):
         TripletSet.from_json("{", "generate_triplets")
     with pytest.raises(ArtifactError, match="field 'steps' must be int, got str"):
         TrainedModel.from_dict({"stage": "grpo", "model_uri": "runs:/x/grpo_model", "steps": "2"}, "train_grpo")
     with pytest.raises(ArtifactError, match="field 'promote' must be bool"):
-        GateDecision.from_dict({**EXAMPLES[10].to_dict(), "promote": 1}, "gate")
+        GateDecision.from_dict({**EXAMPLES[NO_CHAMPION].to_dict(), "promote": 1}, "gate")
 
 
 def test_ints_are_accepted_for_floats():
-    data = {**EXAMPLES[10].to_dict(), "challenger_value": 1}
+    data = {**EXAMPLES[NO_CHAMPION].to_dict(), "challenger_value": 1}
     decision = GateDecision.from_dict(data, "gate")
     assert decision.challenger_value == 1.0 and isinstance(decision.challenger_value, float)
 
@@ -89,12 +97,12 @@ def test_ints_are_accepted_for_floats():
 def test_the_pipeline_hands_each_step_typed_inputs():
     from components.pipeline import STEPS, step_inputs
 
-    ctx = {"pull_data": EXAMPLES[0].to_dict(), "evaluate_offline": EXAMPLES[7].to_dict(), "other": None}
+    ctx = {"pull_data": EXAMPLES[SNAPSHOT].to_dict(), "evaluate_offline": EXAMPLES[REPORT].to_dict(), "other": None}
     inputs = step_inputs("gate", ctx)
-    assert inputs == {"snapshot": EXAMPLES[0], "report": EXAMPLES[7]}
+    assert inputs == {"snapshot": EXAMPLES[SNAPSHOT], "report": EXAMPLES[REPORT]}
     with pytest.raises(ArtifactError, match="step promote needs the GateDecision of step gate"):
-        step_inputs("promote", {**ctx, "register_challenger": EXAMPLES[5].to_dict()})
-    bad = {**ctx, "evaluate_offline": {**EXAMPLES[7].to_dict(), "model_version": 3}}
+        step_inputs("promote", {**ctx, "register_challenger": EXAMPLES[REGISTERED].to_dict()})
+    bad = {**ctx, "evaluate_offline": {**EXAMPLES[REPORT].to_dict(), "model_version": 3}}
     with pytest.raises(ArtifactError, match="step evaluate_offline: EvalReport: field 'model_version'"):
         step_inputs("gate", bad)
     for step in STEPS.values():  # every input names an earlier step whose artefact type exists

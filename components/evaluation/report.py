@@ -59,11 +59,14 @@ def _metric_keys(results: Results) -> list[str]:
 def _pair(results: Results) -> tuple[str, str] | None:
     """(challenger label, champion label) when exactly two models are compared."""
     labels = list(results)
+    chal = next((l for l in labels if l.lower().startswith("challenger")), None)
+    champ = next((l for l in labels if l.lower().startswith("champion")), None)
+    if chal and champ:
+        return chal, champ
     if len(labels) != 2:
         return None
-    chal = next((l for l in labels if l.lower().startswith("challenger")), labels[0])
-    champ = next((l for l in labels if l != chal), labels[1])
-    return chal, champ
+    chal = chal or labels[0]
+    return chal, next(l for l in labels if l != chal)
 
 
 def _get(results: Results, label: str, group: str, key: str) -> float | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import mlflow
 
 from components import tracking
-from components.artifacts import DataSnapshot, EvalReport, GateDecision, ItemIndex, RegisteredModel
+from components.artifacts import Backbone, DataSnapshot, EvalReport, GateDecision, ItemIndex, RegisteredModel
 from components.config import PipelineConfig
 from components.data.io import World, load_world
 from components.paths import run_dir
@@ -52,12 +52,34 @@ def evaluate_model(cfg: PipelineConfig, model, collection: str, world: World,
     return metrics, samples
 
 
+DIRECT_BASELINE = "direct embedder (same backbone)"
+
+
+def evaluate_direct(cfg: PipelineConfig, model_dir: str, world: World) -> dict:
+    """The same-backbone direct embedder (no reasoning) on the eval queries, exact cosine search."""
+    from components.evaluation.metrics import retrieval_metrics
+    from components.evaluation.search import exact_top_k
+    from components.model.lrem import LREMModel
+
+    model = LREMModel.load(model_dir)
+    queries = world.split("eval")
+    items = model.embed_items(world.catalog["title"].tolist(), batch_size=cfg.eval.batch_size * 2)
+    embs, _ = model.embed_queries(queries["text"].tolist(), reasoning=False, batch_size=cfg.eval.batch_size)
+    top = exact_top_k(embs, items, max([*cfg.eval.hit_ks, cfg.eval.precision_k]))
+    ids = world.catalog["item_id"].to_numpy()
+    qids = queries["query_id"].tolist()
+    ranked = {q: ids[row].tolist() for q, row in zip(qids, top)}
+    return retrieval_metrics(ranked, world.relevant(), dict(zip(qids, queries["category"])),
+                             hit_ks=tuple(cfg.eval.hit_ks), precision_k=cfg.eval.precision_k)
+
+
 def _label(role: str, version: str) -> str:
     """Key of a model's metrics in ``metrics.json`` (and its column in the tables)."""
     return f"{role} v{version}"
 
 
-def run_evaluate(cfg: PipelineConfig, snapshot: DataSnapshot, model: RegisteredModel, index: ItemIndex) -> EvalReport:
+def run_evaluate(cfg: PipelineConfig, snapshot: DataSnapshot, model: RegisteredModel, index: ItemIndex,
+                 backbone: Backbone | None = None) -> EvalReport:
     from components.evaluation.metrics import OVERALL, flatten_metrics, mlflow_key
     from components.evaluation.report import write_metrics_table, write_report
     from components.index.server import ensure_server
@@ -77,6 +99,9 @@ def run_evaluate(cfg: PipelineConfig, snapshot: DataSnapshot, model: RegisteredM
         champ_model = models.load_lrem(f"models:/{model.model_name}/{champ_version}")
         champ_metrics, _ = evaluate_model(cfg, champ_model, collection_of(cfg, champ_version, champ), world)
         results[_label("champion", champ_version)] = champ_metrics
+    if backbone is not None and backbone.direct_baseline_dir:
+        # not a candidate: the bar a reasoning model must clear, shown beside it
+        results[DIRECT_BASELINE] = evaluate_direct(cfg, backbone.direct_baseline_dir, world)
     out = run_dir(snapshot.run_key) / "evaluation"
     meta = {"model": f"{model.model_name} v{model.model_version}", "dvc_rev": snapshot.dvc_rev,
             "data_md5": snapshot.data_md5, "git_commit": snapshot.git_commit, "collection": index.collection,

@@ -353,14 +353,18 @@ class LREMModel(nn.Module):
             return ids[: ids.index(self.close_id)], True
         return [t for t in ids if t not in self._stop_ids], False
 
-    def generate_cots(self, queries: Sequence[str], batch_size: int = 64) -> list[str]:
-        """The model's own greedy CoTs (what evaluation embeds after), as text."""
-        cots: list[str] = []
+    def generate_cot_ids(self, queries: Sequence[str], batch_size: int = 64) -> list[list[int]]:
+        """The model's own greedy CoTs (what evaluation embeds after), as token ids."""
+        cots: list[list[int]] = []
         with self._eval_mode():
             for start in range(0, len(queries), batch_size):
                 cots.extend(self._reason_and_embed(queries[start:start + batch_size], self.spec.max_cot_tokens,
                                                    False, 1.0, None)[1])
         return cots
+
+    def generate_cots(self, queries: Sequence[str], batch_size: int = 64) -> list[str]:
+        """The model's own greedy CoTs, as text."""
+        return [self.decode_cot(ids) for ids in self.generate_cot_ids(queries, batch_size)]
 
     def embed_queries_after_cot_ids(self, queries: Sequence[str], cot_ids: Sequence[list[int]]) -> np.ndarray:
         """Query embeddings after given CoT token ids (sampled completions), without gradients."""
@@ -389,7 +393,7 @@ class LREMModel(nn.Module):
                 e, c = self._reason_and_embed(queries[start:start + batch_size], budget, do_sample, temperature,
                                               generator)
                 embs.append(e)
-                cots.extend(c)
+                cots.extend(self.decode_cot(ids) for ids in c)
         return torch.cat(embs).numpy(), cots
 
     def _reason_and_embed(self, queries, budget, do_sample, temperature, generator):
@@ -437,5 +441,7 @@ class LREMModel(nn.Module):
             phase[closed_before] = 2
             if bool((phase == 2).all()):
                 break
-        texts = [self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in cot_tokens]
-        return self._finish(emb).cpu(), texts
+        return self._finish(emb).cpu(), cot_tokens
+
+    def decode_cot(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()

@@ -198,8 +198,9 @@ def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartC
         for batch in epoch_loader:
             extra: dict[str, Any] = {"lambda_sft": sft_weight(cfg, step, total_steps)}
             if uses_own_cot(cfg, step, total_steps):
-                own = model.generate_cots(batch["queries"])
-                extra["own_cot_query"] = model.query_batch(batch["queries"], own).to(accelerator.device)
+                own = model.generate_cot_ids(batch["queries"])
+                extra["own_cot_query"] = model.query_batch_from_ids(model.query_prompts_ids(batch["queries"]),
+                                                                    own).to(accelerator.device)
                 window["own_cot"] += 1
             with accelerator.accumulate(objective):
                 out = objective(**batch, **extra)

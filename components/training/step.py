@@ -1,33 +1,101 @@
-"""Steps `train_cold_start` and `train_grpo`: thin drivers around the library trainers."""
+"""Steps `prepare_backbone`, `train_cold_start` and `train_grpo`: thin drivers around the library trainers."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 
 import mlflow
 
 from components import tracking
-from components.artifacts import DataSnapshot, TrainedModel, TripletSet
+from components.artifacts import Backbone, DataSnapshot, TrainedModel, TripletSet
 from components.config import PipelineConfig
 from components.data.io import load_world, read_jsonl
-from components.paths import run_dir
+from components.paths import run_dir, state_path
+
+log = logging.getLogger(__name__)
 
 
 def _is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def run_cold_start(cfg: PipelineConfig, snapshot: DataSnapshot, triplets: TripletSet) -> TrainedModel:
+def world_corpus(cfg: PipelineConfig, data_uri: str):
+    """The backbone's pre-training corpus, rendered from this run's data (train queries only)."""
+    from components.data.io import load_knowledge
+    from components.training.pretrain import render_world_corpus
+
+    world = load_world(data_uri)
+    try:
+        knowledge = load_knowledge(data_uri)
+    except FileNotFoundError:  # real data has no world knowledge file: catalog and queries only
+        knowledge = None
+    return render_world_corpus(world.catalog.to_dict(orient="records"), world.split("train")["text"].tolist(),
+                               knowledge, cfg.backbone.heldout_fraction, seed=cfg.backbone.seed)
+
+
+def _direct_baseline(cfg: PipelineConfig, backbone_dir: str, backbone_key: str, rows: list[dict]) -> str:
+    """The backbone fine-tuned as a direct embedder (last token, empty CoT, InfoNCE only) with the
+    cold start's budget: what the LREM must beat. Cached by backbone, triplets and budget."""
+    import dataclasses
+
+    from components.model.lrem import LREMModel
+    from components.training.cold_start import train_cold_start
+
+    cs = dataclasses.replace(cfg.cold_start, reasoning=False, lambda_sft=0.0, sft_warmup_ratio=0.0,
+                             self_cot_ratio=0.0, save_every=0, resume=False)
+    h = hashlib.sha256(backbone_key.encode())
+    h.update(json.dumps(dataclasses.asdict(cs), sort_keys=True).encode())
+    for r in rows:
+        h.update(f"{r['query']}\t{r['item_id']}\n".encode())
+    target = state_path("baselines") / h.hexdigest()[:16]
+    if (target / "model" / "lrem_config.json").exists():
+        log.info("direct baseline: cache hit (%s)", target.name)
+        return str(target / "model")
+    model = LREMModel.create(dataclasses.replace(cfg.model, pooling="emb_token"), backbone_dir=backbone_dir)
+    tmp = target.with_name(target.name + ".tmp")
+    result = train_cold_start(model, rows, cs, tmp)
+    tmp.rename(target)
+    log.info("direct baseline: trained %d steps (%s)", result["steps"], target.name)
+    return str(target / "model")
+
+
+def run_prepare_backbone(cfg: PipelineConfig, snapshot: DataSnapshot, triplets: TripletSet) -> Backbone:
+    """The pre-trained tiny backbone (cached by data and config; a no-op when cached) and the
+    same-backbone direct embedder. A HF checkpoint (``model.base``) needs neither."""
+    from components.training.pretrain import prepare_backbone
+
+    if cfg.model.base != "tiny":
+        log.info("model.base is %s: a pretrained checkpoint, no backbone stage", cfg.model.base)
+        return Backbone(source="checkpoint", model_dir=cfg.model.base, cache_key="")
+    tracking.configure(cfg)
+    corpus = world_corpus(cfg, snapshot.data_uri)
+    result = prepare_backbone(cfg.model, cfg.backbone, corpus, state_path("backbones"))
+    rows = read_jsonl(Path(triplets.triplets_uri))
+    baseline = _direct_baseline(cfg, result.model_dir, result.cache_key, rows)
+    uri = f"models:/{cfg.backbone.registered_name}/{result.registered_version}" if result.registered_version else None
+    with tracking.resume(cfg, snapshot.mlflow_run_id):
+        mlflow.set_tags({"backbone.cache_key": result.cache_key, "backbone.source": result.source,
+                         "backbone.uri": str(uri)})
+    log.info("backbone %s from %s (%s)", result.cache_key, result.source, uri)
+    return Backbone(source=result.source, model_dir=result.model_dir, cache_key=result.cache_key,
+                    registered_uri=uri, direct_baseline_dir=baseline)
+
+
+def run_cold_start(cfg: PipelineConfig, snapshot: DataSnapshot, triplets: TripletSet,
+                   backbone: Backbone) -> TrainedModel:
     from components.model.lrem import LREMModel
     from components.training.cold_start import train_cold_start
 
     world = load_world(snapshot.data_uri)
     rows = read_jsonl(Path(triplets.triplets_uri))
-    corpus = (world.catalog["title"].tolist() + world.split("train")["text"].tolist()
-              + [t["cot"] for t in rows])
-    model = LREMModel.create(cfg.model, corpus)
+    if backbone.source == "checkpoint":
+        model = LREMModel.create(cfg.model)
+    else:
+        model = LREMModel.create(cfg.model, backbone_dir=backbone.model_dir)
     out = run_dir(snapshot.run_key) / "cold_start"
     train = dict(catalog=world.catalog.to_dict(orient="records"), relevant=world.relevant())
     uri = f"runs:/{snapshot.mlflow_run_id}/cold_start_model"
@@ -55,7 +123,8 @@ def run_grpo(cfg: PipelineConfig, snapshot: DataSnapshot, triplets: TripletSet,
         world = load_world(snapshot.data_uri)
         titles = dict(zip(world.catalog["item_id"], world.catalog["title"]))
         rows = read_jsonl(Path(triplets.triplets_uri))
-        result = train_grpo(model, rows, titles, cfg.grpo, out, log_metrics=tracking.log_metrics_fn())
+        result = train_grpo(model, rows, titles, cfg.grpo, out, relevant=world.relevant(),
+                            log_metrics=tracking.log_metrics_fn())
         mlflow.log_artifacts(result["model_dir"], "grpo_model")
         mlflow.log_text(json.dumps(result["history"], indent=2), "grpo_history.json")
     return TrainedModel(stage="grpo", model_uri=f"runs:/{snapshot.mlflow_run_id}/grpo_model",

@@ -10,7 +10,8 @@ import pytest
 from components.config import CATEGORIES, BackboneConfig, ModelConfig, WorldConfig
 from components.experiment import MODEL_IDS, ExperimentConfig, run_experiment
 from components.experiment.__main__ import build_parser, config_from_args
-from components.experiment.baselines import LABELS, exact_top_k
+from components.evaluation.search import exact_top_k
+from components.experiment.baselines import LABELS
 
 
 def test_exact_top_k_matches_a_full_sort():

@@ -18,8 +18,21 @@ def test_special_tokens_and_prompts(tiny_model):
     assert q[-1] == tiny_model.think_id
     item = tiny_model.item_input_ids("Lumora black leather office chair")
     assert item[-1] == tiny_model.emb_id
-    text = tok.decode(item)
+    # the tiny backbone gets the short template: compute goes to the query and the CoT
+    assert tiny_model.spec.prompts.style == "short"
+    assert tok.decode(item) == "i: Lumora black leather office chair" + EMB
+    assert tok.decode(q) == "q: chair" + THINK
+
+
+def test_chat_prompt_for_chat_style():
+    from components.config import ModelConfig
+
+    corpus = ["Lumora black leather office chair", "keep my coffee hot on the commute"] * 50
+    model = LREMModel.create(ModelConfig(vocab_size=400, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         prompt_style="chat"), corpus)
+    text = model.tokenizer.decode(model.item_input_ids("Lumora black leather office chair"))
     assert "Item: Lumora black leather office chair" in text and "query assistant" in text
+    assert len(model.query_prompt_ids("chair")) > 40  # the paper's ~100-token chat prompt
 
 
 def test_sft_mask_covers_exactly_the_cot(tiny_model):
@@ -78,13 +91,14 @@ def test_batched_queries_match_one_at_a_time(tiny_model):
 
 
 def test_generated_cot_respects_budget_and_teacher_forcing_agrees(tiny_model):
-    emb, cots = tiny_model.embed_queries(QUERIES, max_cot_tokens=5)
-    for cot in cots:
-        assert len(tiny_model.cot_ids(cot)) <= 5
-    forced = tiny_model.embed_queries_with_cot(QUERIES, cots)
+    budget = tiny_model.spec.max_cot_tokens
     # the KV-cache generation path and the teacher-forced path give the same embedding
-    # (up to re-tokenisation of the decoded CoT, which is exact for this BPE)
-    assert np.abs(forced - emb).max() < 1e-4
+    ids = tiny_model.generate_cot_ids(QUERIES)
+    assert all(len(i) <= budget for i in ids)
+    assert [tiny_model.decode_cot(i) for i in ids] == tiny_model.embed_queries(QUERIES)[1]
+    full, _ = tiny_model.embed_queries(QUERIES)
+    forced = tiny_model.embed_queries_after_cot_ids(QUERIES, ids)
+    assert np.abs(forced - full).max() < 1e-4
 
 
 def test_direct_embedding_is_the_empty_cot(tiny_model):
@@ -107,6 +121,9 @@ def test_save_load_and_mlflow_roundtrip(tiny_model, tmp_path):
 
     saved = tiny_model.save(tmp_path / "model")
     loaded = LREMModel.load(saved)
+    # the prompt template is saved with the model: the loaded one prompts exactly as trained
+    assert loaded.spec.prompts == tiny_model.spec.prompts and loaded.spec.prompts.style == "short"
+    assert loaded.query_prompt_ids("chair") == tiny_model.query_prompt_ids("chair")
     e0, c0 = tiny_model.embed_queries(QUERIES)
     e1, c1 = loaded.embed_queries(QUERIES)
     assert c0 == c1 and np.abs(e0 - e1).max() < 1e-5
@@ -117,6 +134,9 @@ def test_save_load_and_mlflow_roundtrip(tiny_model, tmp_path):
         info = log_lrem_model(saved, registered_name="lrem-test")
     mlflow.MlflowClient().set_registered_model_alias("lrem-test", "champion", info.registered_model_version)
     pyfunc = mlflow.pyfunc.load_model("models:/lrem-test@champion")
+    from components.registry.models import load_lrem
+
+    assert load_lrem("models:/lrem-test@champion").spec.prompts == tiny_model.spec.prompts
     out = pyfunc.predict(pd.DataFrame({"query": QUERIES}))
     assert list(out["cot"]) == c0
     assert np.abs(np.stack(out["embedding"].to_numpy()) - e0).max() < 1e-5

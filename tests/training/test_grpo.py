@@ -1,14 +1,16 @@
-"""GRPO stage: the retrieval rewards, and a few real TRL GRPOTrainer steps."""
+"""GRPO stage: the named rewards, the InfoNCE term of the RL loss, and real TRL GRPOTrainer steps."""
 
 from __future__ import annotations
 
 import math
 
 import pytest
+import torch
 
 from components.config import GRPOStageConfig, ModelConfig
 from components.model.lrem import LREMModel
-from components.training.grpo import RetrievalRewards, reward_functions, train_grpo
+from components.training.grpo import (REWARDS, FormatReward, LengthReward, RankAccuracyReward, RewardContext,
+                                      build_rewards, rl_infonce, train_grpo)
 
 TITLES = {f"I{i}": t for i, t in enumerate([
     "Northpeak waterproof nylon hiking backpack", "Lumora black leather office chair", "steel travel mug",
@@ -23,41 +25,81 @@ def model():
 
 
 def test_format_and_length_rewards(model):
-    rewards = RetrievalRewards(model, TITLES, pool_size=8)
+    fmt = FormatReward(model.close_id, model.banned_in_cot)
+    length = LengthReward(model.close_id, model.spec.max_cot_tokens)
     word = model.cot_ids("mug")[:1]
     closed = word + [model.close_id]
     unclosed = word * 5
     with_special = [model.emb_id, model.close_id]
     too_long = word * 5 + [model.close_id]
-    assert rewards.format(completion_ids=[closed, unclosed, with_special, [model.close_id]]) == [1.0, 0.0, 0.0, 0.0]
-    assert rewards.length(completion_ids=[closed, too_long]) == [1.0, 0.0]
+    assert fmt(completion_ids=[closed, unclosed, with_special, [model.close_id]]) == [1.0, 0.0, 0.0, 0.0]
+    assert length(completion_ids=[closed, too_long]) == [1.0, 0.0]
+    assert fmt.__name__ == "reward_format" and length.__name__ == "reward_length"  # TRL logs by __name__
 
 
-def test_accuracy_reward_is_one_minus_log_rank(model):
-    rewards = RetrievalRewards(model, TITLES, pool_size=8)
+def test_accuracy_reward_is_one_minus_log_rank_of_the_relevant_items(model):
+    relevant = {"q1": {"I2"}, "q2": {"I5", "I6"}}
+    reward = RankAccuracyReward(model, TITLES, relevant, pool_size=8)
     ids = model.cot_ids("travel mug") + [model.close_id]
-    out = rewards.accuracy(completion_ids=[ids, ids], query=["keep coffee hot", "keep coffee hot"],
-                           item_id=["I2", "I5"])
-    n = 8
-    for value in out:
-        rank = round(math.exp((1 - value) * math.log(n)))
-        assert 1 <= rank <= n and abs(value - (1 - math.log(rank) / math.log(n))) < 1e-9
+    out = reward(prompts=None, completion_ids=[ids, ids], query=["keep coffee hot", "sit and write"],
+                 query_id=["q1", "q2"])
+    # q1 ranks its one relevant item among the 7 others; q2 its two among the 6 others
+    for value, n in zip(out, (8, 7)):
+        assert 0.0 <= value <= 1.0
+    rank = round(math.exp((1 - out[0]) * math.log(8)))
+    assert 1 <= rank <= 8 and abs(out[0] - (1 - math.log(rank) / math.log(8))) < 1e-9
 
 
-def test_reward_registry_rejects_unknown_names(model):
+def test_reward_registry_builds_named_callables_and_rejects_unknown_names(model):
+    ctx = RewardContext(model, TITLES, {}, GRPOStageConfig(reward_pool_size=8))
+    funcs = build_rewards(["format", "length", "accuracy"], ctx)
+    assert [f.__name__ for f in funcs] == ["reward_format", "reward_length", "reward_accuracy"]
+    assert set(REWARDS) == {"format", "length", "accuracy"}
     with pytest.raises(ValueError, match="unknown reward"):
-        reward_functions(RetrievalRewards(model, TITLES, 8), ["format", "bleu"])
+        build_rewards(["format", "bleu"], ctx)
 
 
-def test_grpo_runs_real_trainer_steps(model, tmp_path):
+def test_rl_infonce_matches_a_hand_computation(model):
+    """The InfoNCE term on sampled completions: embeddings after each sampled CoT, in-batch
+    positives plus extra negatives, the same item masked where it is not the row's own."""
+    prompts = [model.query_prompt_ids("keep coffee hot"), model.query_prompt_ids("play tennis")]
+    cots = [model.cot_ids("travel mug"), model.cot_ids("racket")]
+    width_p = max(map(len, prompts))
+    prompt_ids = torch.tensor([[model.pad_id] * (width_p - len(p)) + p for p in prompts])
+    prompt_mask = torch.tensor([[0] * (width_p - len(p)) + [1] * len(p) for p in prompts])
+    width_c = max(len(c) + 1 for c in cots)
+    completion_ids = torch.tensor([c + [model.close_id] + [model.pad_id] * (width_c - len(c) - 1) for c in cots])
+    completion_mask = torch.tensor([[1] * (len(c) + 1) + [0] * (width_c - len(c) - 1) for c in cots])
+    positives, negatives, t = ["I2", "I3"], ["I5", "I2"], 0.05
+    with torch.no_grad():
+        got = rl_infonce(model, prompt_ids, prompt_mask, completion_ids, completion_mask, positives, TITLES,
+                         negatives, t)
+        # by hand: rows prompt + CoT + </think><emb>, items I2, I3, I5 (I2 as a negative is a duplicate: dropped)
+        q = torch.cat([torch.from_numpy(model.embed_queries_after_cot_ids(["keep coffee hot"], [cots[0]])),
+                       torch.from_numpy(model.embed_queries_after_cot_ids(["play tennis"], [cots[1]]))])
+        items = torch.from_numpy(model.embed_items([TITLES["I2"], TITLES["I3"], TITLES["I5"]]))
+        logits = q @ items.T / t
+        expected = -(logits[0, 0] - torch.logsumexp(logits[0], 0) + logits[1, 1] - torch.logsumexp(logits[1], 0)) / 2
+    assert abs(float(got) - float(expected)) < 1e-4
+
+
+def test_grpo_runs_real_trainer_steps_and_its_loss_holds_the_infonce_term(model, tmp_path):
     triplets = [{"query_id": f"q{i}", "query": q, "cot": "x", "item_id": f"I{i % 8}", "item_title": TITLES[f"I{i % 8}"]}
                 for i, q in enumerate(["keep coffee hot", "sit at work", "play tennis", "walk in rain"] * 3)]
     logged = []
-    result = train_grpo(model, triplets, TITLES, GRPOStageConfig(max_steps=2, num_generations=4,
-                                                                 per_device_batch_size=8, reward_pool_size=8),
-                        tmp_path, log_metrics=lambda m, s: logged.append(m))
+    cfg = GRPOStageConfig(max_steps=2, num_generations=4, per_device_batch_size=8, reward_pool_size=8,
+                          lambda_infonce=0.1, infonce_negatives=4)
+    result = train_grpo(model, triplets, TITLES, cfg, tmp_path, log_metrics=lambda m, s: logged.append(m),
+                        show_progress=False)
     assert result["steps"] == 2
-    assert any("grpo/rewards_reward_accuracy_mean" in m for m in logged)
+    steps = [m for m in logged if "grpo/infonce" in m]
+    assert steps, logged
+    for m in steps:
+        for key in ("grpo/rewards_reward_format_mean", "grpo/rewards_reward_length_mean",
+                    "grpo/rewards_reward_accuracy_mean", "grpo/completions_mean_length", "grpo/grpo_loss"):
+            assert key in m, key
+        # the logged training loss is the GRPO loss plus 0.1 x InfoNCE
+        assert abs(m["grpo/loss"] - (m["grpo/grpo_loss"] + 0.1 * m["grpo/infonce"])) < 1e-3
     assert (tmp_path / "model" / "lrem_config.json").exists()
     LREMModel.load(tmp_path / "model")
 
