@@ -1,0 +1,88 @@
+"""Fault drill: the process building a new collection is killed half-way.
+
+The champion's collection keeps answering through the serving alias, and the retried build
+(same collection name, as an Airflow retry of `build_index` does) ends with a complete,
+verified collection.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from components.config import IndexConfig
+from components.index.collections import (
+    alias_target, build_item_index, collection_row_count, milvus_client, point_alias, search,
+)
+
+N_ITEMS = 1200
+BATCH = 100
+
+_BUILDER = textwrap.dedent("""
+    import hashlib, sys, time
+    from pathlib import Path
+    import numpy as np
+    from components.config import IndexConfig
+    from components.index.collections import build_item_index
+
+    uri, collection, marker = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+
+    def embed(titles):
+        out = []
+        for t in titles:
+            seed = int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little")
+            v = np.random.default_rng(seed).standard_normal(16).astype(np.float32)
+            out.append(v / np.linalg.norm(v))
+        with marker.open("a") as fh:
+            fh.write("batch\\n")
+        time.sleep(0.5)  # slow enough to be killed in the middle
+        return np.stack(out)
+
+    ids = [f"N{i}" for i in range(%d)]
+    build_item_index(uri, collection, ids, [f"item {i}" for i in range(%d)], embed,
+                     IndexConfig(milvus_uri=uri, index_type="FLAT", serving_alias="drill_serving", batch_size=%d))
+    print("finished")
+""" % (N_ITEMS, N_ITEMS, BATCH))
+
+
+def test_killed_build_leaves_serving_untouched_and_the_retry_completes(milvus_uri, embed_titles, tmp_path):
+    cfg = IndexConfig(milvus_uri=milvus_uri, index_type="FLAT", serving_alias="drill_serving", batch_size=BATCH)
+    build_item_index(milvus_uri, "drill_items_v1", ["A", "B", "C"], ["oak desk", "steel mug", "wool socks"],
+                     embed_titles, cfg)
+    point_alias(milvus_uri, "drill_serving", "drill_items_v1")
+
+    marker = tmp_path / "batches"
+    proc = subprocess.Popen([sys.executable, "-c", _BUILDER, milvus_uri, "drill_items_v2", str(marker)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if marker.exists() and len(marker.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, f"the builder ended before it could be killed: {proc.stdout.read()!r}"
+        os.killpg(proc.pid, signal.SIGKILL)  # the worker dies mid-build (OOM kill, node loss)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL
+
+    # the champion keeps answering through the serving alias
+    assert alias_target(milvus_uri, "drill_serving") == "drill_items_v1"
+    hits = search(milvus_uri, "drill_serving", embed_titles(["steel mug"]), limit=1)
+    assert hits == [["B"]]
+    with milvus_client(milvus_uri) as client:
+        partial = client.get_collection_stats("drill_items_v2")["row_count"] if "drill_items_v2" in \
+            client.list_collections() else 0
+    assert partial < N_ITEMS  # what the killed build left is incomplete
+
+    # the retry (same name) drops the partial collection and builds a complete, verified one
+    result = build_item_index(milvus_uri, "drill_items_v2", [f"N{i}" for i in range(N_ITEMS)],
+                              [f"item {i}" for i in range(N_ITEMS)], embed_titles, cfg)
+    assert result["rows"] == N_ITEMS == collection_row_count(milvus_uri, "drill_items_v2")
+    assert alias_target(milvus_uri, "drill_serving") == "drill_items_v1"  # only promote moves it
