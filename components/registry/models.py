@@ -48,9 +48,19 @@ def lrem_dir_of(model_uri: str) -> Path:
 
 
 def load_lrem(model_uri: str):
+    """The LREM model of ``model_uri``; a missing or unreadable model is an ArtifactError (not transient)."""
+    from components.artifacts import ArtifactError
     from components.model.lrem import LREMModel
 
-    return LREMModel.load(lrem_dir_of(model_uri))
+    try:
+        model_dir = lrem_dir_of(model_uri)
+    except Exception as exc:
+        raise ArtifactError(f"model {model_uri} cannot be fetched: {exc}") from exc
+    try:
+        return LREMModel.load(model_dir)
+    except Exception as exc:
+        raise ArtifactError(f"model {model_uri} is corrupt: {model_dir} cannot be loaded "
+                            f"({type(exc).__name__}: {exc})") from exc
 
 
 def alias_version(name: str, alias: str) -> Any | None:

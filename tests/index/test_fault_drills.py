@@ -14,6 +14,8 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 from components.config import IndexConfig
 from components.index.collections import (
     alias_target, build_item_index, collection_row_count, milvus_client, point_alias, search,
@@ -86,3 +88,47 @@ def test_killed_build_leaves_serving_untouched_and_the_retry_completes(milvus_ur
                               [f"item {i}" for i in range(N_ITEMS)], embed_titles, cfg)
     assert result["rows"] == N_ITEMS == collection_row_count(milvus_uri, "drill_items_v2")
     assert alias_target(milvus_uri, "drill_serving") == "drill_items_v1"  # only promote moves it
+
+
+def _drill_cfg(tmp_path, milvus_uri, tag):
+    from components.config import PipelineConfig, TrackingConfig
+
+    db = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return PipelineConfig(tracking=TrackingConfig(mlflow_uri=db, experiment="drill", model_name=f"lrem-{tag}"),
+                          index=IndexConfig(milvus_uri=milvus_uri, serving_alias=f"{tag}_serving", index_type="FLAT",
+                                            collection_prefix=f"{tag}_items_v"))
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_missing_or_corrupt_model_fails_build_index_clearly_and_leaves_the_champion(
+        milvus_uri, embed_titles, tmp_path, damage):
+    import mlflow
+
+    from components.artifacts import ArtifactError, DataSnapshot, RegisteredModel
+    from components.index import step as build_index_step
+
+    tag = f"drill_{damage}"
+    cfg = _drill_cfg(tmp_path, milvus_uri, tag)
+    name, serving, v1, v2 = cfg.tracking.model_name, cfg.index.serving_alias, f"{tag}_items_v1", f"{tag}_items_v2"
+    client = mlflow.MlflowClient(tracking_uri=cfg.tracking.mlflow_uri, registry_uri=cfg.tracking.mlflow_uri)
+    client.create_registered_model(name)
+    build_item_index(milvus_uri, v1, ["A"], ["oak desk"], embed_titles, cfg.index)
+    point_alias(milvus_uri, serving, v1)
+    client.create_model_version(name, source=str(tmp_path), tags={"milvus_collection": v1})
+    client.set_registered_model_alias(name, "champion", "1")
+    model_dir = tmp_path / "v2"
+    (model_dir / "artifacts" / "lrem").mkdir(parents=True)
+    if damage == "corrupt":
+        (model_dir / "artifacts" / "lrem" / "lrem_config.json").write_text("{not json")
+    client.create_model_version(name, source=str(model_dir))
+
+    snapshot = DataSnapshot(run_key="drill", mlflow_run_id="none", data_uri=str(tmp_path), full_data_uri=str(tmp_path),
+                            dvc_rev="workspace", data_md5="x", git_commit="x")
+    with pytest.raises(ArtifactError, match=rf"model models:/{name}/2 " + ("cannot be fetched" if damage ==
+                                                                              "missing" else "is corrupt")):
+        build_index_step.run(cfg, snapshot, RegisteredModel(model_name=name, model_version="2",
+                                                            model_uri=f"models:/{name}/2"))
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+    assert alias_target(milvus_uri, serving) == v1
+    with milvus_client(milvus_uri) as mc:
+        assert v2 not in mc.list_collections()
