@@ -189,6 +189,25 @@ class EvalReport(Artifact):
 
 
 @dataclass(frozen=True)
+class OnlineReport(Artifact):
+    """`evaluate_online`: the challenger against the champion through the service (split A/B and
+    interleaving with simulated users), and both models' per-query offline metric compared with a
+    paired bootstrap; the report and its tables stay in MLflow."""
+
+    model_version: str
+    champion_version: Optional[str]  # None when there is no other champion (nothing compared)
+    compared: bool
+    regression: bool  # a significant online regression, or a sample-ratio mismatch
+    reason: str  # names the numbers
+    report_uri: str  # runs:/<id>/online/online_report.html ("" when nothing was compared)
+    # group (overall, category) -> {diff, ci_low, ci_high, challenger, champion, n} of the gate metric
+    offline_ci: dict[str, dict[str, float]] = field(default_factory=dict)
+    offline_regressions: list[str] = field(default_factory=list)  # groups whose CI lies below -margin
+    offline_margin: float = 0.0
+    headline: dict[str, float] = field(default_factory=dict)  # searches, CTR, HitRate on judged clicks, p95 per arm
+
+
+@dataclass(frozen=True)
 class GateDecision(Artifact):
     """`gate`: promote the challenger or keep the champion, and why."""
 

@@ -246,6 +246,8 @@ class OnlineConfig:
     purchase_given_click: float = 0.3  # P(purchase | click on a relevant item)
     alpha: float = 0.05  # significance level of the tests
     srm_alpha: float = 0.001  # sample-ratio mismatch is flagged below this p-value
+    offline_margin: float = 0.0  # gate: a group regresses when its bootstrap CI upper end < -margin
+    bootstrap_samples: int = 2000  # paired bootstrap resamples of the eval queries (gate)
     seed: int = 0
 
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from components.artifacts import (Artifact, ArtifactError, Backbone, DataSnapshot, EvalReport, GateDecision, ItemIndex,
-                                  PromotionResult, RegisteredModel, RetentionReport, TrainedModel, TripletSet,
-                                  ValidationReport)
+from components.artifacts import (Artifact, ArtifactError, Backbone, DataSnapshot, EvalReport, GateDecision,
+                                  ItemIndex, OnlineReport, PromotionResult, RegisteredModel, RetentionReport,
+                                  TrainedModel, TripletSet, ValidationReport)
 from components.config import PipelineConfig
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,10 @@ STEPS: dict[str, Step] = {s.name: s for s in (
          {**_SNAP, "model": "register_challenger"}, gpu=True),
     Step("evaluate_offline", "components.evaluation.step:run_evaluate", EvalReport,
          {**_SNAP, "model": "register_challenger", "index": "build_index", "backbone": "prepare_backbone"}, gpu=True),
-    Step("gate", "components.evaluation.step:run_gate", GateDecision, {**_SNAP, "report": "evaluate_offline"}),
+    Step("evaluate_online", "components.service.step:run_evaluate_online", OnlineReport,
+         {**_SNAP, "model": "register_challenger", "index": "build_index"}),
+    Step("gate", "components.evaluation.step:run_gate", GateDecision,
+         {**_SNAP, "report": "evaluate_offline", "online": "evaluate_online"}),
     Step("promote", "components.registry.step:run_promote", PromotionResult,
          {**_SNAP, "model": "register_challenger", "decision": "gate"}),
     Step("clean_up", "components.index.retention:run_clean_up", RetentionReport,

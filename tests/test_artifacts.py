@@ -7,7 +7,7 @@ import json
 import pytest
 
 from components.artifacts import (ARTIFACT_TYPES, ArtifactError, Backbone, DataSnapshot, EvalReport, GateDecision, ItemIndex,
-                                  PromotionResult, RegisteredModel, RetentionReport, TrainedModel, TripletSet,
+                                  OnlineReport, PromotionResult, RegisteredModel, RetentionReport, TrainedModel, TripletSet,
                                   ValidationReport)
 
 EXAMPLES = [
@@ -26,6 +26,13 @@ EXAMPLES = [
                report_uri="runs:/abc123/evaluation/index.html", headline={"hit_rate@100": 0.5, "n_queries": 60}),
     EvalReport(model_version="3", champion_version="2", metrics_uri="runs:/abc123/evaluation/metrics.json",
                report_uri="runs:/abc123/evaluation/index.html"),
+    OnlineReport(model_version="3", champion_version=None, compared=False, regression=False,
+                 reason="no champion yet: no online comparison", report_uri=""),
+    OnlineReport(model_version="3", champion_version="2", compared=True, regression=False,
+                 reason="no significant online regression", report_uri="runs:/abc123/online/online_report.html",
+                 offline_ci={"overall": {"diff": 0.01, "ci_low": -0.02, "ci_high": 0.04, "challenger": 0.5,
+                                         "champion": 0.49, "n": 60}},
+                 offline_regressions=[], offline_margin=0.0, headline={"searches": 400.0}),
     GateDecision(promote=False, reason="regression", metric="hit_rate@100", challenger_value=0.4,
                  champion_value=0.5, tolerance=0.0, regressions={"qa": {"challenger": 0.1, "champion": 0.2}}),
     GateDecision(promote=True, reason="no champion yet", metric="hit_rate@100", challenger_value=0.4),
@@ -37,6 +44,7 @@ EXAMPLES = [
 SNAPSHOT, TRIPLETS = 0, 2
 REGISTERED, INDEX, REPORT = (next(i for i, a in enumerate(EXAMPLES) if isinstance(a, t))
                              for t in (RegisteredModel, ItemIndex, EvalReport))
+ONLINE = next(i for i, a in enumerate(EXAMPLES) if isinstance(a, OnlineReport))
 NO_CHAMPION = next(i for i, a in enumerate(EXAMPLES) if isinstance(a, GateDecision) and a.champion_value is None)
 
 
@@ -97,9 +105,10 @@ def test_ints_are_accepted_for_floats():
 def test_the_pipeline_hands_each_step_typed_inputs():
     from components.pipeline import STEPS, step_inputs
 
-    ctx = {"pull_data": EXAMPLES[SNAPSHOT].to_dict(), "evaluate_offline": EXAMPLES[REPORT].to_dict(), "other": None}
+    ctx = {"pull_data": EXAMPLES[SNAPSHOT].to_dict(), "evaluate_offline": EXAMPLES[REPORT].to_dict(),
+           "evaluate_online": EXAMPLES[ONLINE].to_dict(), "other": None}
     inputs = step_inputs("gate", ctx)
-    assert inputs == {"snapshot": EXAMPLES[SNAPSHOT], "report": EXAMPLES[REPORT]}
+    assert inputs == {"snapshot": EXAMPLES[SNAPSHOT], "report": EXAMPLES[REPORT], "online": EXAMPLES[ONLINE]}
     with pytest.raises(ArtifactError, match="step promote needs the GateDecision of step gate"):
         step_inputs("promote", {**ctx, "register_challenger": EXAMPLES[REGISTERED].to_dict()})
     bad = {**ctx, "evaluate_offline": {**EXAMPLES[REPORT].to_dict(), "model_version": 3}}

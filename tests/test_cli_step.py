@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from components.artifacts import ArtifactError, DataSnapshot, EvalReport, GateDecision
+from components.artifacts import ArtifactError, DataSnapshot, EvalReport, GateDecision, OnlineReport
 
 
 def test_gate_step_from_a_context_file(tmp_path, monkeypatch, capsys):
@@ -35,7 +35,12 @@ def test_gate_step_from_a_context_file(tmp_path, monkeypatch, capsys):
                         metrics_uri=f"runs:/{run_id}/evaluation/metrics.json",
                         report_uri=f"runs:/{run_id}/evaluation/index.html")
     ctx_file = tmp_path / "ctx.json"
-    ctx_file.write_text(json.dumps({"pull_data": snapshot.to_dict(), "evaluate_offline": report.to_dict()}))
+    online = OnlineReport(model_version="2", champion_version="1", compared=True, regression=False,
+                          reason="no significant online regression", report_uri="",
+                          offline_ci={"overall": {"diff": 0.1, "ci_low": 0.02, "ci_high": 0.18, "challenger": 0.6,
+                                                  "champion": 0.5, "n": 50}})
+    ctx_file.write_text(json.dumps({"pull_data": snapshot.to_dict(), "evaluate_offline": report.to_dict(),
+                                    "evaluate_online": online.to_dict()}))
 
     assert main(["--config", str(config), "step", "gate", "--ctx", str(ctx_file), "--save",
                  "--out", str(tmp_path / "out.json")]) == 0

@@ -9,7 +9,8 @@ from pathlib import Path
 import mlflow
 
 from components import tracking
-from components.artifacts import Backbone, DataSnapshot, EvalReport, GateDecision, ItemIndex, RegisteredModel
+from components.artifacts import (Backbone, DataSnapshot, EvalReport, GateDecision, ItemIndex, OnlineReport,
+                                  RegisteredModel)
 from components.config import PipelineConfig
 from components.data.io import World, load_world
 from components.paths import run_dir
@@ -131,12 +132,14 @@ def load_metrics(report: EvalReport) -> tuple[dict, dict | None]:
     return results[_label("challenger", report.model_version)], champion
 
 
-def run_gate(cfg: PipelineConfig, snapshot: DataSnapshot, report: EvalReport) -> GateDecision:
+def run_gate(cfg: PipelineConfig, snapshot: DataSnapshot, report: EvalReport, online: OnlineReport) -> GateDecision:
     from components.evaluation.gate import decide
+    from components.service.gate import combine
 
     tracking.configure(cfg)
     challenger, champion = load_metrics(report)
-    decision = decide(challenger, champion, cfg.gate)
+    # offline point estimates, then re-decided on significance: paired bootstrap per category + online tests
+    decision = combine(decide(challenger, champion, cfg.gate), online, cfg.gate.metric)
     with tracking.resume(cfg, snapshot.mlflow_run_id):
         mlflow.set_tags({"gate.promote": str(decision.promote), "gate.reason": decision.reason})
     log.info("gate: %s: %s", "PROMOTE" if decision.promote else "KEEP CHAMPION", decision.reason)

@@ -1,0 +1,81 @@
+"""The gate on offline and online evidence together.
+
+Offline: the challenger's and the champion's per-query ``hit_rate@K`` (K = the gate metric's,
+100 by default) on the same eval queries, compared with a paired bootstrap (queries
+resampled with replacement, ``online.bootstrap_samples`` times, seeded) per category and
+overall. A group regresses significantly when the upper end of the 95% interval of
+(challenger - champion) lies below ``-online.offline_margin``.
+
+Online: :mod:`components.service.analysis` (Fisher's exact test on HitRate on judged
+clicks, interleaving binomial test, sample-ratio check).
+
+Promote when there is no champion; otherwise only when neither offline (overall or any
+category) nor online shows a significant regression. The reason names the numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+
+def paired_bootstrap(challenger: Sequence[float], champion: Sequence[float], n_boot: int = 2000, seed: int = 0,
+                     level: float = 0.95) -> dict[str, float]:
+    """Mean of (challenger - champion) over paired queries and its percentile bootstrap interval."""
+    a, b = np.asarray(challenger, float), np.asarray(champion, float)
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise ValueError(f"need two equal-length, non-empty per-query vectors, got {a.shape} and {b.shape}")
+    diff = a - b
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(diff), size=(n_boot, len(diff)))
+    means = diff[idx].mean(axis=1)
+    lo, hi = np.percentile(means, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    return {"diff": float(diff.mean()), "ci_low": float(lo), "ci_high": float(hi), "n": int(len(diff)),
+            "challenger": float(a.mean()), "champion": float(b.mean())}
+
+
+def offline_comparison(per_query_challenger: Mapping[str, float], per_query_champion: Mapping[str, float],
+                       categories: Mapping[str, str], margin: float = 0.0, n_boot: int = 2000,
+                       seed: int = 0) -> dict[str, Any]:
+    """Paired bootstrap per group (overall and each category); which groups regress significantly."""
+    qids = sorted(set(per_query_challenger) & set(per_query_champion))
+    groups: dict[str, list[str]] = {"overall": qids}
+    for q in qids:
+        groups.setdefault(categories.get(q, "unknown"), []).append(q)
+    out: dict[str, Any] = {"groups": {}, "regressions": [], "margin": margin, "n_boot": n_boot}
+    for i, (group, ids) in enumerate(groups.items()):
+        stats = paired_bootstrap([per_query_challenger[q] for q in ids], [per_query_champion[q] for q in ids],
+                                 n_boot, seed + i)
+        stats["regression"] = stats["ci_high"] < -margin
+        out["groups"][group] = stats
+        if stats["regression"]:
+            out["regressions"].append(group)
+    return out
+
+
+def combine(decision, online: Any, metric: str):
+    """The offline gate's decision, re-decided on significance with the online evidence.
+
+    ``decision``: the GateDecision of :func:`components.evaluation.gate.decide` (its
+    values are kept); ``online``: an OnlineReport. Returns a new GateDecision.
+    """
+    if decision.champion_value is None or online is None or not online.compared:
+        return decision
+    parts = []
+    regress = list(online.offline_regressions)
+    for group in regress:
+        g = online.offline_ci[group]
+        parts.append(f"offline {metric} {group} {g['challenger']:.4f} vs {g['champion']:.4f} "
+                     f"(paired bootstrap 95% CI of the difference [{g['ci_low']:+.4f}, {g['ci_high']:+.4f}] "
+                     f"below -{online.offline_margin:g})")
+    if online.regression:
+        parts.append(online.reason)
+    if parts:
+        return dataclasses.replace(decision, promote=False, reason="significant regression: " + "; ".join(parts))
+    overall = online.offline_ci.get("overall", {})
+    ok = (f"no significant regression: offline {metric} {overall.get('challenger', float('nan')):.4f} vs champion "
+          f"{overall.get('champion', float('nan')):.4f} (paired bootstrap 95% CI [{overall.get('ci_low', 0):+.4f}, "
+          f"{overall.get('ci_high', 0):+.4f}], no category below -{online.offline_margin:g}); {online.reason}")
+    return dataclasses.replace(decision, promote=True, reason=ok)

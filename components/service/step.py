@@ -1,0 +1,80 @@
+"""Step `evaluate_online`: the challenger against the champion through the real service.
+
+Starts the search service in this process on a free loopback port (it loads `champion`
+and `challenger` from the registry, so the challenger arm is the version
+`register_challenger` just aliased), replays the eval queries with simulated users in
+both modes (split A/B and team-draft interleaving), analyses the events of this run
+(:mod:`components.service.analysis`) and logs the report into the pipeline's MLflow run.
+It also scores both models per query offline on the same eval queries, so that the gate
+can compare them with a paired bootstrap (:mod:`components.service.gate`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from components.artifacts import DataSnapshot, ItemIndex, OnlineReport, RegisteredModel
+from components.config import PipelineConfig
+
+log = logging.getLogger(__name__)
+
+
+def per_query_metric(cfg: PipelineConfig, model, collection: str, world, metric: str) -> dict[str, float]:
+    """query id -> ``metric`` (e.g. hit_rate@100) of one model's ranking on the eval queries."""
+    from components.evaluation.metrics import retrieval_metrics
+    from components.index.collections import search
+
+    k = int(metric.split("@")[1]) if "@" in metric else 100
+    queries = world.split("eval")
+    embs, _ = model.embed_queries(queries["text"].tolist(), batch_size=cfg.eval.batch_size)
+    ranked = search(cfg.index.milvus_uri, collection, embs, k)
+    relevant = world.relevant()
+    out = {}
+    for qid, items in zip(queries["query_id"], ranked):
+        scored = retrieval_metrics({qid: items}, relevant, {}, hit_ks=(k,), precision_k=min(10, k))["overall"]
+        out[qid] = float(scored[metric])
+    return out
+
+
+def run_evaluate_online(cfg: PipelineConfig, snapshot: DataSnapshot, model: RegisteredModel,
+                        index: ItemIndex) -> OnlineReport:
+    from components import tracking
+    from components.data.io import load_world
+    from components.index.server import ensure_server
+    from components.paths import run_dir
+    from components.registry import models
+    from components.service.audit import collection_for
+    from components.service.gate import offline_comparison
+    from components.service.online import evaluate_online
+
+    tracking.configure(cfg)
+    ensure_server(cfg.index.milvus_uri)
+    champ = models.alias_version(model.model_name, models.CHAMPION)
+    if champ is None or str(champ.version) == str(model.model_version):
+        why = "no champion yet" if champ is None else f"v{model.model_version} is already the champion"
+        log.info("evaluate_online: %s, nothing to compare", why)
+        return OnlineReport(model_version=model.model_version, champion_version=None, compared=False,
+                            regression=False, reason=f"{why}: no online comparison", report_uri="")
+    world = load_world(snapshot.data_uri)
+    metric = cfg.gate.metric
+    chal_q = per_query_metric(cfg, models.load_lrem(model.model_uri), index.collection, world, metric)
+    champ_q = per_query_metric(cfg, models.load_lrem(f"models:/{model.model_name}/{champ.version}"),
+                               collection_for(cfg, champ), world, metric)
+    categories = dict(zip(world.queries["query_id"], world.queries["category"]))
+    offline = offline_comparison(chal_q, champ_q, categories, cfg.online.offline_margin,
+                                 cfg.online.bootstrap_samples, cfg.online.seed)
+    out = run_dir(snapshot.run_key) / "online"
+    result = evaluate_online(cfg, snapshot.data_uri, out, url=None, mlflow_run_id=snapshot.mlflow_run_id)
+    headline = {k: float(v) for k, v in (
+        ("searches", result["searches"]), ("feedback", result["feedback"]),
+        ("interleaving_preference", result["interleaving"].get("preference")),
+        *((f"{arm}.{m}", result["table"].get("overall", {}).get(arm, {}).get(m))
+          for arm in ("champion", "challenger") for m in ("ctr", "hit_rate_judged", "latency_p95_ms")),
+    ) if v is not None}
+    ci = {g: {k: v for k, v in s.items() if k != "regression"} for g, s in offline["groups"].items()}
+    log.info("evaluate_online: %s; offline regressions: %s", result["reason"], offline["regressions"] or "none")
+    return OnlineReport(model_version=model.model_version, champion_version=str(champ.version), compared=True,
+                        regression=bool(result["regression"]), reason=result["reason"],
+                        report_uri=f"runs:/{result['mlflow_run_id']}/online/online_report.html",
+                        offline_ci=ci, offline_regressions=list(offline["regressions"]),
+                        offline_margin=cfg.online.offline_margin, headline=headline)
