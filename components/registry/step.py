@@ -59,11 +59,33 @@ def run_promote(cfg: PipelineConfig, snapshot: DataSnapshot, model: RegisteredMo
                                champion_version=str(champ.version) if champ is not None else None,
                                serving_alias=cfg.index.serving_alias,
                                collection=collection_of(cfg, champ.version, champ) if champ is not None else None)
+    before = models.alias_version(name, models.CHAMPION)
     served = serve_version(cfg, version)
     models.set_alias(name, models.CHAMPION, version)
     client.set_model_version_tag(name, version, "gate", f"promoted: {decision.reason}")
+    _audit_promotion(cfg, snapshot, before, version, served, decision)
     with tracking.resume(cfg, snapshot.mlflow_run_id):
         mlflow.set_tag("promoted", "true")
     log.info("promoted %s v%s to champion; %s -> %s", name, version, served["alias"], served["collection"])
     return PromotionResult(promoted=True, model_name=name, model_version=version, champion_version=version,
                            serving_alias=served["alias"], collection=served["collection"])
+
+
+def _audit_promotion(cfg: PipelineConfig, snapshot: DataSnapshot, before, version: str, served: dict,
+                     decision: GateDecision) -> None:
+    """Record the promotion's two alias moves in the audit trail (`lrem history`); never fails the step."""
+    try:
+        from components.service.audit import collection_for, record_move
+
+        actor = f"lrem_nightly promote (run {snapshot.run_key})"
+        prev_version = str(before.version) if before is not None else None
+        prev_collection = collection_for(cfg, before) if before is not None else None
+        if prev_version != version:
+            record_move(cfg, "champion", models.CHAMPION, prev_version, version, prev_collection, served["collection"],
+                        actor, reason=f"gate: {decision.reason}")
+        if served.get("previous") != served["collection"]:
+            from_version = prev_version if served.get("previous") == prev_collection else None
+            record_move(cfg, "serving_alias", served["alias"], from_version, version, served.get("previous"),
+                        served["collection"], actor, reason="promotion")
+    except Exception as exc:  # the audit trail must not undo a promotion that happened
+        log.warning("could not record the promotion in the audit trail: %s", exc)

@@ -66,3 +66,26 @@ def test_sync_history_rollback_and_verification(stack):
     assert out["to_version"] == "2" and alias_target(uri, alias) == "svc_items_v2"
     client.set_registered_model_alias(name, "champion", "1")
     audit.sync(cfg, actor="test")
+
+
+def test_nightly_promote_is_recorded_in_the_audit_trail(stack):
+    import mlflow
+
+    from components.artifacts import DataSnapshot, GateDecision, RegisteredModel
+    from components.registry.step import run_promote
+
+    cfg, world, home = stack
+    client = mlflow.MlflowClient(tracking_uri=cfg.tracking.mlflow_uri, registry_uri=cfg.tracking.mlflow_uri)
+    name = cfg.tracking.model_name
+    client.set_registered_model_alias(name, "champion", "1")
+    audit.sync(cfg, actor="test")
+    run_id = client.get_model_version(name, "2").tags["mlflow_run_id"]
+    snapshot = DataSnapshot(run_key="nightly-1", mlflow_run_id=run_id, data_uri=str(home / "data"),
+                            full_data_uri=str(home / "data"), dvc_rev="r", data_md5="m", git_commit="c")
+    result = run_promote(cfg, snapshot, RegisteredModel(model_name=name, model_version="2", model_uri=f"models:/{name}/2"),
+                         GateDecision(True, "no significant regression", "hit_rate@100", 0.5, 0.4))
+    assert result.promoted and alias_target(cfg.index.milvus_uri, cfg.index.serving_alias) == "svc_items_v2"
+    last = audit.history(cfg)[-2:]
+    assert [(e["kind"], e["from_version"], e["to_version"]) for e in last] == [("champion", "1", "2"),
+                                                                               ("serving_alias", "1", "2")]
+    assert all(e["actor"] == "lrem_nightly promote (run nightly-1)" for e in last)
