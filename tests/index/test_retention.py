@@ -104,3 +104,26 @@ def test_cli_clean_up_dry_run(world, tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["dry_run"] is True and out["dropped"] == []
     assert out["drop"] == [f"{PREFIX}1", f"{PREFIX}2", f"{PREFIX}3", f"{PREFIX}6", f"{PREFIX}99"]
+
+
+def test_clean_up_step_through_the_registry(world, milvus_uri, monkeypatch, tmp_path):
+    """The nightly `clean_up` task: typed inputs from the context, outcome on the pipeline's MLflow run."""
+    import mlflow
+
+    from components import tracking
+    from components.artifacts import DataSnapshot, PromotionResult, RetentionReport
+    from components.pipeline import run_step
+
+    monkeypatch.setenv("LREM_HOME", str(tmp_path / "home"))
+    run_id = tracking.start_pipeline_run(world, "nightly-1")
+    snapshot = DataSnapshot(run_key="nightly-1", mlflow_run_id=run_id, data_uri="/d", full_data_uri="/d",
+                            dvc_rev="workspace", data_md5="x", git_commit="x")
+    promotion = PromotionResult(promoted=True, model_name="lrem-ret", model_version="5", champion_version="5",
+                                serving_alias="ret_serving", collection=f"{PREFIX}5")
+    report = run_step("clean_up", world, {"pull_data": snapshot.to_dict(), "promote": promotion.to_dict()})
+    assert isinstance(report, RetentionReport)
+    assert report.dropped == [f"{PREFIX}1", f"{PREFIX}2", f"{PREFIX}3", f"{PREFIX}6", f"{PREFIX}99"]
+    assert report.kept == [f"{PREFIX}4", f"{PREFIX}5", f"{PREFIX}7"] and report.keep_last_champions == 2
+    run = mlflow.MlflowClient().get_run(run_id)
+    assert run.data.metrics["retention/dropped"] == 5.0
+    assert run.data.tags["retention.dropped"].startswith(f"{PREFIX}1, ")
