@@ -35,7 +35,7 @@ def evaluate_model(cfg: PipelineConfig, model, collection: str, world: World,
     qids = queries["query_id"].tolist()
     ranked = dict(zip(qids, ranked_lists))
     relevant = world.relevant()
-    metrics = retrieval_metrics(ranked, relevant, dict(zip(qids, queries["category"])),
+    metrics = retrieval_metrics(ranked, world.graded(), dict(zip(qids, queries["category"])),  # nDCG: grades
                                 hit_ks=tuple(cfg.eval.hit_ks), precision_k=cfg.eval.precision_k)
     titles = dict(zip(world.catalog["item_id"], world.catalog["title"]))
     samples = []
@@ -70,7 +70,7 @@ def evaluate_direct(cfg: PipelineConfig, model_dir: str, world: World) -> dict:
     ids = world.catalog["item_id"].to_numpy()
     qids = queries["query_id"].tolist()
     ranked = {q: ids[row].tolist() for q, row in zip(qids, top)}
-    return retrieval_metrics(ranked, world.relevant(), dict(zip(qids, queries["category"])),
+    return retrieval_metrics(ranked, world.graded(), dict(zip(qids, queries["category"])),
                              hit_ks=tuple(cfg.eval.hit_ks), precision_k=cfg.eval.precision_k)
 
 
