@@ -301,7 +301,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 def gate_metrics(cfg: PipelineConfig) -> list[str]:
     """The metrics the offline evaluation computes, i.e. what ``gate.metric`` may name."""
-    return [f"hit_rate@{k}" for k in cfg.eval.hit_ks] + [f"precision@{cfg.eval.precision_k}"]
+    # ndcg@10 and recall@100: retrieval_metrics' defaults (components.evaluation.metrics)
+    return [f"hit_rate@{k}" for k in cfg.eval.hit_ks] + [f"precision@{cfg.eval.precision_k}", "ndcg@10", "recall@100"]
 
 
 def _choice_error(key: str, value: Any, allowed: Any) -> ConfigError:

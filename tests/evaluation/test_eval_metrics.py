@@ -64,3 +64,15 @@ def test_flatten_gives_valid_mlflow_names():
     assert flatten_metrics({"overall": {"hit_rate@10": 0.5}}) == {"overall.hit_rate_at_10": 0.5}
     assert mlflow_key("offline.hit_rate@100") == "offline.hit_rate_at_100"
     assert mlflow_key("a:b#c") == "a_b_c"
+
+
+def test_the_gate_may_decide_on_ndcg_or_recall():
+    from components.config import ConfigError, load_config
+    from components.evaluation.metrics import retrieval_metrics
+
+    computed = set(retrieval_metrics(RANKED, RELEVANT, CATEGORIES)["overall"])
+    for metric in ("ndcg@10", "recall@100"):
+        assert metric in computed
+        assert load_config("configs/demo.yaml", {"gate": {"metric": metric}}).gate.metric == metric
+    with pytest.raises(ConfigError):
+        load_config("configs/demo.yaml", {"gate": {"metric": "ndcg@11"}})
