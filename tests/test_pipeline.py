@@ -24,3 +24,12 @@ def test_step_function_signature_matches_the_registry(name):
                                                                             f"Optional[{produced}]"), (name, p)
     ret = inspect.signature(step.function()).return_annotation
     assert ret in (step.produces, step.produces.__name__), f"{name} returns {ret}, registry says {step.produces}"
+
+
+def test_readme_lists_the_registry_in_order():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    flow = readme.split("`dags/lrem_nightly.py`", 1)[1].split("```", 2)[1]
+    assert re.findall(r"[a-z_]+", flow) == list(STEPS), "README's pipeline flow differs from components/pipeline.py"
