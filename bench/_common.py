@@ -163,6 +163,23 @@ def get_model(corpus: list[str], name: str):
     return model, key
 
 
+def describe_model(model) -> dict[str, Any]:
+    """Backbone size and prompt style of an LREM model (public attributes only), with a one-line text."""
+    cfg = model.lm.config
+    info = {
+        "architecture": type(model.lm).__name__,
+        "hidden_size": cfg.hidden_size,
+        "num_hidden_layers": cfg.num_hidden_layers,
+        "parameters": sum(p.numel() for p in model.lm.parameters()),
+        "vocab_size": cfg.vocab_size,
+        "prompt_style": model.spec.prompts.style,
+        "max_cot_tokens": model.spec.max_cot_tokens,
+    }
+    info["text"] = (f"{info['architecture']} {info['num_hidden_layers']} layers, hidden {info['hidden_size']}, "
+                    f"{info['parameters'] / 1e6:.1f}M params, {info['prompt_style']} prompts")
+    return info
+
+
 def load_model(key: str, device: torch.device):
     import contextlib
     import io

@@ -9,10 +9,9 @@ embed_items also tokenises, moves batches to the device, builds position ids, po
   * ``tokenise_bare_forward``: ``item_batch`` + device copy + the bare forward (the ratio of
     embed_items to it is the overhead that is not tokenisation);
   * ``encode_pretokenised``: ``model.encode`` on the pre-tokenised batches (everything but
-    tokenisation, the copy back and the Python loop);
-  * ``embed_fast_tokenise``: a replica of embed_items whose ``item_batch`` makes ONE tokenizer
-    call per batch and pads with numpy (checked to give the same ids and embeddings): what
-    the overhead finding in the README proposes.
+    tokenisation, the copy back and the Python loop).
+(An earlier replica of embed_items with one tokenizer call per batch is gone: ``item_batch``
+itself tokenises a batch in one call now. Only the model's public API is used here.)
 
 Noise control (the CPU is shared): the titles are cut into chunks of ``--chunk-batches``
 batches; every chunk is run by each variant back to back, in a random order drawn afresh for
@@ -84,41 +83,6 @@ def run_encode(model, batches):
     with torch.no_grad():
         for ids, mask in batches:
             model.encode(ids, mask)
-
-
-def fast_item_batch(model, titles):
-    """What ``item_batch`` could be: ONE tokenizer call per batch and numpy padding (same ids, same mask).
-
-    A replica for the overhead finding, not a change to components/: it reads the model's
-    template cache, which ``item_input_ids`` fills on its first call.
-    """
-    import numpy as np
-
-    from components.model import prompts
-
-    if prompts.item_prompt not in model._template_cache:
-        model.item_input_ids(titles[0])
-    head, tail = model._template_cache[prompts.item_prompt]
-    cap = model.spec.max_item_tokens
-    rows = [head + ids[:cap] + tail
-            for ids in model.tokenizer(list(titles), add_special_tokens=False)["input_ids"]]
-    width = max(len(r) for r in rows)
-    ids = np.full((len(rows), width), model.pad_id, dtype=np.int64)
-    mask = np.zeros((len(rows), width), dtype=np.int64)
-    for i, row in enumerate(rows):
-        ids[i, width - len(row):] = row
-        mask[i, width - len(row):] = 1
-    return torch.from_numpy(ids), torch.from_numpy(mask)
-
-
-def run_embed_fast_tok(model, titles, batch_size):
-    """embed_items with ``fast_item_batch`` in place of ``item_batch`` (otherwise the same code)."""
-    out = []
-    with model._eval_mode():
-        for s in range(0, len(titles), batch_size):
-            ids, mask = fast_item_batch(model, titles[s:s + batch_size])
-            out.append(model.encode(ids.to(model.device), mask.to(model.device)).cpu())
-    return torch.cat(out).numpy()
 
 
 def breakdown(model, titles, batch_size, device, reps: int = 3) -> dict[str, float]:
@@ -207,13 +171,7 @@ def main() -> None:
         "bare_forward": lambda ch: run_bare(model, ch[1]),
         "tokenise_bare_forward": lambda ch: run_tokenise_bare(model, ch[0], B, device),
         "encode_pretokenised": lambda ch: run_encode(model, ch[1]),
-        "embed_fast_tokenise": lambda ch: run_embed_fast_tok(model, ch[0], B),
     }
-    for ids_a, ids_b in zip(pretokenise(model, titles[:3 * B], B, device), (fast_item_batch(model, titles[s:s + B])
-                                                                         for s in range(0, 3 * B, B))):
-        assert torch.equal(ids_a[0].cpu(), ids_b[0]) and torch.equal(ids_a[1].cpu(), ids_b[1]), "replica differs"
-    assert torch.allclose(torch.from_numpy(run_embed(model, titles[:B], B)),
-                          torch.from_numpy(run_embed_fast_tok(model, titles[:B], B)), atol=1e-5)
     names = list(variants)
     for name in names:  # warm-up
         variants[name](chunks[0])
@@ -248,21 +206,14 @@ def main() -> None:
                    "value": ratios["bare_forward"]["median_paired"], "met": met},
     }
     labels = {"embed_items": "embed_items", "bare_forward": "bare forward (pre-tokenised, on device)",
-              "tokenise_bare_forward": "item_batch + bare forward", "encode_pretokenised": "model.encode (pre-tokenised)",
-              "embed_fast_tokenise": "embed_items w/ 1 tokenizer call/batch"}
+              "tokenise_bare_forward": "item_batch + bare forward", "encode_pretokenised": "model.encode (pre-tokenised)"}
     for k in names:
         print(f"  {labels[k]:<40} {thr[k]:8.0f} items/s")
-    fast = [f / e for f, e in zip(times["bare_forward"], times["embed_fast_tokenise"])]
-    result["ratio_fast_tokenise_over_bare_forward"] = statistics.median(fast)
-    for base in names[1:-1]:
+    for base in names[1:]:
         rr = ratios[base]
         tag = (f"   TARGET >= {TARGET}: {'met' if met else 'MISSED'}" if base == "bare_forward" else "")
         print(f"  ratio embed_items / {labels[base]:<40} = {rr['median_paired']:.3f} (median paired; "
               f"of sums {rr['of_sums']:.3f}){tag}")
-
-    print(f"  replica of embed_items with ONE tokenizer call per batch (same ids, checked): "
-          f"{thr['embed_fast_tokenise']:.0f} items/s, ratio to bare forward {statistics.median(fast):.3f} "
-          "(median paired)")
     parts = breakdown(model, titles[:8 * B], B, device)
     fwd = statistics.median(times["bare_forward"]) / cb
     result["breakdown_seconds_per_batch"] = {**parts, "bare forward (median)": fwd}

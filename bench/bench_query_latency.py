@@ -2,7 +2,9 @@
 
 ``model.embed_queries(queries, reasoning=True, max_cot_tokens=16)`` against
 ``model.embed_queries(queries, reasoning=False)`` at batch 1 and batch 32, on the demo world's
-evaluation queries and the untrained tiny demo model (an untrained model rarely closes its
+evaluation queries and the untrained demo model (``ModelConfig()`` defaults, whatever they are:
+now the 3.4M-parameter tiny Qwen2, 4 layers, hidden 256, short prompt template; built by
+``_common.get_model``, no size is set here; an untrained model rarely closes its
 CoT early, so the full 16-token budget is spent; the mean CoT length actually produced is
 counted exactly from the tokens fed to the decoder, in an untimed pass). Reported: ms per
 batch, ms per query, and reasoning / direct (the paper: 50 ms vs 15 ms in production, 3.3x).
@@ -99,10 +101,12 @@ def main() -> None:
     C.set_threads(args.threads)
     key, queries = demo_model_and_queries()
     model = C.load_model(key, device)
-    print(f"[query latency] device={device.type} threads={torch.get_num_threads()} "
+    desc = C.describe_model(model)
+    print(f"[query latency] device={device.type} threads={torch.get_num_threads()} model: {desc['text']}; "
           f"cot budget={COT_TOKENS} greedy; batches: {counts[1]} x 1, {counts[32]} x 32", flush=True)
     result: dict = {"config": {"cot_tokens": COT_TOKENS, "batches": counts, "device": device.type,
-                               "threads": torch.get_num_threads()}, "by_batch_size": {}, "paper": PAPER}
+                               "threads": torch.get_num_threads(), "model": desc},
+                    "by_batch_size": {}, "paper": PAPER}
     for size in (1, 32):
         bs = batches_of(queries, size, counts[size])
         run(model, bs[0], True)  # warm-up

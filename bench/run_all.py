@@ -3,7 +3,7 @@
     .venv/bin/python bench/run_all.py [--no-memory] [--threads 1]
 
 Writes bench/results/<benchmark>.json (by each script) and bench/results/summary.json + summary.txt.
-About 3-4 minutes on the shared 2-core CPU box.
+About 4 minutes on the shared 2-core CPU box.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 BENCHES = [("item_encoding", "bench_item_encoding.py"), ("cold_start", "bench_cold_start.py"),
-           ("query_latency", "bench_query_latency.py")]
+           ("query_latency", "bench_query_latency.py"), ("grpo", "bench_grpo.py")]
 
 
 def mem_cell(report: dict | None) -> str:
@@ -63,6 +63,16 @@ def rows_for(name: str, r: dict) -> list[list[str]]:
                         "paper 3.3x", f"CoT {b['mean_cot_tokens']:.1f} tok",
                         f"{mem_cell(mem.get(f'reasoning_b{size}'))} / {mem_cell(mem.get(f'direct_b{size}'))}"])
         return out
+    if name == "grpo":
+        sec, share, step = r["seconds_per_step_by_part"], r["share_of_step"], r["seconds_per_step"]
+        rows = [["grpo step", f"train_grpo {step:.2f} s/step", "-", "-", "-",
+                 f"{r['config']['per_device_batch_size']} compl., {r['config']['timed_steps']} steps", "-"]]
+        for key, label in (("generate", "generation"), ("rewards", "rewards"),
+                           ("acc_embed_queries", "  acc: embed queries"), ("acc_embed_items", "  acc: embed items"),
+                           ("loss_backward", "loss + backward"), ("backward", "  backward"),
+                           ("optimizer", "optimizer"), ("other", "other")):
+            rows.append([f"  {label}", f"{sec[key]:.3f} s/step ({share[key]:.0%})", "", "", "", "info", ""])
+        return rows
     return []
 
 
