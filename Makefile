@@ -20,7 +20,7 @@ export PYTHONUNBUFFERED := 1
 FIND_LINKS := $(shell pip config get global.find-links 2>/dev/null)
 UV_FLAGS := $(if $(FIND_LINKS),--find-links $(FIND_LINKS))
 
-.PHONY: demo test env clean milvus-start milvus-stop mlflow-ui bench experiment serve serve-stop
+.PHONY: demo test env clean milvus-start milvus-stop mlflow-ui bench experiment serve serve-stop browser-deps
 
 env: $(VENV)/.installed
 
@@ -44,8 +44,17 @@ demo: env
 	  status=$${PIPESTATUS[0]}; $(BIN)/lrem --config $(CONFIG) summary; \
 	  if [ $$status -eq 0 ]; then $(BIN)/lrem --config $(CONFIG) serve --background; fi; exit $$status
 
-test: env
+test: env browser-deps
 	$(BIN)/python -m pytest -q tests
+
+# Chromium for the browser test (tests/service/test_browser_promotion.py), from the distribution's
+# packages where this runs as root with apt; elsewhere the test skips and says why.
+browser-deps:
+	@command -v chromium > /dev/null 2>&1 || command -v chromium-browser > /dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null 2>&1 && \
+	    { apt-get install -y -q --no-install-recommends chromium > /dev/null 2>&1 || \
+	      { apt-get update -q > /dev/null 2>&1 && apt-get install -y -q --no-install-recommends chromium > /dev/null 2>&1; }; } \
+	  || echo "chromium not installed: the browser test will skip"; }
 
 bench: env
 	$(BIN)/python bench/run_all.py

@@ -61,21 +61,10 @@ def lrem_serve_sync():
     def wait_for_champion_change():
         from airflow.sdk.bases.sensor import PokeReturnValue
 
-        from components.index.collections import alias_target
-        from components.registry import models
-        from components.service.audit import collection_for
+        from components.service.audit import needs_sync
 
-        cfg = _cfg()
-        from components import tracking
-
-        tracking.configure(cfg)
-        champ = models.alias_version(cfg.tracking.model_name, models.CHAMPION)
-        if champ is None:
-            return PokeReturnValue(is_done=False)
-        target = collection_for(cfg, champ)
-        serving = alias_target(cfg.index.milvus_uri, cfg.index.serving_alias)
-        return PokeReturnValue(is_done=serving != target,
-                               xcom_value={"champion": str(champ.version), "target": target, "serving": serving})
+        change = needs_sync(_cfg())
+        return PokeReturnValue(is_done=change is not None, xcom_value=change)
 
     @task(task_id="verify_and_sync")
     def verify_and_sync(change: dict) -> dict:

@@ -160,6 +160,19 @@ def history(cfg: PipelineConfig) -> list[dict[str, Any]]:
     return sorted(events.values(), key=lambda e: e["event"])
 
 
+def needs_sync(cfg: PipelineConfig) -> dict[str, Any] | None:
+    """What the serve-sync sensor checks: {champion, target, serving} when the serving alias lags, else None."""
+    from components.index.collections import alias_target
+
+    _client(cfg)
+    champ = models.alias_version(cfg.tracking.model_name, models.CHAMPION)
+    if champ is None:
+        return None
+    target = collection_for(cfg, champ)
+    serving = alias_target(cfg.index.milvus_uri, cfg.index.serving_alias)
+    return None if serving == target else {"champion": str(champ.version), "target": target, "serving": serving}
+
+
 def _version_of_collection(cfg: PipelineConfig, collection: str | None) -> str | None:
     if not collection:
         return None
