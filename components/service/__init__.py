@@ -9,4 +9,7 @@
 - ``analysis``: per-arm and per-category online metrics, SRM check and significance tests
 - ``audit``: the audit trail of alias moves, ``lrem history`` and ``lrem rollback``
 - ``runner``: start and stop the service in the background (``make demo``, ``make serve-stop``)
+- ``online`` and ``step``: the nightly ``evaluate_online`` step (service in-process, replay, analysis)
+- ``gate``: the gate on both offline (paired bootstrap per category) and online evidence
+- ``cli``: ``lrem serve``, ``serve-stop``, ``serve-status``, ``replay``, ``online-eval``, ``history``, ``rollback``
 """
