@@ -153,7 +153,7 @@ class Service:
             raise BadRequest(400, f"body is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
         try:
             body = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, and ints over Python's digit limit
             raise BadRequest(400, f"malformed JSON: {exc}") from None
         if not isinstance(body, dict):
             raise BadRequest(400, f"expected a JSON object, got {type(body).__name__}")

@@ -62,6 +62,13 @@ MALFORMED = [
     ("search", json.dumps({"query": "chair", "extra": 1}).encode(), 422),
     ("search", json.dumps({"query": "chair", "mode": "both"}).encode(), 422),
     ("search", b'{"query": "' + b"y" * 20000 + b'"}', 413),  # over max_body_bytes
+    ("search", b'{"query": "chair", "k": 1' + b"0" * 5000 + b"}", 400),  # an int past Python's digit limit
+    ("search", b'{"query": "chair", "k": NaN}', 422),
+    ("search", b'{"query": "chair", "k": 1e400}', 422),
+    ("search", b'{"query": "chair", "user_id": ""}', 422),
+    ("search", b'{"query": "nul \u0000 inside"}', 422),
+    ("search", b'{"query": "chair"' + b"]" * 10, 400),
+    ("search", b"[" * 5000 + b"]" * 5000, 400),  # deep nesting
     ("feedback", json.dumps({"request_id": "0" * 32, "item_id": "x", "event": "click"}).encode(), 404),
     ("feedback", json.dumps({"request_id": "abc", "item_id": "x", "event": "like"}).encode(), 422),
     ("feedback", json.dumps({"item_id": "x", "event": "click"}).encode(), 422),
