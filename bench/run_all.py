@@ -3,7 +3,8 @@
     .venv/bin/python bench/run_all.py [--no-memory] [--threads 1]
 
 Writes bench/results/<benchmark>.json (by each script) and bench/results/summary.json + summary.txt.
-About 4 minutes on the shared 2-core CPU box.
+About 3 minutes on the shared 2-core CPU box with the previous 2 x 128 default backbone; longer with
+the current 4 x 256 one (not re-timed).
 """
 
 from __future__ import annotations
