@@ -6,6 +6,7 @@
     lrem replay [--url U] [--mode split|interleave] [--requests N] [--seconds S]
                                                        simulated users against the running service
     lrem online-eval [--url U] [--data DIR]            replay both modes, analyse, report to MLflow
+                                                       (default: the detached service, else one in-process)
     lrem history                                       the audit trail of champion / serving alias moves
     lrem rollback [--to VERSION]                       move champion back (default: previous champion)
 """
@@ -113,7 +114,11 @@ def cmd_online_eval(args) -> int:
     if args.requests:
         cfg.online.max_requests = args.requests
     out = state_path("online", time.strftime("%Y%m%dT%H%M%S"))
-    result = evaluate_online(cfg, _data_uri(args, cfg), out, url=args.url)
+    from components.service.runner import _recorded
+
+    running = _recorded()
+    url = args.url or (running[1] if running else None)  # None: a service in this process
+    result = evaluate_online(cfg, _data_uri(args, cfg), out, url=url)
     print(f"{'REGRESSION' if result['regression'] else 'OK'}: {result['reason']}")
     print(f"report: {result['report']}  (MLflow run {result['mlflow_run_id']})")
     return 0
