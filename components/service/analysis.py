@@ -20,6 +20,10 @@ Tests (all from scipy.stats):
 - interleaving: the challenger's share of decided (non-tied) queries against 0.5 with an
   exact binomial test (``scipy.stats.binomtest``), two-sided.
 
+The tests treat searches as independent; searches of one user are correlated, so with
+few users and many searches each the p-values are optimistic (a user-level or
+cluster-robust test would be the next step).
+
 The online verdict is a regression when the challenger's ``hit_rate_judged`` is
 significantly lower (one-sided), or it significantly loses the interleaving, or the
 split shows a sample-ratio mismatch (the comparison cannot be trusted).
