@@ -162,6 +162,11 @@ def analyze(searches: pd.DataFrame, feedback: pd.DataFrame, relevant: Mapping[st
             sx, nx = counts(col, CHALLENGER, rows)
             tests[f"{group}/{metric}"] = proportion_test(sc, nc, sx, nx, alpha)
     inter = interleaving_outcomes(searches, feedback)
+    inter_by_category = {}
+    if len(searches):
+        cat_of = searches["query"].map(lambda q: categories.get(q, "unknown"))
+        for cat in sorted(set(cat_of[searches["mode"] == "interleave"])):
+            inter_by_category[cat] = interleaving_outcomes(searches[cat_of == cat], feedback)
     inter_loss = bool(inter["p_value"] is not None and inter["p_value"] < alpha and inter["preference"] < 0.5)
     primary = tests.get(f"{OVERALL}/hit_rate_judged", {})
     reasons = []
@@ -183,7 +188,8 @@ def analyze(searches: pd.DataFrame, feedback: pd.DataFrame, relevant: Mapping[st
         reason = "no significant online regression: " + ("; ".join(bits) if bits else "no online data")
     else:
         reason = "online regression: " + "; ".join(reasons)
-    return {"table": table, "tests": tests, "srm": srm, "interleaving": inter, "regression": regression,
+    return {"table": table, "tests": tests, "srm": srm, "interleaving": inter,
+            "interleaving_by_category": inter_by_category, "regression": regression,
             "reason": reason, "alpha": alpha, "searches": int(len(searches)), "feedback": int(len(feedback))}
 
 
@@ -205,6 +211,9 @@ def flat_metrics(result: Mapping[str, Any]) -> dict[str, float]:
     if inter.get("preference") is not None:
         out["online.interleaving.preference"] = inter["preference"]
         out["online.interleaving.p_value"] = inter["p_value"]
+    for cat, part in result.get("interleaving_by_category", {}).items():
+        if part.get("preference") is not None:
+            out[f"online.interleaving.{cat}.preference"] = part["preference"]
     return out
 
 
@@ -270,6 +279,11 @@ def write_report(out_dir: Path, result: Mapping[str, Any], title: str = "Online 
 (scipy.stats.binomtest).</p><table><tr><th>group/metric</th><th>champion</th><th>challenger</th><th>p two-sided</th>
 <th>p regression</th><th>regression</th></tr>{''.join(test_rows)}</table>
 <h2>Interleaving</h2><p>{html.escape(json.dumps(inter))}</p>
+<table><tr><th>category</th><th>interleaved queries</th><th>with clicks</th><th>wins champion / challenger / tie</th>
+<th>challenger preference</th><th>p (binomial)</th></tr>{''.join(
+    f"<tr><td>{html.escape(c)}</td><td>{v['queries']}</td><td>{v['with_clicks']}</td>"
+    f"<td>{v['wins']['champion']} / {v['wins']['challenger']} / {v['wins']['tie']}</td><td>{fmt(v['preference'])}</td>"
+    f"<td>{fmt(v['p_value'])}</td></tr>" for c, v in result.get('interleaving_by_category', {}).items())}</table>
 <h2>Plots</h2>{imgs}</body></html>"""
     (out_dir / "online_report.html").write_text(doc, encoding="utf-8")
     (out_dir / "online_result.json").write_text(json.dumps(result, indent=2, default=str))

@@ -188,6 +188,7 @@ def test_interleaving_analysis_detects_preference():
     result = analyze(pd.DataFrame(rows), pd.DataFrame(fb), {"q": {"rel"}}, {"q": "plain"}, challenger_share=0.5)
     inter = result["interleaving"]
     assert inter["preference"] > 0.8 and inter["p_value"] < 1e-6
+    assert result["interleaving_by_category"]["plain"]["queries"] == 200
     assert not result["regression"]
 
 
