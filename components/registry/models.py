@@ -18,11 +18,43 @@ def pip_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in ("torch", "transformers", "tokenizers", "numpy", "pandas", "mlflow")]
 
 
+def check_lrem_dir(model_dir: Path) -> None:
+    """Raise ArtifactError naming what is missing or unreadable when ``model_dir`` is no complete LREM model.
+
+    Cheap (no weights are loaded): the spec parses, the HF config and some weights are there.
+    """
+    from components.artifacts import ArtifactError
+    from components.model.lrem import SPEC_FILE, LREMSpec
+
+    model_dir = Path(model_dir)
+    problems = []
+    spec = model_dir / SPEC_FILE
+    if not spec.is_file():
+        problems.append(f"no {SPEC_FILE}")
+    else:
+        try:
+            LREMSpec.from_json(spec.read_text())
+        except Exception as exc:
+            problems.append(f"{SPEC_FILE} is unreadable ({type(exc).__name__}: {exc})")
+    if not (model_dir / "config.json").is_file():
+        problems.append("no config.json")
+    if not any(model_dir.glob("*.safetensors")) and not any(model_dir.glob("pytorch_model*.bin")):
+        problems.append("no weights (*.safetensors)")
+    if problems:
+        raise ArtifactError(f"{model_dir} is not a complete LREM model: {'; '.join(problems)}")
+
+
 def log_lrem_model(model_dir: Path, artifact_name: str = "lrem_model", registered_name: str | None = None):
-    """Log an LREM directory as an MLflow pyfunc model in the active run (optionally registering it)."""
+    """Log an LREM directory as an MLflow pyfunc model in the active run (optionally registering it).
+
+    An incomplete or corrupt directory is refused (ArtifactError) before anything is logged
+    or registered, so a broken model never becomes a registered version.
+    """
     import mlflow
 
     from components.registry.pyfunc import LREM_ARTIFACT, LREMPyfunc
+
+    check_lrem_dir(model_dir)
 
     return mlflow.pyfunc.log_model(
         name=artifact_name,

@@ -132,3 +132,39 @@ def test_missing_or_corrupt_model_fails_build_index_clearly_and_leaves_the_champ
     assert alias_target(milvus_uri, serving) == v1
     with milvus_client(milvus_uri) as mc:
         assert v2 not in mc.list_collections()
+
+
+@pytest.mark.parametrize("damage", ["no weights", "corrupt spec"])
+def test_incomplete_model_is_not_registered_and_the_champion_stays(tmp_path, monkeypatch, damage):
+    import mlflow
+
+    from components import tracking
+    from components.artifacts import ArtifactError, DataSnapshot, TrainedModel, TripletSet
+    from components.config import PipelineConfig, TrackingConfig
+    from components.registry.step import run_register
+
+    monkeypatch.setenv("LREM_HOME", str(tmp_path / "home"))
+    db = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = PipelineConfig(tracking=TrackingConfig(mlflow_uri=db, experiment="drill-reg", model_name="lrem-reg"))
+    client = mlflow.MlflowClient(tracking_uri=db, registry_uri=db)
+    client.create_registered_model("lrem-reg")
+    client.create_model_version("lrem-reg", source=str(tmp_path))
+    client.set_registered_model_alias("lrem-reg", "champion", "1")
+
+    trained = tmp_path / "grpo_model"
+    trained.mkdir()
+    (trained / "config.json").write_text("{}")
+    if damage == "no weights":
+        (trained / "lrem_config.json").write_text("{}")
+    else:
+        (trained / "lrem_config.json").write_text("{broken")
+        (trained / "model.safetensors").write_bytes(b"\0" * 16)
+    run_id = tracking.start_pipeline_run(cfg, "drill-reg")
+    snapshot = DataSnapshot(run_key="drill-reg", mlflow_run_id=run_id, data_uri=str(tmp_path),
+                            full_data_uri=str(tmp_path), dvc_rev="workspace", data_md5="x", git_commit="x")
+    expected = "no weights" if damage == "no weights" else "lrem_config.json is unreadable"
+    with pytest.raises(ArtifactError, match=f"is not a complete LREM model: .*{expected}"):
+        run_register(cfg, snapshot, TripletSet(triplets_uri="/t.jsonl", n_triplets=1),
+                     TrainedModel(stage="grpo", model_uri=str(trained), steps=1))
+    assert [str(v.version) for v in client.search_model_versions("name = 'lrem-reg'")] == ["1"]
+    assert str(client.get_model_version_by_alias("lrem-reg", "champion").version) == "1"
