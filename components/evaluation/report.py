@@ -233,6 +233,24 @@ def _samples_html(samples: Sequence[Mapping[str, Any]]) -> str:
             f"<th class='l'>top-5 items</th><th>top-5</th></tr>{''.join(rows)}</table>")
 
 
+def sample_rows(qids: Sequence[str], texts: Sequence[str], categories: Sequence[str], cots: Sequence[str],
+                ranked: Mapping[str, Sequence[str]], relevant: Mapping[str, Any], titles: Mapping[str, str],
+                per_category: int = 2, top: int = 5) -> list[dict]:
+    """The report's sample table: up to ``per_category`` queries of each category, their CoT and
+    top items, each marked hit or miss."""
+    out: list[dict] = []
+    counts: dict[str, int] = {}
+    for qid, text, cat, cot in zip(qids, texts, categories, cots):
+        if counts.get(cat, 0) >= per_category:
+            continue
+        counts[cat] = counts.get(cat, 0) + 1
+        items = list(ranked[qid])[:top]
+        judged = relevant.get(qid) or ()
+        out.append({"query": text, "category": cat, "cot": cot, "top_items": [titles.get(i, i) for i in items],
+                    "hits": [i in judged for i in items]})
+    return out
+
+
 def write_report(
     out_dir: Path,
     results: Results,

@@ -37,19 +37,11 @@ def evaluate_model(cfg: PipelineConfig, model, collection: str, world: World,
     relevant = world.relevant()
     metrics = retrieval_metrics(ranked, world.graded(), dict(zip(qids, queries["category"])),  # nDCG: grades
                                 hit_ks=tuple(cfg.eval.hit_ks), precision_k=cfg.eval.precision_k)
+    from components.evaluation.report import sample_rows
+
     titles = dict(zip(world.catalog["item_id"], world.catalog["title"]))
-    samples = []
-    seen_categories: set[str] = set()
-    for qid, text, cat, cot in zip(qids, texts, queries["category"], cots):
-        if len(samples) >= n_samples:
-            break
-        if cat in seen_categories and len(seen_categories) < 5:
-            continue
-        seen_categories.add(cat)
-        top = ranked[qid][:5]
-        samples.append({"query": text, "category": cat, "cot": cot,
-                        "top_items": [titles.get(i, i) for i in top],
-                        "hits": [i in relevant.get(qid, set()) for i in top]})
+    samples = sample_rows(qids, texts, queries["category"].tolist(), cots, ranked, relevant, titles,
+                          per_category=max(1, n_samples // 5))[:n_samples]
     return metrics, samples
 
 

@@ -559,16 +559,10 @@ def _cot_stats(data: ExperimentData, cots: list[str], count_tokens: Callable[[st
 
 
 def _samples(data: ExperimentData, ranked: dict, cots: list[str], per_category: int = 2) -> list[dict]:
-    titles = dict(zip(data.item_ids.tolist(), data.item_titles))
-    out, counts = [], {}
-    for qid, text, cat, cot in zip(data.eval_ids, data.eval_texts, data.eval_categories, cots):
-        if counts.get(cat, 0) >= per_category:
-            continue
-        counts[cat] = counts.get(cat, 0) + 1
-        top = ranked[qid][:5]
-        out.append({"query": text, "category": cat, "cot": cot, "top_items": [titles.get(i, i) for i in top],
-                    "hits": [i in data.relevant.get(qid, set()) for i in top]})
-    return out
+    from components.evaluation.report import sample_rows
+
+    return sample_rows(data.eval_ids, data.eval_texts, data.eval_categories, cots, ranked, data.relevant,
+                       dict(zip(data.item_ids.tolist(), data.item_titles)), per_category)
 
 
 @contextlib.contextmanager

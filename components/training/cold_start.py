@@ -8,6 +8,7 @@ written every ``save_every`` optimizer steps, and a rerun resumes from the last 
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import re
@@ -25,6 +26,8 @@ from components.config import ColdStartConfig
 from components.model.lrem import LREMModel, QueryBatch
 from components.training.losses import info_nce
 from components.training.optim import build_optimizer
+
+log = logging.getLogger(__name__)
 
 
 class TripletDataset(Dataset):
@@ -97,22 +100,32 @@ class ColdStartObjective(nn.Module):
 
     def forward(self, query: QueryBatch, item_ids: torch.Tensor, item_mask: torch.Tensor,
                 item_keys: Sequence[str], queries: Sequence[str] | None = None,
-                own_cot_query: QueryBatch | None = None, lambda_sft: float | None = None) -> dict[str, torch.Tensor]:
+                own_cot_query: QueryBatch | None = None, lambda_sft: float | None = None,
+                lambda_infonce: float | None = None) -> dict[str, torch.Tensor]:
         """``own_cot_query``: the same queries after the model's own CoT; when given, InfoNCE
-        embeds them (as evaluation does) while SFT still learns the teacher's CoT."""
+        embeds them (as evaluation does) while SFT still learns the teacher's CoT.
+        ``lambda_infonce`` 0 skips the item side altogether (an SFT-only step)."""
         q_emb, sft = self.model.query_forward(query)
-        if own_cot_query is not None:
-            q_emb = self.model.encode(own_cot_query.input_ids, own_cot_query.attention_mask)
-        i_emb = self.model.encode(item_ids, item_mask)
-        nce = info_nce(q_emb, i_emb, self.cfg.temperature, item_keys=item_keys)
+        w_nce = self.cfg.lambda_infonce if lambda_infonce is None else lambda_infonce
+        if w_nce:
+            if own_cot_query is not None:
+                q_emb = self.model.encode(own_cot_query.input_ids, own_cot_query.attention_mask)
+            i_emb = self.model.encode(item_ids, item_mask)
+            nce = info_nce(q_emb, i_emb, self.cfg.temperature, item_keys=item_keys)
+        else:
+            nce = torch.zeros((), device=sft.device)
         weight = self.cfg.lambda_sft if lambda_sft is None else lambda_sft
-        loss = weight * sft + self.cfg.lambda_infonce * nce
+        loss = weight * sft + w_nce * nce
         return {"loss": loss, "sft": sft.detach(), "infonce": nce.detach()}
+
+
+def in_sft_warmup(cfg: ColdStartConfig, step: int, total_steps: int) -> bool:
+    return cfg.reasoning and step < round(cfg.sft_warmup_ratio * total_steps)
 
 
 def sft_weight(cfg: ColdStartConfig, step: int, total_steps: int) -> float:
     """lambda_sft at optimizer step ``step`` (0-based): the warm-up weight first, then the paper's."""
-    return cfg.sft_warmup_lambda if step < round(cfg.sft_warmup_ratio * total_steps) else cfg.lambda_sft
+    return cfg.sft_warmup_lambda if in_sft_warmup(cfg, step, total_steps) else cfg.lambda_sft
 
 
 def uses_own_cot(cfg: ColdStartConfig, step: int, total_steps: int) -> bool:
@@ -182,7 +195,7 @@ def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartC
         if latest is not None:
             accelerator.load_state(str(latest))
             consumed_batches = torch.load(latest / "trainer_state.pt")["consumed_batches"]
-            accelerator.print(f"resumed cold start from {latest} (step {step})")
+            log.info("resumed cold start from %s (step %d)", latest, step)
 
     model.train()
     history: list[dict[str, float]] = []
@@ -197,6 +210,8 @@ def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartC
         epoch_loader = accelerator.skip_first_batches(loader, skip) if skip else loader
         for batch in epoch_loader:
             extra: dict[str, Any] = {"lambda_sft": sft_weight(cfg, step, total_steps)}
+            if in_sft_warmup(cfg, step, total_steps) and not cfg.sft_warmup_infonce:
+                extra["lambda_infonce"] = 0.0
             if uses_own_cot(cfg, step, total_steps):
                 own = model.generate_cot_ids(batch["queries"])
                 extra["own_cot_query"] = model.query_batch_from_ids(model.query_prompts_ids(batch["queries"]),

@@ -283,6 +283,8 @@ def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[
         report_to="none",
         seed=cfg.seed,
         bf16=torch.cuda.is_available(),
+        # TRL turns it on by default; on a CPU the recomputation only costs time (bench/bench_grpo.py)
+        gradient_checkpointing=torch.cuda.is_available(),
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=not show_progress,
     )

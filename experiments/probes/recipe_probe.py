@@ -21,10 +21,11 @@ from components.model.lrem import LREMModel
 
 p = argparse.ArgumentParser()
 p.add_argument("--hidden", type=int, default=256); p.add_argument("--layers", type=int, default=4)
-p.add_argument("--bb-steps", type=int, default=1500); p.add_argument("--cs-steps", type=int, default=300)
+p.add_argument("--bb-steps", type=int, default=600); p.add_argument("--cs-steps", type=int, default=300)
 p.add_argument("--lr", type=float, default=5e-4); p.add_argument("--warmup-sft", type=float, default=0.3)
 p.add_argument("--self-cot", type=float, default=0.0); p.add_argument("--models", default="direct,lrem")
 p.add_argument("--threads", type=int, default=2)
+p.add_argument("--warmup-no-infonce", action="store_true")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 logging.basicConfig(level=logging.INFO)
@@ -50,7 +51,8 @@ for which in a.models.split(","):
     model = LREMModel.create(replace(mc, pooling="emb_token"), backbone_dir=bb.model_dir)
     cs = ColdStartConfig(reasoning=reasoning, lambda_sft=0.1 if reasoning else 0.0, learning_rate=a.lr,
                          max_steps=a.cs_steps, batch_size=64, save_every=0, resume=False,
-                         sft_warmup_ratio=a.warmup_sft if reasoning else 0.0, self_cot_ratio=a.self_cot)
+                         sft_warmup_ratio=a.warmup_sft if reasoning else 0.0, self_cot_ratio=a.self_cot,
+                         sft_warmup_infonce=not a.warmup_no_infonce)
     t0 = time.time()
     summ = train_cold_start(model, data.triplets, cs, state_path("probe", which), show_progress=False)
     print("TRAIN", which, f"{time.time()-t0:.0f}s", json.dumps(summ["last"]), flush=True)
