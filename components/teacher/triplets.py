@@ -15,6 +15,12 @@ Items are then filtered as in the paper: a retriever (BM25 over titles here) fet
 for the query alone (set A) and for ``"query (keywords)"`` (set B); the judged-relevant
 items of B minus A are kept, i.e. items the keywords made findable. ``item_filter``
 decides what happens when there are none (see :class:`components.config.TeacherConfig`).
+
+Imported real data (``lrem data import``: its ``knowledge.json`` says ``"source": "imported"``)
+has no world knowledge beyond product types and brands. There, a query no knowledge
+matches is reasoned about by **corpus feedback**: the most frequent title words of the
+catalog items BM25 ranks highest for the query alone (never the judgments), so real data
+gets a CoT and goes through the same training.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -104,8 +110,10 @@ def _listing(values: Sequence[str]) -> str:
 class Teacher:
     """Reasons about queries with the world's knowledge and turns that into a short CoT."""
 
-    def __init__(self, knowledge: dict, cfg: TeacherConfig) -> None:
+    def __init__(self, knowledge: dict, cfg: TeacherConfig,
+                 feedback: Callable[[str], list[str]] | None = None) -> None:
         self.cfg = cfg
+        self.feedback = feedback  # query -> related terms, when no knowledge matches (imported data)
         self.types: dict[str, dict] = knowledge["product_types"]
         self.brands: dict[str, dict] = knowledge.get("brands", {})
         self.premium: dict[str, dict] = knowledge.get("premium_brands", {})
@@ -225,6 +233,11 @@ class Teacher:
             result = reason(qwords)
             if result is not None:
                 return result
+        if self.feedback is not None:
+            terms = self.feedback(query)
+            if terms:
+                return Reasoning("corpus_feedback", "No world knowledge matches this query; the closest catalog "
+                                 f"titles talk about {_listing(terms)}.", terms)
         return Reasoning("none", "No knowledge matches this query.", [])
 
     # -- step 2: keyword extraction --------------------------------------------------
@@ -283,6 +296,32 @@ class Teacher:
 # Triplets
 
 
+FEEDBACK_DOCS = 10  # top BM25 titles read by corpus feedback
+FEEDBACK_TERMS = 8
+_STOPWORDS = frozenset("""a an and are as at be but by for from has have in into is it its of on or that the their
+this to was were which with within without not no than then these those we our you your can may also been more
+most other such only both between after before during over under""".split())
+
+
+def corpus_feedback(retriever: "LexicalRetriever", titles: dict[str, str]) -> Callable[[str], list[str]]:
+    """Query -> the commonest title words of its top BM25 items that the query does not use."""
+
+    def related(query: str) -> list[str]:
+        qwords = set(words(query))
+        counts: Counter = Counter()
+        first_seen: dict[str, int] = {}
+        for iid in retriever.search(query, FEEDBACK_DOCS):
+            for w in dict.fromkeys(words(titles[iid])):
+                if w in qwords or w in _STOPWORDS or len(w) < 3 or w.isdigit():
+                    continue
+                counts[w] += 1
+                first_seen.setdefault(w, len(first_seen))
+        ranked = sorted(counts, key=lambda w: (-counts[w], first_seen[w]))
+        return ranked[:FEEDBACK_TERMS]
+
+    return related
+
+
 def _select_items(qid: str, relevant: list[str], a: list[str], b: list[str], cfg: TeacherConfig) -> tuple[list[str], str]:
     """Items for one query and the filter path that chose them."""
     k = cfg.max_items_per_query
@@ -318,8 +357,10 @@ def generate_triplets(data_dir: str | Path, cfg: TeacherConfig, out_path: Path) 
     for row in read_jsonl(data_dir / schema.JUDGMENTS_FILE):
         relevant.setdefault(row["query_id"], []).append(row["item_id"])
     titles = {item["item_id"]: item["title"] for item in catalog}
-    teacher = Teacher(load_knowledge(data_dir), cfg)
+    knowledge = load_knowledge(data_dir)
     retriever = LexicalRetriever([i["item_id"] for i in catalog], [i["title"] for i in catalog])
+    feedback = corpus_feedback(retriever, titles) if knowledge.get("source") == "imported" else None
+    teacher = Teacher(knowledge, cfg, feedback=feedback)
 
     rows: list[dict[str, Any]] = []
     paths: Counter = Counter()
