@@ -28,10 +28,11 @@ def per_query_metric(cfg: PipelineConfig, model, collection: str, world, metric:
     queries = world.split("eval")
     embs, _ = model.embed_queries(queries["text"].tolist(), batch_size=cfg.eval.batch_size)
     ranked = search(cfg.index.milvus_uri, collection, embs, k)
-    relevant = world.relevant()
+    relevant = world.graded()  # as evaluate_offline scores: grades for nDCG, any grade counts as a hit
     out = {}
     for qid, items in zip(queries["query_id"], ranked):
-        scored = retrieval_metrics({qid: items}, relevant, {}, hit_ks=(k,), precision_k=min(10, k))["overall"]
+        scored = retrieval_metrics({qid: items}, relevant, {}, hit_ks=(k,), precision_k=min(10, k), ndcg_ks=(k,),
+                                   recall_ks=(k,))["overall"]
         out[qid] = float(scored[metric])
     return out
 
