@@ -89,3 +89,20 @@ def test_nightly_promote_is_recorded_in_the_audit_trail(stack):
     assert [(e["kind"], e["from_version"], e["to_version"]) for e in last] == [("champion", "1", "2"),
                                                                                ("serving_alias", "1", "2")]
     assert all(e["actor"] == "lrem_nightly promote (run nightly-1)" for e in last)
+
+
+def test_history_and_rollback_from_the_command_line(stack, tmp_path, capsys):
+    import yaml
+
+    from components.cli import main
+
+    cfg, _, _ = stack
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump(cfg.to_dict()))
+    champion_before = audit.models.alias_version(cfg.tracking.model_name, "champion").version
+    assert main(["--config", str(config), "rollback", "--to", "1" if str(champion_before) == "2" else "2"]) == 0
+    out = capsys.readouterr().out
+    assert "champion v" in out and "serving alias" in out
+    assert main(["--config", str(config), "history"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("when (UTC)") and any("lrem rollback" in line for line in lines[1:])
