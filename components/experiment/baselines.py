@@ -86,10 +86,10 @@ class ExperimentConfig:
     """The experiment's knobs. Defaults: the full demo world, 300 steps x 64 pairs per trained model
     (cold start and every baseline), then GRPO steps on top of the LREM cold start."""
 
-    steps: int = 300  # optimizer steps per trained model (the same for all)
+    steps: int = 600  # optimizer steps per trained model (the same for all)
     batch_size: int = 64  # (query, item) pairs per step; in-batch negatives
     lr_minilm: float = 5e-5  # pretrained BERT-class encoder: fine-tuning rate
-    lr_llm: float = 5e-4  # the tiny backbone's fine-tuning rate (ColdStartConfig's default)
+    lr_llm: float = 1e-3  # the tiny backbone's fine-tuning rate (direct embedders and LREM alike)
     temperature: float = 0.05  # InfoNCE: cosine / temperature, for every model
     warmup_ratio: float = 0.03  # cosine schedule with warmup, for every model
     weight_decay: float = 0.01
@@ -97,8 +97,10 @@ class ExperimentConfig:
     lambda_sft: float = 0.1  # LREM cold start only
     lambda_infonce: float = 1.0
     max_cot_tokens: int = 16  # LREM: greedy CoT budget at evaluation (and SFT truncation)
-    sft_warmup_ratio: float = 0.3  # LREM cold start: the first 30% of steps weigh SFT 1.0
-    self_cot_ratio: float = 0.25  # LREM cold start: InfoNCE after the model's own CoT on 25% of later steps
+    # LREM cold start: the first half of the steps is SFT alone (the CoT must be learned before the
+    # embedding can use it), the second half 0.1 x SFT + 1.0 x InfoNCE
+    sft_warmup_ratio: float = 0.5
+    self_cot_ratio: float = 0.5  # LREM cold start: InfoNCE after the model's own CoT on half of the later steps
     grpo_steps: int = 60  # GRPO optimizer steps after the cold start (each: 8 queries x G = 8 completions)
     grpo_lr: float = 2e-5
     model: ModelConfig = field(default_factory=ModelConfig)  # the tiny backbone's architecture
@@ -335,7 +337,7 @@ def train_tiny_llm(data: ExperimentData, cfg: ExperimentConfig, backbone_dir: st
         temperature=cfg.temperature, learning_rate=cfg.lr_llm, weight_decay=cfg.weight_decay,
         warmup_ratio=cfg.warmup_ratio, batch_size=cfg.batch_size, max_steps=cfg.steps,
         max_grad_norm=cfg.max_grad_norm, log_every=cfg.log_every, save_every=0, resume=False, seed=cfg.seed,
-        sft_warmup_ratio=cfg.sft_warmup_ratio if reasoning else 0.0,
+        sft_warmup_ratio=cfg.sft_warmup_ratio if reasoning else 0.0, sft_warmup_infonce=False,
         self_cot_ratio=cfg.self_cot_ratio if reasoning else 0.0,
     )
     summary = train_cold_start(model, data.triplets, cs, out_dir, log_metrics=log_metrics,
@@ -464,7 +466,7 @@ def write_markdown(payload: dict) -> str:
         f"epochs of the triplets), InfoNCE with in-batch negatives at temperature {cfg['temperature']}, "
         f"AdamW, cosine schedule with {cfg['warmup_ratio']:.0%} warmup, grad clip {cfg['max_grad_norm']}, seed {cfg['seed']}. "
         f"Learning rate {cfg['lr_minilm']:g} for MiniLM (pretrained), {cfg['lr_llm']:g} for the tiny LLM backbone. "
-        f"LREM cold start: SFT warm-up (1.0 x SFT + InfoNCE for the first {cfg['sft_warmup_ratio']:.0%} of the steps), "
+        f"LREM cold start: SFT alone for the first {cfg['sft_warmup_ratio']:.0%} of the steps, "
         f"then {cfg['lambda_sft']} x SFT (teacher CoT) + {cfg['lambda_infonce']} x InfoNCE, {cfg['self_cot_ratio']:.0%} "
         f"of those steps with InfoNCE after the model's own greedy CoT; then {cfg['grpo_steps']} GRPO steps (lr "
         f"{cfg['grpo_lr']:g}). The CoT is generated greedily at evaluation, at most {cfg['max_cot_tokens']} tokens. "

@@ -32,7 +32,7 @@ def test_cli_quick_and_steps():
     assert "experiments/results" not in cfg.output_dir  # a smoke run never overwrites the real results
     assert cfg.command == "python -m components.experiment --quick --steps 5 --models lrem_cs --grpo-steps 3"
     default = config_from_args(build_parser().parse_args([]), [])
-    assert (default.steps, default.batch_size, default.output_dir) == (300, 64, "experiments/results")
+    assert (default.steps, default.batch_size, default.output_dir) == (600, 64, "experiments/results")
 
 
 @pytest.fixture()

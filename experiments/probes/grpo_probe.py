@@ -1,0 +1,42 @@
+"""Probe: GRPO on a saved cold-start model; eval HitRate@100 per category before and after.
+
+python experiments/probes/grpo_probe.py MODEL_DIR --steps 60 --lr 2e-5
+"""
+import argparse, json, logging, time
+
+import numpy as np
+import torch
+
+from components.config import GRPOStageConfig
+from components.experiment.baselines import ExperimentConfig, keyword_f1, prepare_data, score
+from components.model.lrem import LREMModel
+from components.paths import state_path
+from components.training.grpo import train_grpo
+
+p = argparse.ArgumentParser()
+p.add_argument("model_dir"); p.add_argument("--steps", type=int, default=60); p.add_argument("--lr", type=float, default=2e-5)
+p.add_argument("--lambda-infonce", type=float, default=0.1); p.add_argument("--temperature", type=float, default=1.0)
+a = p.parse_args()
+torch.set_num_threads(1)
+ec = ExperimentConfig()
+data = prepare_data(ec, state_path("grpo-probe", "work"))
+model = LREMModel.load(a.model_dir)
+hard = ("qa", "alternative", "knowledge")
+
+def report(name):
+    items = model.embed_items(data.item_titles, batch_size=128)
+    emb, cots = model.embed_queries(data.eval_texts, reasoning=True)
+    m, _ = score(data, emb, items, ec)
+    hr = {c: round(m[c]["hit_rate@100"], 4) for c in m}
+    f1 = np.mean([keyword_f1(g, t) for g, t in zip(cots, data.teacher_eval_cots)])
+    print("RESULT", name, json.dumps(hr), "hard_mean", round(float(np.mean([m[c]["hit_rate@100"] for c in hard])), 4),
+          "teacher_f1", round(float(f1), 4), "distinct", round(len(set(cots)) / len(cots), 3), flush=True)
+
+report("before")
+titles = dict(zip(data.item_ids.tolist(), data.item_titles))
+t0 = time.time()
+res = train_grpo(model, data.triplets, titles, GRPOStageConfig(max_steps=a.steps, learning_rate=a.lr,
+                 lambda_infonce=a.lambda_infonce, temperature=a.temperature), state_path("grpo-probe", "out"),
+                 relevant=data.relevant, show_progress=False)
+print("GRPO", f"{time.time()-t0:.0f}s", json.dumps(res["first_rewards"]), json.dumps(res["last_rewards"]), flush=True)
+report("after")
