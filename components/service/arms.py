@@ -80,11 +80,11 @@ class ArmSet:
     # ------------------------------------------------------------------ loading
     def _load_version(self, alias: str, mv) -> Arm:
         from components.index.collections import index_search_params
-        from components.index.step import collection_name
         from components.registry.models import load_lrem
+        from components.serving import collection_of
 
         version = str(mv.version)
-        collection = mv.tags.get("milvus_collection") or collection_name(self.cfg, version)
+        collection = collection_of(self.cfg, version, mv)
         if collection not in self.milvus.list_collections():
             raise RuntimeError(f"collection {collection} of {self.cfg.tracking.model_name} v{version} does not exist")
         rows = int(self.milvus.get_collection_stats(collection)["row_count"])

@@ -58,7 +58,9 @@ def _client(cfg: PipelineConfig):
 
 
 def collection_for(cfg: PipelineConfig, mv) -> str:
-    return mv.tags.get("milvus_collection") or f"{cfg.index.collection_prefix}{mv.version}"
+    from components.serving import collection_of
+
+    return collection_of(cfg, mv.version, mv)
 
 
 def expected_rows(cfg: PipelineConfig, mv) -> int | None:
