@@ -17,7 +17,7 @@ from components.experiment.baselines import ExperimentConfig, keyword_f1, prepar
 from components.model.lrem import LREMModel
 from components.paths import state_path
 from components.training.cold_start import train_cold_start
-from components.training.pretrain import prepare_backbone
+from components.training.pretrain import lm_loss, prepare_backbone
 
 p = argparse.ArgumentParser()
 p.add_argument("--sizes", nargs="+", default=["128x2", "192x3", "256x4"])
@@ -35,6 +35,7 @@ for size in a.sizes:
                           track=False, show_progress=False)
     bb_s = time.time() - t0
     model = LREMModel.create(mc, backbone_dir=bb.model_dir)
+    heldout = (bb.summary or {}).get("heldout_lm_loss_after") or lm_loss(model.lm, model.tokenizer, data.corpus.heldout)
     cs = ColdStartConfig(lambda_sft=1.0, lambda_infonce=0.0, learning_rate=1e-3, max_steps=a.sft_steps,
                          batch_size=64, save_every=0, resume=False)
     t1 = time.time()
@@ -44,6 +45,6 @@ for size in a.sizes:
     f1 = float(np.mean([keyword_f1(g, t) for g, t in zip(gen, data.teacher_eval_cots)]))
     n_params = sum(p.numel() for p in model.lm.parameters())
     print("SWEEP", json.dumps({"size": size, "params_M": round(n_params / 1e6, 2),
-                               "heldout_lm_loss": round(bb.summary["heldout_lm_loss_after"], 4),
+                               "heldout_lm_loss": round(heldout, 4),
                                "eval_keyword_f1": round(f1, 4), "distinct": round(len(set(gen)) / len(gen), 3),
                                "pretrain_s": round(bb_s), "sft_s": round(sft_s)}), flush=True)
