@@ -53,7 +53,7 @@ def _local_task(step: Step):
 
     @task(task_id=step.name, trigger_rule=step.trigger_rule)
     def run_step(inputs: dict[str, dict] | None = None) -> dict:
-        from airflow.exceptions import AirflowFailException
+        from airflow.sdk.exceptions import AirflowFailException
 
         from components.artifacts import ArtifactError
         from components.config import ConfigError, load_config
