@@ -63,10 +63,9 @@ def _pair(results: Results) -> tuple[str, str] | None:
     champ = next((l for l in labels if l.lower().startswith("champion")), None)
     if chal and champ:
         return chal, champ
-    if len(labels) != 2:
+    if chal or len(labels) != 2:  # a challenger beside a reference row (no champion): nothing to subtract
         return None
-    chal = chal or labels[0]
-    return chal, next(l for l in labels if l != chal)
+    return labels[0], labels[1]
 
 
 def _get(results: Results, label: str, group: str, key: str) -> float | None:
