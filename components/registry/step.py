@@ -28,8 +28,10 @@ def run_register(cfg: PipelineConfig, snapshot: DataSnapshot, triplets: TripletS
     if existing is None:
         with tracking.resume(cfg, snapshot.mlflow_run_id):
             local = tracking.download(trained.model_uri, run_dir(snapshot.run_key) / "register")
-            info = models.log_lrem_model(local, registered_name=name)
-        version = str(info.registered_model_version)
+            info = models.log_lrem_model(local)
+            # the run key goes on the version as it is created (one registry call): a task killed
+            # right after registering is found again by its retry, never registered twice
+            version = str(mlflow.register_model(info.model_uri, name, tags={"run_key": snapshot.run_key}).version)
     else:
         version = str(existing.version)
     lineage = {"dvc_rev": snapshot.dvc_rev, "data_md5": snapshot.data_md5, "git_commit": snapshot.git_commit,

@@ -168,3 +168,41 @@ def test_incomplete_model_is_not_registered_and_the_champion_stays(tmp_path, mon
                      TrainedModel(stage="grpo", model_uri=str(trained), steps=1))
     assert [str(v.version) for v in client.search_model_versions("name = 'lrem-reg'")] == ["1"]
     assert str(client.get_model_version_by_alias("lrem-reg", "champion").version) == "1"
+
+
+def test_register_killed_before_tagging_is_not_registered_twice(tmp_path, monkeypatch):
+    """The version carries the run key from its creation: a register_challenger task that dies
+    right after registering (before its lineage tags and alias) is found again by the retry."""
+    import mlflow
+
+    from components import tracking
+    from components.artifacts import DataSnapshot, TrainedModel, TripletSet
+    from components.config import ModelConfig, PipelineConfig, TrackingConfig
+    from components.model.lrem import LREMModel
+    from components.registry.step import run_register
+
+    monkeypatch.setenv("LREM_HOME", str(tmp_path / "home"))
+    db = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = PipelineConfig(tracking=TrackingConfig(mlflow_uri=db, experiment="drill-reg2", model_name="lrem-reg2"))
+    model = LREMModel.create(ModelConfig(vocab_size=300, hidden_size=16, intermediate_size=32, num_hidden_layers=1),
+                             ["a small corpus of item titles", "and a few queries"] * 20)
+    trained = model.save(tmp_path / "grpo_model")
+    run_id = tracking.start_pipeline_run(cfg, "drill-reg2")
+    snapshot = DataSnapshot(run_key="drill-reg2", mlflow_run_id=run_id, data_uri=str(tmp_path),
+                            full_data_uri=str(tmp_path), dvc_rev="workspace", data_md5="x", git_commit="x")
+    args = (cfg, snapshot, TripletSet(triplets_uri="/t.jsonl", n_triplets=1),
+            TrainedModel(stage="grpo", model_uri=str(trained), steps=1))
+
+    def die(*_a, **_k):
+        raise SystemExit("killed after registering")
+
+    with monkeypatch.context() as m:
+        m.setattr(mlflow.MlflowClient, "set_model_version_tag", die)
+        with pytest.raises(SystemExit):
+            run_register(*args)
+    client = mlflow.MlflowClient(tracking_uri=db, registry_uri=db)
+    assert [v.tags.get("run_key") for v in client.search_model_versions("name = 'lrem-reg2'")] == ["drill-reg2"]
+    registered = run_register(*args)  # the retry
+    versions = client.search_model_versions("name = 'lrem-reg2'")
+    assert [str(v.version) for v in versions] == [registered.model_version] == ["1"]
+    assert str(client.get_model_version_by_alias("lrem-reg2", "challenger").version) == "1"
