@@ -155,6 +155,20 @@ def _load_state(client: Any, collection: str) -> str:
     return getattr(state, "name", str(state))
 
 
+def ensure_loaded(client: Any, collection_or_alias: str) -> None:
+    """Load a collection that is not in memory: a restarted Milvus (Lite) server keeps the data but
+    releases every collection, and a search on a released one fails."""
+    target = collection_or_alias
+    if target not in client.list_collections():
+        try:
+            target = client.describe_alias(target)["collection_name"]
+        except Exception:  # neither a collection nor an alias: let the search report it
+            return
+    if _load_state(client, target) != "Loaded":
+        log.info("loading released collection %s", target)
+        client.load_collection(target)
+
+
 def collection_row_count(uri: str, collection: str) -> int:
     """Rows in a collection (or the collection behind an alias) as of its last flush; 0 if missing."""
     with milvus_client(uri) as client:
@@ -323,6 +337,7 @@ def search(
     limit = min(int(limit), MAX_TOPK)
     out: list[list[str]] = []
     with milvus_client(uri) as client:
+        ensure_loaded(client, collection_or_alias)
         described = client.describe_index(collection_or_alias, VECTOR_FIELD) or {}
         index_type = str(described.get("index_type", "FLAT"))
         build_params = {k: v for k, v in described.items() if k in ("nlist", "M", "efConstruction")}

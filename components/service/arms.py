@@ -79,7 +79,7 @@ class ArmSet:
 
     # ------------------------------------------------------------------ loading
     def _load_version(self, alias: str, mv) -> Arm:
-        from components.index.collections import index_search_params
+        from components.index.collections import ensure_loaded, index_search_params
         from components.registry.models import load_lrem
         from components.serving import collection_of
 
@@ -87,6 +87,7 @@ class ArmSet:
         collection = collection_of(self.cfg, version, mv)
         if collection not in self.milvus.list_collections():
             raise RuntimeError(f"collection {collection} of {self.cfg.tracking.model_name} v{version} does not exist")
+        ensure_loaded(self.milvus, collection)  # a restarted Milvus keeps collections released
         rows = int(self.milvus.get_collection_stats(collection)["row_count"])
         if rows <= 0:
             raise RuntimeError(f"collection {collection} of v{version} is empty")
