@@ -127,3 +127,15 @@ def test_alias_create_and_move(milvus_uri, embed_titles):
         build_item_index(milvus_uri, "items_green", ITEM_IDS[:5], TITLES[:5], embed_titles, cfg)
     with pytest.raises(ValueError, match="no such collection"):
         point_alias(milvus_uri, alias, "items_missing")
+
+
+def test_search_loads_a_released_collection(milvus_uri, embed_titles):
+    """A restarted Milvus Lite server keeps the data but releases every collection (the second
+    `make demo` evaluates the champion's collection after such a restart)."""
+    from components.index.collections import milvus_client
+
+    build_item_index(milvus_uri, "items_released", ITEM_IDS[:30], TITLES[:30], embed_titles, _cfg(milvus_uri))
+    with milvus_client(milvus_uri) as client:
+        client.release_collection("items_released")
+    hits = search(milvus_uri, "items_released", embed_titles(TITLES[:2]), 3)
+    assert [row[0] for row in hits] == ITEM_IDS[:2]
