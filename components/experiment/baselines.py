@@ -101,7 +101,7 @@ class ExperimentConfig:
     # embedding can use it), the second half 0.1 x SFT + 1.0 x InfoNCE
     sft_warmup_ratio: float = 0.5
     self_cot_ratio: float = 0.5  # LREM cold start: InfoNCE after the model's own CoT on half of the later steps
-    grpo_steps: int = 60  # GRPO optimizer steps after the cold start (each: 8 queries x G = 8 completions)
+    grpo_steps: int = 100  # GRPO optimizer steps after the cold start (each: 8 queries x G = 8 completions)
     grpo_lr: float = 2e-5
     model: ModelConfig = field(default_factory=ModelConfig)  # the tiny backbone's architecture
     backbone: BackboneConfig = field(default_factory=BackboneConfig)  # its pre-training (cached)
