@@ -10,28 +10,21 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+from e2e_helpers import BIN, REPO  # noqa: E402  (tests/e2e is on sys.path: no package)
+from e2e_helpers import free_port as _free_port  # noqa: E402
+from e2e_helpers import run as _run  # noqa: E402
 SCIFACT = REPO.parent / "shared" / "data" / "beir-scifact"
 pytestmark = pytest.mark.e2e
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def _run(cmd: list[str], env: dict, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 
 def _scifact_subset(root: Path, n_test: int = 20, n_train: int = 80, n_distractors: int = 300) -> Path:
