@@ -8,6 +8,7 @@
                                         (step name -> artefact; --save adds the result to it)
     lrem pipeline                       run all steps in this process, no Airflow
                                         (writes the context to .lrem/runs/<run key>/ctx.json)
+    lrem run-lock [--clear]             the run holding the pipeline's run lock (one run at a time)
     lrem milvus start|stop|status       the embedded Milvus Lite server
     lrem serve-sync                     point the serving alias at the MLflow champion's collection
                                         (verified first, recorded in the audit trail)
@@ -117,6 +118,25 @@ def cmd_pipeline(args) -> int:
     return 0
 
 
+def cmd_run_lock(args) -> int:
+    from components.runlock import RunLock
+
+    lock = RunLock()
+    if args.clear:
+        holder = lock.clear()
+        print(f"cleared the run lock of {holder.describe()}" if holder else f"no run lock ({lock.path})")
+        return 0
+    holder = lock.holder()
+    if holder is None:
+        print(f"free: no run holds {lock.path}")
+        return 0
+    reason = lock.stale_reason(holder)
+    print(f"held by {holder.describe()}")
+    print(f"stale ({reason}): the next run takes it over" if reason else
+          "active: another run fails at once; if that run is dead: lrem run-lock --clear")
+    return 0
+
+
 def cmd_milvus(args) -> int:
     from components.index import server
 
@@ -206,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("pipeline", help="run every step in this process")
     p.add_argument("--run-key")
     p.set_defaults(fn=cmd_pipeline)
+
+    p = sub.add_parser("run-lock", help="show (or --clear) the run holding the pipeline's run lock")
+    p.add_argument("--clear", action="store_true", help="remove the lock whoever holds it (a dead run's)")
+    p.set_defaults(fn=cmd_run_lock)
 
     p = sub.add_parser("milvus", help="the embedded Milvus Lite server")
     p.add_argument("action", choices=["start", "stop", "status"])

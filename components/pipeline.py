@@ -142,11 +142,16 @@ def run_all(cfg: PipelineConfig, run_key: str, ctx_file: Path | None = None) -> 
 
     Returns the context (step name -> artefact dict); ``ctx_file`` gets it after each step,
     so that a single step can be rerun by hand with ``lrem step NAME --ctx ctx_file``.
+    Holds the pipeline's run lock for the whole run (:mod:`components.runlock`): it fails at
+    once, before any step, while another run (the DAG's or another ``lrem pipeline``) is active.
     """
+    from components.runlock import holding_run_lock
+
     ctx: dict[str, dict[str, Any]] = {}
-    for name in STEPS:
-        log.info("step %s", name)
-        ctx[name] = run_step(name, cfg, ctx, run_key=run_key).to_dict()
-        if ctx_file is not None:
-            ctx_file.write_text(json.dumps(ctx, indent=2))
+    with holding_run_lock(run_key, "lrem pipeline", last=True, final_try=True):
+        for name in STEPS:
+            log.info("step %s", name)
+            ctx[name] = run_step(name, cfg, ctx, run_key=run_key).to_dict()
+            if ctx_file is not None:
+                ctx_file.write_text(json.dumps(ctx, indent=2))
     return ctx

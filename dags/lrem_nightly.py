@@ -16,6 +16,13 @@ Run conf (all optional): `{"config": "configs/demo.yaml", "dvc_rev": "<git rev>"
 `LREM_EXECUTION=kubernetes` runs each step as `lrem step <name>` in the training image
 through KubernetesPodOperator (GPUs for the training tasks), its inputs passed as JSON
 with `--ctx-json`; the default runs them in the worker.
+
+One run at a time: the scheduler keeps a second run queued (`max_active_runs=1`), and in the
+default execution every task holds the pipeline's run lock under `$LREM_HOME/locks/`
+(`components/runlock.py`), so that a run the scheduler does not know of (`airflow dags test`,
+as `make demo` runs it, or `lrem pipeline`) fails at once, naming the active run, instead of
+running beside it. `LREM_SCHEDULE` overrides the schedule (`none`: triggered runs only);
+`LREM_FAULT` injects a fault for drills (`components/faults.py`; never in production).
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ from components.pipeline import STEPS, Step
 DEFAULT_CONFIG = os.environ.get("LREM_CONFIG", "configs/demo.yaml")
 EXECUTION = os.environ.get("LREM_EXECUTION", "local")
 TRAINING_IMAGE = os.environ.get("LREM_IMAGE", "lrem-pipeline:latest")
+SCHEDULE = os.environ.get("LREM_SCHEDULE", "0 2 * * *")
+LAST_STEP = list(STEPS)[-1]  # releases the run lock
 
 default_args = {
     "owner": "ml-platform",
@@ -57,20 +66,28 @@ def _local_task(step: Step):
 
         from components.artifacts import ArtifactError
         from components.config import ConfigError, load_config
+        from components.faults import InjectedFault, inject
         from components.pipeline import run_step as run_pipeline_step
+        from components.runlock import RunLockError, holding_run_lock
         from components.validation.errors import DataValidationError
 
+        # Bad data, a bad artefact or config, another active run or an injected fault is not
+        # transient: fail at once, no retries, nothing downstream runs.
+        not_transient = (DataValidationError, ArtifactError, ConfigError, RunLockError, InjectedFault)
         context = get_current_context()
+        ti = context["ti"]
         params = context["params"]
         overrides = {"data": {"dvc_rev": params["dvc_rev"]}} if params.get("dvc_rev") else None
         try:
             cfg = load_config(params["config"], overrides)
             # the registry names each input by its producing step: re-key the XComs the same way
             ctx = {step.inputs[param]: value for param, value in (inputs or {}).items()}
-            return run_pipeline_step(step.name, cfg, ctx, run_key=context["run_id"]).to_dict()
-        except (DataValidationError, ArtifactError, ConfigError) as exc:
-            # Bad data, a bad artefact or a bad config is not transient: fail at once, no retries,
-            # nothing downstream runs.
+            with holding_run_lock(context["run_id"], step.name, dag_id=ti.dag_id, last=step.name == LAST_STEP,
+                                  final_try=ti.try_number > ti.max_tries, ends_run=not_transient,
+                                  run_state=lambda run_id: ti.get_dagrun_state(ti.dag_id, run_id)):
+                inject(step.name)
+                return run_pipeline_step(step.name, cfg, ctx, run_key=context["run_id"]).to_dict()
+        except not_transient as exc:
             raise AirflowFailException(str(exc)) from exc
 
     return run_step
@@ -103,7 +120,7 @@ def _kubernetes_task(step: Step):
 
 @dag(
     dag_id="lrem_nightly",
-    schedule="0 2 * * *",
+    schedule=None if SCHEDULE.lower() == "none" else SCHEDULE,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

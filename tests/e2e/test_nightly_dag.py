@@ -77,6 +77,7 @@ def test_nightly_dag_registers_indexes_evaluates_and_promotes(stack):
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-5000:]
     assert "successful" in log, log[-3000:]
+    assert not (Path(stack["LREM_HOME"]) / "locks" / "lrem_nightly.json").exists(), "clean_up kept the run lock"
 
     client = _mlflow(stack)
     champion = client.get_model_version_by_alias("lrem-retriever", "champion")
