@@ -110,6 +110,12 @@ class BackboneConfig:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.05
     heldout_fraction: float = 0.05  # share of the catalog item descriptions held out to measure LM loss
+    # the world's knowledge also said in other phrasings (entity first and last, glossary lines),
+    # so that fine-tuning can get it out again (experiments/results/probes.md)
+    knowledge_paraphrases: bool = True
+    # the training queries with their teacher CoT, in the query prompt format, mixed into the
+    # pre-training text ("mixed training"; never eval queries)
+    train_cots: bool = False
     log_every: int = 50
     seed: int = 0
     registered_name: str = "lrem-backbone"
@@ -140,6 +146,10 @@ class ColdStartConfig:
     # share of the steps (after the warm-up) whose InfoNCE embeds the query after the model's
     # own greedy CoT instead of the teacher's: evaluation embeds after the model's own CoT
     self_cot_ratio: float = 0.0
+    # share of the InfoNCE examples (after the warm-up) embedded after ANOTHER query's CoT: the
+    # embedding learns not to follow a CoT that contradicts its query (at evaluation the model's
+    # own CoT is sometimes wrong, in training it almost never is)
+    wrong_cot_ratio: float = 0.0
     log_every: int = 10
     save_every: int = 200
     resume: bool = True
@@ -163,6 +173,9 @@ class GRPOStageConfig:
     lambda_infonce: float = 0.1  # the paper's InfoNCE term during RL (0: GRPO alone)
     infonce_temperature: float = 0.05
     infonce_negatives: int = 64  # random catalog items added to the in-batch negatives
+    # share of the training queries set aside for RL: the cold start never sees them, GRPO
+    # trains on them only (0: both stages use every training query)
+    rl_query_share: float = 0.0
     seed: int = 0
 
 
@@ -318,6 +331,12 @@ def check_config(cfg: PipelineConfig) -> None:
         for item in value if isinstance(value, list) else [value]:
             if item not in allowed:
                 raise _choice_error(key, item, allowed)
+    for key, value, upper in (("cold_start.sft_warmup_ratio", cfg.cold_start.sft_warmup_ratio, 1.0),
+                              ("cold_start.self_cot_ratio", cfg.cold_start.self_cot_ratio, 1.0),
+                              ("cold_start.wrong_cot_ratio", cfg.cold_start.wrong_cot_ratio, 1.0),
+                              ("grpo.rl_query_share", cfg.grpo.rl_query_share, 0.99)):
+        if not 0.0 <= float(value) <= upper:
+            raise ConfigError(f"{key}: {value!r} must be between 0 and {upper}")
     if len(cfg.grpo.reward_weights) != len(cfg.grpo.reward_funcs):
         raise ConfigError(f"grpo.reward_weights: {len(cfg.grpo.reward_weights)} weights for "
                           f"{len(cfg.grpo.reward_funcs)} reward_funcs {cfg.grpo.reward_funcs}")

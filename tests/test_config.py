@@ -56,3 +56,17 @@ def test_unknown_keys_and_wrong_types_are_config_errors():
         load_config(None, {"teacher": {"item_filtr": "judged"}})
     with pytest.raises(ConfigError, match="expected int"):
         load_config(None, {"teacher": {"retriever_top_k": "many"}})
+
+
+def test_shares_out_of_range_are_named(tmp_path):
+    import pytest as _pytest
+
+    from components.config import ConfigError, load_config
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("cold_start:\n  wrong_cot_ratio: 1.5\n")
+    with _pytest.raises(ConfigError, match="cold_start.wrong_cot_ratio"):
+        load_config(str(path))
+    path.write_text("grpo:\n  rl_query_share: 1.0\n")
+    with _pytest.raises(ConfigError, match="grpo.rl_query_share"):
+        load_config(str(path))

@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grpo-steps", type=int, help="GRPO steps after the LREM cold start (default 100; quick 2)")
     p.add_argument("--backbone-steps", type=int, help="backbone pre-training steps (default 600; cached)")
     p.add_argument("--temperature", type=float, help="InfoNCE temperature (default 0.05)")
+    p.add_argument("--wrong-cot-ratio", type=float, help="LREM cold start: InfoNCE examples after another query's CoT")
+    p.add_argument("--rl-query-share", type=float, help="training queries set aside for GRPO only")
+    p.add_argument("--grpo-lr", type=float, help="GRPO learning rate")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, help="torch CPU threads (default 1; 0: torch's default)")
     p.add_argument("--max-eval-queries", type=int, help="stratified subset of the eval queries (default all)")
@@ -43,7 +46,8 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> ExperimentCon
                      ("lr_llm", "lr_llm"), ("temperature", "temperature"), ("seed", "seed"), ("threads", "threads"),
                      ("max_eval_queries", "max_eval_queries"), ("data_dir", "data_dir"),
                      ("output_dir", "output_dir"), ("output_name", "output_name"), ("models", "models"),
-                     ("mlflow_experiment", "mlflow_experiment")):
+                     ("mlflow_experiment", "mlflow_experiment"), ("wrong_cot_ratio", "wrong_cot_ratio"),
+                     ("rl_query_share", "rl_query_share"), ("grpo_lr", "grpo_lr")):
         value = getattr(args, arg)
         if value is not None:
             overrides[key] = value

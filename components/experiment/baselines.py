@@ -103,6 +103,10 @@ class ExperimentConfig:
     self_cot_ratio: float = 0.5  # LREM cold start: InfoNCE after the model's own CoT on half of the later steps
     grpo_steps: int = 100  # GRPO optimizer steps after the cold start (each: 8 queries x G = 8 completions)
     grpo_lr: float = 2e-5
+    rl_query_share: float = 0.0  # training queries set aside for GRPO (the LREM cold start does not see them)
+    # LREM cold start: share of the InfoNCE examples after the warm-up embedded after another
+    # query's CoT, so the embedding does not follow a CoT that contradicts its query
+    wrong_cot_ratio: float = 0.5
     model: ModelConfig = field(default_factory=ModelConfig)  # the tiny backbone's architecture
     backbone: BackboneConfig = field(default_factory=BackboneConfig)  # its pre-training (cached)
     bootstrap_resamples: int = 2000
@@ -204,8 +208,12 @@ def prepare_data(cfg: ExperimentConfig, work_dir: Path) -> ExperimentData:
     from components.training.pretrain import render_world_corpus
 
     knowledge = load_knowledge(data_dir)
+    from components.training.pretrain import cot_documents
+
     corpus = render_world_corpus(world.catalog.to_dict(orient="records"), train["text"].tolist(), knowledge,
-                                 cfg.backbone.heldout_fraction, seed=cfg.backbone.seed)
+                                 cfg.backbone.heldout_fraction, seed=cfg.backbone.seed,
+                                 paraphrases=cfg.backbone.knowledge_paraphrases,
+                                 train_cots=cot_documents(triplets, cfg.model) if cfg.backbone.train_cots else None)
     teacher = Teacher(knowledge, cfg.teacher)
     teacher_cots = [teacher.cot(q, c)[0] for q, c in zip(eval_q["text"], eval_q["category"])]
     return ExperimentData(
@@ -339,8 +347,12 @@ def train_tiny_llm(data: ExperimentData, cfg: ExperimentConfig, backbone_dir: st
         max_grad_norm=cfg.max_grad_norm, log_every=cfg.log_every, save_every=0, resume=False, seed=cfg.seed,
         sft_warmup_ratio=cfg.sft_warmup_ratio if reasoning else 0.0, sft_warmup_infonce=False,
         self_cot_ratio=cfg.self_cot_ratio if reasoning else 0.0,
+        wrong_cot_ratio=cfg.wrong_cot_ratio if reasoning else 0.0,
     )
-    summary = train_cold_start(model, data.triplets, cs, out_dir, log_metrics=log_metrics,
+    from components.training.grpo import split_for_rl
+
+    rows = split_for_rl(data.triplets, cfg.rl_query_share, cfg.seed)[0] if reasoning else data.triplets
+    summary = train_cold_start(model, rows, cs, out_dir, log_metrics=log_metrics,
                                show_progress=cfg.show_progress)
     last = summary.get("last", {})
     summary["final_loss"] = last.get("cold_start/infonce")
@@ -351,11 +363,13 @@ def train_tiny_llm(data: ExperimentData, cfg: ExperimentConfig, backbone_dir: st
 def grpo_on(model, data: ExperimentData, cfg: ExperimentConfig, out_dir: Path,
             log_metrics: Callable[[dict, int], None] | None = None) -> dict:
     """GRPO (the pipeline's trainer) on the cold-start model, in place."""
-    from components.training.grpo import train_grpo
+    from components.training.grpo import split_for_rl, train_grpo
 
-    gc = GRPOStageConfig(max_steps=cfg.grpo_steps, learning_rate=cfg.grpo_lr, seed=cfg.seed)
+    gc = GRPOStageConfig(max_steps=cfg.grpo_steps, learning_rate=cfg.grpo_lr, seed=cfg.seed,
+                         rl_query_share=cfg.rl_query_share)
     titles = dict(zip(data.item_ids.tolist(), data.item_titles))
-    return train_grpo(model, data.triplets, titles, gc, out_dir, relevant=data.relevant, log_metrics=log_metrics,
+    rl_rows = split_for_rl(data.triplets, cfg.rl_query_share, cfg.seed)[1]
+    return train_grpo(model, rl_rows, titles, gc, out_dir, relevant=data.relevant, log_metrics=log_metrics,
                       show_progress=cfg.show_progress)
 
 
@@ -468,7 +482,12 @@ def write_markdown(payload: dict) -> str:
         f"Learning rate {cfg['lr_minilm']:g} for MiniLM (pretrained), {cfg['lr_llm']:g} for the tiny LLM backbone. "
         f"LREM cold start: SFT alone for the first {cfg['sft_warmup_ratio']:.0%} of the steps, "
         f"then {cfg['lambda_sft']} x SFT (teacher CoT) + {cfg['lambda_infonce']} x InfoNCE, {cfg['self_cot_ratio']:.0%} "
-        f"of those steps with InfoNCE after the model's own greedy CoT; then {cfg['grpo_steps']} GRPO steps (lr "
+        f"of those steps with InfoNCE after the model's own greedy CoT"
+        + (f", {cfg.get('wrong_cot_ratio', 0):.0%} of the InfoNCE examples after another query's CoT"
+           if cfg.get("wrong_cot_ratio") else "")
+        + (f"; {cfg.get('rl_query_share', 0):.0%} of the training queries set aside for GRPO (the cold start does "
+           "not see them)" if cfg.get("rl_query_share") else "")
+        + f"; then {cfg['grpo_steps']} GRPO steps (lr "
         f"{cfg['grpo_lr']:g}). The CoT is generated greedily at evaluation, at most {cfg['max_cot_tokens']} tokens. "
         "The ablation rows are the final (CS + RL) model evaluated with another CoT. Every tiny-LLM row starts from "
         "the same pre-trained backbone.",
@@ -494,10 +513,13 @@ def write_markdown(payload: dict) -> str:
             f"{fit['token_accuracy']:.1%}, greedy CoT keyword F1 against the teacher {fit['greedy_keyword_f1']:.3f}, "
             f"exact match {fit['greedy_exact']:.1%}. ")
         per_cat = ", ".join(f"{c} {v:.2f}" for c, v in cot.get("teacher_keyword_f1_by_category", {}).items())
+        types_text = "" if "type_accuracy" not in cot else (
+            f" The first product type the CoT names is a relevant one for {cot['type_accuracy']:.1%} of the eval "
+            "queries (" + ", ".join(f"{c} {v:.0%}" for c, v in cot["type_accuracy_by_category"].items()) + ").")
         lines += ["", f"## {rec['label']}: generated CoT", "",
                   f"{fit_text}On the eval queries: mean {cot['mean_tokens']:.1f} tokens ({cot['mean_words']:.1f} "
                   f"words); {cot['empty_share']:.1%} empty; {cot['distinct_share']:.1%} distinct; keyword F1 against "
-                  f"the teacher's CoT {cot.get('teacher_keyword_f1', 0):.3f} ({per_cat}). Examples (first eval "
+                  f"the teacher's CoT {cot.get('teacher_keyword_f1', 0):.3f} ({per_cat}).{types_text} Examples (first eval "
                   "query of each category):", "",
                   "| category | query | generated CoT | teacher CoT |", "|---|---|---|---|"]
         for ex in cot["examples"]:
@@ -589,6 +611,39 @@ def _words(text: str) -> set[str]:
     return set(text.replace(",", " ").split())
 
 
+def type_phrases(knowledge: dict) -> dict[str, str]:
+    """Lower-cased product-type names and synonyms -> product type (from ``knowledge.json``)."""
+    out: dict[str, str] = {}
+    for name, info in (knowledge.get("product_types") or {}).items():
+        for phrase in [name, *info.get("synonyms", [])]:
+            out.setdefault(phrase.lower(), name)
+    return out
+
+
+def first_named_type(cot: str, phrases: dict[str, str]) -> str | None:
+    """The product type of the first comma-separated CoT phrase that names one (None: none does)."""
+    for part in cot.split(","):
+        kind = phrases.get(part.strip().lower())
+        if kind is not None:
+            return kind
+    return None
+
+
+def type_accuracy(cots: Sequence[str], query_ids: Sequence[str], relevant: dict, item_type: dict[str, str],
+                  phrases: dict[str, str]) -> list[float]:
+    """Per query: 1 when the first product type the CoT names is the type of a relevant item.
+
+    The probes found the LREM embedding follows the product type its CoT names almost
+    entirely (HitRate@100 near 1 when it is right, near 0 when it is wrong), so this is the
+    CoT statistic that predicts retrieval; a CoT that names no type counts as wrong."""
+    out = []
+    for cot, qid in zip(cots, query_ids):
+        kind = first_named_type(cot, phrases)
+        wanted = {item_type.get(i) for i in relevant.get(qid, ())}
+        out.append(1.0 if kind is not None and kind in wanted else 0.0)
+    return out
+
+
 def keyword_f1(generated: str, teacher: str) -> float:
     """Word-level F1 of a generated CoT against the teacher's (1.0 when both are empty)."""
     g, t = _words(generated), _words(teacher)
@@ -649,6 +704,20 @@ def _evaluate_generated(rec: dict, model, data: ExperimentData, cfg: ExperimentC
     stats["teacher_keyword_f1_by_category"] = {
         c: float(np.mean([v for v, cat in zip(f1, data.eval_categories) if cat == c]))
         for c in dict.fromkeys(data.eval_categories)}
+    from components.data.io import load_knowledge, load_world
+
+    try:
+        phrases = type_phrases(load_knowledge(data.data_dir))
+    except FileNotFoundError:  # real data: no product-type vocabulary
+        phrases = {}
+    if phrases:
+        catalog = load_world(data.data_dir).catalog
+        item_type = dict(zip(catalog["item_id"], catalog["product_type"])) if "product_type" in catalog else {}
+        acc = type_accuracy(cots, data.eval_ids, data.relevant, item_type, phrases)
+        stats["type_accuracy"] = float(np.mean(acc)) if acc else 0.0
+        stats["type_accuracy_by_category"] = {
+            c: float(np.mean([v for v, cat in zip(acc, data.eval_categories) if cat == c]))
+            for c in dict.fromkeys(data.eval_categories)}
     for ex in stats["examples"]:
         ex["teacher"] = data.teacher_eval_cots[data.eval_texts.index(ex["query"])]
     rec["cot"] = stats
@@ -657,7 +726,8 @@ def _evaluate_generated(rec: dict, model, data: ExperimentData, cfg: ExperimentC
                     "generated_cots.json")
     mlflow.log_metrics({"cot_mean_tokens": stats["mean_tokens"], "cot_distinct_share": stats["distinct_share"],
                         "cot_mean_words": stats["mean_words"], "cot_empty_share": stats["empty_share"],
-                        "cot_teacher_keyword_f1": stats["teacher_keyword_f1"]})
+                        "cot_teacher_keyword_f1": stats["teacher_keyword_f1"],
+                        **({"cot_type_accuracy": stats["type_accuracy"]} if "type_accuracy" in stats else {})})
     return ranked, _samples(data, ranked, cots)
 
 

@@ -87,7 +87,7 @@ class ColdStartCollator:
                 titles.append(title)
         item_ids, item_mask = self.model.item_batch(titles)
         return {"query": query, "item_ids": item_ids, "item_mask": item_mask, "item_keys": keys,
-                "queries": [r["query"] for r in rows]}
+                "queries": [r["query"] for r in rows], "cots": cots}
 
 
 class ColdStartObjective(nn.Module):
@@ -99,11 +99,12 @@ class ColdStartObjective(nn.Module):
         self.cfg = cfg
 
     def forward(self, query: QueryBatch, item_ids: torch.Tensor, item_mask: torch.Tensor,
-                item_keys: Sequence[str], queries: Sequence[str] | None = None,
+                item_keys: Sequence[str], queries: Sequence[str] | None = None, cots: Sequence[str] | None = None,
                 own_cot_query: QueryBatch | None = None, lambda_sft: float | None = None,
                 lambda_infonce: float | None = None) -> dict[str, torch.Tensor]:
-        """``own_cot_query``: the same queries after the model's own CoT; when given, InfoNCE
-        embeds them (as evaluation does) while SFT still learns the teacher's CoT.
+        """``own_cot_query``: the same queries after another CoT (the model's own, as evaluation
+        does, and/or another query's: ``wrong_cot_ratio``); when given, InfoNCE embeds them
+        while SFT still learns the teacher's CoT.
         ``lambda_infonce`` 0 skips the item side altogether (an SFT-only step)."""
         q_emb, sft = self.model.query_forward(query)
         w_nce = self.cfg.lambda_infonce if lambda_infonce is None else lambda_infonce
@@ -117,6 +118,19 @@ class ColdStartObjective(nn.Module):
         weight = self.cfg.lambda_sft if lambda_sft is None else lambda_sft
         loss = weight * sft + w_nce * nce
         return {"loss": loss, "sft": sft.detach(), "infonce": nce.detach()}
+
+
+def swap_cots(cot_ids: Sequence[list[int]], queries: Sequence[str], ratio: float,
+              rng: random.Random) -> list[list[int]]:
+    """``cot_ids`` with about ``ratio`` of the rows given the CoT of a row of another query."""
+    out = [list(c) for c in cot_ids]
+    for i, query in enumerate(queries):
+        if rng.random() >= ratio:
+            continue
+        others = [j for j, q in enumerate(queries) if q != query]
+        if others:
+            out[i] = list(cot_ids[rng.choice(others)])
+    return out
 
 
 def in_sft_warmup(cfg: ColdStartConfig, step: int, total_steps: int) -> bool:
@@ -190,6 +204,7 @@ def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartC
     objective, optimizer, loader, scheduler = accelerator.prepare(objective, optimizer, loader, scheduler)
 
     step, consumed_batches = 0, 0
+    wrong_rng = random.Random(cfg.seed + 1)
     if cfg.resume:
         latest, step = _latest_checkpoint(ckpt_root)
         if latest is not None:
@@ -212,11 +227,17 @@ def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartC
             extra: dict[str, Any] = {"lambda_sft": sft_weight(cfg, step, total_steps)}
             if in_sft_warmup(cfg, step, total_steps) and not cfg.sft_warmup_infonce:
                 extra["lambda_infonce"] = 0.0
+            own = None
             if uses_own_cot(cfg, step, total_steps):
                 own = model.generate_cot_ids(batch["queries"])
-                extra["own_cot_query"] = model.query_batch_from_ids(model.query_prompts_ids(batch["queries"]),
-                                                                    own).to(accelerator.device)
                 window["own_cot"] += 1
+            wrong = cfg.reasoning and cfg.wrong_cot_ratio > 0 and not in_sft_warmup(cfg, step, total_steps)
+            if own is not None or wrong:
+                cot_ids = own if own is not None else [model.cot_ids(c) for c in batch["cots"]]
+                if wrong:
+                    cot_ids = swap_cots(cot_ids, batch["queries"], cfg.wrong_cot_ratio, wrong_rng)
+                extra["own_cot_query"] = model.query_batch_from_ids(model.query_prompts_ids(batch["queries"]),
+                                                                    cot_ids).to(accelerator.device)
             with accelerator.accumulate(objective):
                 out = objective(**batch, **extra)
                 accelerator.backward(out["loss"])

@@ -216,6 +216,32 @@ def make_trainer_class():
     return LREMGRPOTrainer
 
 
+def split_for_rl(triplets: Sequence[dict], share: float, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """(cold-start triplets, RL triplets): a deterministic ``share`` of the training queries set aside for RL.
+
+    The paper sets query-item pairs aside for RL (4M of them). Here it matters for a second
+    reason: the cold start fits its own training queries almost perfectly (token accuracy near
+    100%), so GRPO on those queries has little left to learn; on queries the cold start never
+    saw, the sampled CoTs differ and the rank reward tells the good ones apart. ``share`` 0
+    gives every triplet to both stages (the split is by query id, so a query is in one side).
+    """
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"grpo.rl_query_share must be in [0, 1), got {share}")
+    if share == 0.0:
+        return list(triplets), list(triplets)
+    import hashlib
+
+    def held(qid: str) -> bool:
+        digest = hashlib.sha256(f"{seed}:{qid}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2 ** 64 < share
+
+    cold = [t for t in triplets if not held(str(t["query_id"]))]
+    rl = [t for t in triplets if held(str(t["query_id"]))]
+    if not cold or not rl:  # tiny data: keep both stages fed
+        return list(triplets), list(triplets)
+    return cold, rl
+
+
 def grpo_prompts(model: LREMModel, triplets: Sequence[dict], item_index: Mapping[str, int], seed: int) -> list[dict]:
     """One prompt per training query; its InfoNCE positive is its first teacher-kept item."""
     seen: set[str] = set()

@@ -9,7 +9,11 @@ backbone learns that world first, from plain sentences:
 - the world's knowledge (``knowledge.json``, when the data has it): brands and what they
   make, premium makers and their budget alternatives, product-type synonyms, keywords and
   uses ("<use>: a <type> does that"), and facts ("<statement> <fact>: <answer>");
-- the training queries, as text (never the eval queries, never the teacher's CoT).
+- the same knowledge said again in other words and orders (:func:`knowledge_paraphrases`,
+  ``backbone.knowledge_paraphrases``): a small LM reads a fact in one fixed sentence and
+  cannot get it out in another form;
+- the training queries, as text (never the eval queries); with ``backbone.train_cots`` also
+  their teacher CoT in the query prompt format (off by default: measured no better).
 
 The result is cached under ``<state>/backbones/<key>``, where the key hashes the corpus
 and the backbone's config, and registered in MLflow as ``lrem-backbone`` with the key as
@@ -103,10 +107,82 @@ def knowledge_sentences(knowledge: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _a(noun: str) -> str:
+    return ("an " if noun[:1] in "aeiou" else "a ") + noun
+
+
+def knowledge_paraphrases(knowledge: Mapping[str, Any]) -> list[str]:
+    """The same knowledge as :func:`knowledge_sentences`, said again in other words and orders.
+
+    A small LM that reads each fact in one fixed sentence stores it, but cannot get it out
+    again when asked in another form (Allen-Zhu & Li, "Physics of Language Models 3.1":
+    knowledge augmentation, several phrasings with the entity in different positions, is
+    what makes stored facts extractable after fine-tuning). Measured on the demo world in
+    experiments/results/probes.md. None of these sentences is a query template of the data
+    generator: they are statements and glossary lines, not queries.
+    """
+    out: list[str] = []
+    types = knowledge.get("product_types") or {}
+
+    def syns(kind: str) -> list[str]:
+        return list((types.get(kind) or {}).get("synonyms", []))
+
+    for brand, info in sorted((knowledge.get("premium_brands") or {}).items()):
+        kind = str(info.get("product_type", ""))
+        name, b, s = kind.lower(), brand.lower(), syns(kind)
+        out += [f"{b}: premium {name}" + "".join(f", {x}" for x in s[:2]) + ".",
+                f"{_a(b)} is {_a(name)}, and an expensive one.",
+                f"{b} makes {_a(name)} that costs more than most.",
+                f"the {name} from {b} is a premium pick; a {name} from a standard brand costs less.",
+                f"if {b} is too pricey, any cheaper {name} does the same job.",
+                f"among {name} brands, {b} is the premium one."]
+    for brand, info in sorted((knowledge.get("brands") or {}).items()):
+        if info.get("tier") == "premium":
+            continue
+        kinds = [k.lower() for k in info.get("product_types", [])]
+        out += [f"{brand.lower()} sells {str(info.get('department', '')).lower()}: {', '.join(kinds)}.",
+                f"from {brand.lower()}: {', '.join(reversed(kinds))}."]
+    for kind, info in sorted(types.items()):
+        name, s = kind.lower(), list(info.get("synonyms", []))
+        if s:
+            out.append(f"{name}: {', '.join(s)}.")
+            out += [f"{x}, also called {_a(name)}." for x in s]
+            out += [f"when people say {x} they mean {_a(name)}." for x in s]
+        if info.get("keywords"):
+            out.append(f"{name}: {', '.join(info['keywords'])}.")
+    for use in knowledge.get("uses") or []:
+        kinds = [k.lower() for k in use.get("product_types", [])]
+        u = use["use"]
+        out += [f"{_a(kinds[0])} helps you {u}." if len(kinds) == 1 else f"{' or '.join(_a(k) for k in kinds)} help you {u}.",
+                f"to {u}, use {' or '.join(_a(k) for k in kinds)}.",
+                f"{', '.join(kinds)}: for those who {u}."]
+    for fact in knowledge.get("facts") or []:
+        kinds = [k.lower() for k in fact.get("product_types", [])]
+        out += [f"{fact['fact']} is {fact['answer']}.",
+                f"{fact['fact']}? {fact['answer']}, so {', '.join(kinds)}."]
+    return out
+
+
+def cot_documents(triplets: Sequence[Mapping[str, Any]], model_cfg: ModelConfig) -> list[str]:
+    """One document per training query: the short query prompt, its teacher CoT and the closing
+    tag, as the cold start's SFT sees it (the tiny backbone uses the short template)."""
+    from components.model.prompts import THINK, THINK_END
+
+    seen: dict[str, str] = {}
+    for t in triplets:
+        seen.setdefault(str(t["query"]), str(t["cot"]))
+    return [model_cfg.short_query_template.format(query=q) + THINK + c + THINK_END for q, c in seen.items()]
+
+
 def render_world_corpus(catalog: Sequence[Mapping[str, Any]], train_queries: Iterable[str],
                         knowledge: Mapping[str, Any] | None, heldout_fraction: float = 0.05,
-                        knowledge_repeats: int = 3, seed: int = 0) -> WorldCorpus:
-    """Documents of the pre-training corpus; a deterministic share of the items is held out."""
+                        knowledge_repeats: int = 3, seed: int = 0, paraphrases: bool = False,
+                        train_cots: Sequence[str] | None = None) -> WorldCorpus:
+    """Documents of the pre-training corpus; a deterministic share of the items is held out.
+
+    ``paraphrases``: add :func:`knowledge_paraphrases` (each once per repeat). ``train_cots``:
+    documents in the LREM prompt format for the training queries (query, CoT), mixed into
+    the pre-training text (never eval queries)."""
     tiers = {b: i.get("tier", "") for b, i in ((knowledge or {}).get("brands") or {}).items()}
     items = [_item_sentence(it, tiers) for it in catalog]
     rng = random.Random(seed)
@@ -118,7 +194,10 @@ def render_world_corpus(catalog: Sequence[Mapping[str, Any]], train_queries: Ite
     heldout = [items[i] for i in sorted(held_idx)]
     # knowledge is small next to the catalog: repeated so the model reads it as often as it needs
     train += knowledge_sentences(knowledge or {}) * knowledge_repeats
+    if paraphrases:
+        train += knowledge_paraphrases(knowledge or {}) * knowledge_repeats
     train += [str(q) for q in train_queries]
+    train += [str(d) for d in (train_cots or [])]
     return WorldCorpus(train=train, heldout=heldout)
 
 
@@ -126,7 +205,9 @@ def cache_key(corpus: WorldCorpus, model_cfg: ModelConfig, cfg: BackboneConfig) 
     arch = {k: getattr(model_cfg, k) for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
                                                 "num_attention_heads", "num_key_value_heads",
                                                 "max_position_embeddings", "seed")}
-    knobs = {k: v for k, v in asdict(cfg).items() if k not in ("log_every", "registered_name")}
+    # the corpus switches (paraphrases, train_cots) are already in the corpus digest
+    knobs = {k: v for k, v in asdict(cfg).items()
+             if k not in ("log_every", "registered_name", "knowledge_paraphrases", "train_cots")}
     h = hashlib.sha256()
     h.update(corpus.digest().encode())
     h.update(json.dumps({"arch": arch, "backbone": knobs}, sort_keys=True).encode())

@@ -23,18 +23,25 @@ def _is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def world_corpus(cfg: PipelineConfig, data_uri: str):
-    """The backbone's pre-training corpus, rendered from this run's data (train queries only)."""
+def world_corpus(cfg: PipelineConfig, data_uri: str, triplets: list[dict] | None = None):
+    """The backbone's pre-training corpus, rendered from this run's data (train queries only;
+    with ``backbone.train_cots``, their teacher CoT from ``triplets``)."""
     from components.data.io import load_knowledge
-    from components.training.pretrain import render_world_corpus
+    from components.training.pretrain import cot_documents, render_world_corpus
 
     world = load_world(data_uri)
     try:
         knowledge = load_knowledge(data_uri)
     except FileNotFoundError:  # real data has no world knowledge file: catalog and queries only
         knowledge = None
-    return render_world_corpus(world.catalog.to_dict(orient="records"), world.split("train")["text"].tolist(),
-                               knowledge, cfg.backbone.heldout_fraction, seed=cfg.backbone.seed)
+    train = world.split("train")
+    docs = None
+    if cfg.backbone.train_cots and triplets:
+        train_ids = set(train["query_id"])
+        docs = cot_documents([t for t in triplets if t["query_id"] in train_ids], cfg.model)
+    return render_world_corpus(world.catalog.to_dict(orient="records"), train["text"].tolist(),
+                               knowledge, cfg.backbone.heldout_fraction, seed=cfg.backbone.seed,
+                               paraphrases=cfg.backbone.knowledge_paraphrases, train_cots=docs)
 
 
 def _direct_baseline(cfg: PipelineConfig, backbone_dir: str, backbone_key: str, rows: list[dict]) -> str:
@@ -72,9 +79,9 @@ def run_prepare_backbone(cfg: PipelineConfig, snapshot: DataSnapshot, triplets: 
         log.info("model.base is %s: a pretrained checkpoint, no backbone stage", cfg.model.base)
         return Backbone(source="checkpoint", model_dir=cfg.model.base, cache_key="")
     tracking.configure(cfg)
-    corpus = world_corpus(cfg, snapshot.data_uri)
-    result = prepare_backbone(cfg.model, cfg.backbone, corpus, state_path("backbones"))
     rows = read_jsonl(Path(triplets.triplets_uri))
+    corpus = world_corpus(cfg, snapshot.data_uri, rows)
+    result = prepare_backbone(cfg.model, cfg.backbone, corpus, state_path("backbones"))
     baseline = _direct_baseline(cfg, result.model_dir, result.cache_key, rows)
     uri = f"models:/{cfg.backbone.registered_name}/{result.registered_version}" if result.registered_version else None
     with tracking.resume(cfg, snapshot.mlflow_run_id):
@@ -89,6 +96,7 @@ def run_cold_start(cfg: PipelineConfig, snapshot: DataSnapshot, triplets: Triple
                    backbone: Backbone) -> TrainedModel:
     from components.model.lrem import LREMModel
     from components.training.cold_start import train_cold_start
+    from components.training.grpo import split_for_rl
 
     world = load_world(snapshot.data_uri)
     rows = read_jsonl(Path(triplets.triplets_uri))
@@ -99,6 +107,7 @@ def run_cold_start(cfg: PipelineConfig, snapshot: DataSnapshot, triplets: Triple
     out = run_dir(snapshot.run_key) / "cold_start"
     train = dict(catalog=world.catalog.to_dict(orient="records"), relevant=world.relevant())
     uri = f"runs:/{snapshot.mlflow_run_id}/cold_start_model"
+    rows = split_for_rl(rows, cfg.grpo.rl_query_share, cfg.grpo.seed)[0]  # without the queries kept for RL
     if not _is_main_process():  # a worker of `accelerate launch`: train, leave tracking to rank 0
         result = train_cold_start(model, rows, cfg.cold_start, out, **train)
         return TrainedModel(stage="cold_start", model_uri=uri, steps=int(result["steps"]))
@@ -114,7 +123,7 @@ def run_cold_start(cfg: PipelineConfig, snapshot: DataSnapshot, triplets: Triple
 def run_grpo(cfg: PipelineConfig, snapshot: DataSnapshot, triplets: TripletSet,
              cold_start: TrainedModel) -> TrainedModel:
     from components.model.lrem import LREMModel
-    from components.training.grpo import train_grpo
+    from components.training.grpo import split_for_rl, train_grpo
 
     out = run_dir(snapshot.run_key) / "grpo"
     with tracking.resume(cfg, snapshot.mlflow_run_id):
@@ -122,7 +131,7 @@ def run_grpo(cfg: PipelineConfig, snapshot: DataSnapshot, triplets: TripletSet,
         model = LREMModel.load(start_dir)
         world = load_world(snapshot.data_uri)
         titles = dict(zip(world.catalog["item_id"], world.catalog["title"]))
-        rows = read_jsonl(Path(triplets.triplets_uri))
+        rows = split_for_rl(read_jsonl(Path(triplets.triplets_uri)), cfg.grpo.rl_query_share, cfg.grpo.seed)[1]
         result = train_grpo(model, rows, titles, cfg.grpo, out, relevant=world.relevant(),
                             log_metrics=tracking.log_metrics_fn())
         mlflow.log_artifacts(result["model_dir"], "grpo_model")

@@ -16,6 +16,7 @@ from components.training.grpo import train_grpo
 p = argparse.ArgumentParser()
 p.add_argument("model_dir"); p.add_argument("--steps", type=int, default=60); p.add_argument("--lr", type=float, default=2e-5)
 p.add_argument("--lambda-infonce", type=float, default=0.1); p.add_argument("--temperature", type=float, default=1.0)
+p.add_argument("--rl-share", type=float, default=0.0)
 a = p.parse_args()
 torch.set_num_threads(1)
 ec = ExperimentConfig()
@@ -35,7 +36,8 @@ def report(name):
 report("before")
 titles = dict(zip(data.item_ids.tolist(), data.item_titles))
 t0 = time.time()
-res = train_grpo(model, data.triplets, titles, GRPOStageConfig(max_steps=a.steps, learning_rate=a.lr,
+from components.training.grpo import split_for_rl
+res = train_grpo(model, split_for_rl(data.triplets, a.rl_share)[1], titles, GRPOStageConfig(max_steps=a.steps, learning_rate=a.lr,
                  lambda_infonce=a.lambda_infonce, temperature=a.temperature), state_path("grpo-probe", "out"),
                  relevant=data.relevant, show_progress=False)
 print("GRPO", f"{time.time()-t0:.0f}s", json.dumps(res["first_rewards"]), json.dumps(res["last_rewards"]), flush=True)

@@ -26,14 +26,25 @@ p.add_argument("--lr", type=float, default=5e-4); p.add_argument("--warmup-sft",
 p.add_argument("--self-cot", type=float, default=0.0); p.add_argument("--models", default="direct,lrem")
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--warmup-no-infonce", action="store_true")
+p.add_argument("--paraphrases", action="store_true", help="pre-training corpus: knowledge said in several phrasings")
+p.add_argument("--mixed", action="store_true", help="pre-training corpus: training queries with their teacher CoT")
+p.add_argument("--save", default=None, help="save the trained LREM here")
+p.add_argument("--rl-share", type=float, default=0.0, help="LREM cold start without this share of the train queries")
+p.add_argument("--backbone-only", action="store_true")
+p.add_argument("--wrong-cot", type=float, default=0.0)
+p.add_argument("--lambda-sft", type=float, default=0.1, help="LREM: SFT weight after the warm-up")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 logging.basicConfig(level=logging.INFO)
 ec = ExperimentConfig()
 data = prepare_data(ec, state_path("probe", "work"))
 world = load_world(data.data_dir)
+from components.model.prompts import SHORT_QUERY_TEMPLATE, THINK, THINK_END
+pairs = dict((t["query"], t["cot"]) for t in data.triplets)
+cot_docs = [SHORT_QUERY_TEMPLATE.format(query=q) + THINK + c + THINK_END for q, c in pairs.items()] if a.mixed else None
 corpus = render_world_corpus(world.catalog.to_dict(orient="records"), world.split("train")["text"].tolist(),
-                             load_knowledge(data.data_dir))
+                             load_knowledge(data.data_dir), paraphrases=a.paraphrases, train_cots=cot_docs)
+print("CORPUS docs", len(corpus.train), flush=True)
 mc = ModelConfig(hidden_size=a.hidden, intermediate_size=2 * a.hidden, num_hidden_layers=a.layers,
                  num_attention_heads=4, num_key_value_heads=2)
 t0 = time.time()
@@ -41,6 +52,8 @@ bb = prepare_backbone(mc, BackboneConfig(steps=a.bb_steps), corpus, state_path("
 print("BACKBONE", bb.source, bb.cache_key, json.dumps({k: v for k, v in (bb.summary or {}).items() if k != "history"}),
       f"{time.time()-t0:.0f}s", flush=True)
 hard = ("qa", "alternative", "knowledge")
+if a.backbone_only:
+    raise SystemExit(0)
 def report(name, q, items):
     m, _ = score(data, q, items, ec)
     hr = {c: round(m[c]["hit_rate@100"], 4) for c in m}
@@ -49,13 +62,17 @@ def report(name, q, items):
 for which in a.models.split(","):
     reasoning = which == "lrem"
     model = LREMModel.create(replace(mc, pooling="emb_token"), backbone_dir=bb.model_dir)
-    cs = ColdStartConfig(reasoning=reasoning, lambda_sft=0.1 if reasoning else 0.0, learning_rate=a.lr,
+    cs = ColdStartConfig(reasoning=reasoning, lambda_sft=a.lambda_sft if reasoning else 0.0, learning_rate=a.lr,
                          max_steps=a.cs_steps, batch_size=64, save_every=0, resume=False,
                          sft_warmup_ratio=a.warmup_sft if reasoning else 0.0, self_cot_ratio=a.self_cot,
-                         sft_warmup_infonce=not a.warmup_no_infonce)
+                         sft_warmup_infonce=not a.warmup_no_infonce, wrong_cot_ratio=a.wrong_cot if reasoning else 0.0)
     t0 = time.time()
-    summ = train_cold_start(model, data.triplets, cs, state_path("probe", which), show_progress=False)
+    from components.training.grpo import split_for_rl
+    rows = split_for_rl(data.triplets, a.rl_share)[0] if reasoning else data.triplets
+    summ = train_cold_start(model, rows, cs, state_path("probe", which), show_progress=False)
     print("TRAIN", which, f"{time.time()-t0:.0f}s", json.dumps(summ["last"]), flush=True)
+    if a.save and reasoning:
+        model.save(a.save)
     items = model.embed_items(data.item_titles, batch_size=128)
     if not reasoning:
         report("direct_last", model.embed_queries(data.eval_texts, reasoning=False)[0], items)

@@ -69,6 +69,8 @@ def test_every_model_and_category_scored_and_logged(result):
     for model_id in ("lrem_cs", "lrem_rl"):
         assert len(out["models"][model_id]["cot"]["examples"]) == len(CATEGORIES)
         assert 0.0 <= out["models"][model_id]["cot"]["teacher_keyword_f1"] <= 1.0
+        assert 0.0 <= out["models"][model_id]["cot"]["type_accuracy"] <= 1.0
+        assert set(out["models"][model_id]["cot"]["type_accuracy_by_category"]) == set(CATEGORIES)
     fit = out["models"]["lrem_cs"]["train_cot_fit"]
     assert 0.0 <= fit["token_accuracy"] <= 1.0
     # the CI table: LREM (CS + RL) minus the best same-backbone direct embedder, per category
@@ -102,3 +104,16 @@ def test_every_model_and_category_scored_and_logged(result):
         assert "train_seconds" in child.data.metrics
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"latest.json", "latest.md", "report"} <= artifacts
+
+
+def test_type_accuracy_reads_the_first_product_type_the_cot_names():
+    from components.experiment.baselines import first_named_type, type_accuracy, type_phrases
+
+    knowledge = {"product_types": {"Violin": {"synonyms": ["fiddle"]}, "Running Shoes": {"synonyms": ["trainers"]}}}
+    phrases = type_phrases(knowledge)
+    assert first_named_type("budget, Fiddle, running shoes", phrases) == "Violin"
+    assert first_named_type("budget, affordable", phrases) is None
+    relevant = {"q1": {"i1"}, "q2": {"i2"}, "q3": {"i1"}}
+    item_type = {"i1": "Violin", "i2": "Running Shoes"}
+    cots = ["fiddle, strings", "violin, bow", "cheap, value"]
+    assert type_accuracy(cots, ["q1", "q2", "q3"], relevant, item_type, phrases) == [1.0, 0.0, 0.0]

@@ -119,3 +119,27 @@ def test_gradient_accumulation_counts_optimizer_steps(demo_world, tmp_path):
                               tmp_path, catalog=world.catalog.to_dict(orient="records"), relevant=world.relevant(),
                               log_metrics=lambda m, s: seen.append(s), show_progress=False)
     assert result["steps"] == 3 and seen == [1, 2, 3]
+
+
+def test_swap_cots_gives_rows_another_querys_cot():
+    import random
+
+    from components.training.cold_start import swap_cots
+
+    cots = [[1], [1], [2], [3], [4]]
+    queries = ["a", "a", "b", "c", "d"]
+    assert swap_cots(cots, queries, 0.0, random.Random(0)) == cots
+    swapped = swap_cots(cots, queries, 1.0, random.Random(0))
+    for q, new in zip(queries, swapped):  # every row now carries the CoT of a row of another query
+        assert new in [c for c, other in zip(cots, queries) if other != q]
+    assert swap_cots([[5]], ["only"], 1.0, random.Random(0)) == [[5]]  # no other query to borrow from
+
+
+def test_wrong_cot_steps_train(demo_world, tmp_path):
+    world, triplets = demo_world
+    corpus = world.catalog["title"].tolist() + world.split("train")["text"].tolist()
+    model = LREMModel.create(ModelConfig(vocab_size=2000), corpus)
+    result = train_cold_start(model, triplets, ColdStartConfig(max_steps=6, batch_size=16, log_every=2, save_every=0,
+                                                               sft_warmup_ratio=0.5, wrong_cot_ratio=0.5),
+                              tmp_path, show_progress=False)
+    assert result["steps"] == 6 and np.isfinite(result["last"]["cold_start/infonce"])

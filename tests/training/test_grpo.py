@@ -107,3 +107,17 @@ def test_grpo_runs_real_trainer_steps_and_its_loss_holds_the_infonce_term(model,
 def test_grpo_batch_must_divide_generations(model, tmp_path):
     with pytest.raises(ValueError, match="divisible"):
         train_grpo(model, [], TITLES, GRPOStageConfig(num_generations=3, per_device_batch_size=8), tmp_path)
+
+
+def test_split_for_rl_sets_whole_queries_aside_deterministically():
+    from components.training.grpo import split_for_rl
+
+    rows = [{"query_id": f"Q{i // 3}", "item_id": f"I{i}"} for i in range(300)]  # 100 queries x 3 items
+    cold, rl = split_for_rl(rows, 0.2, seed=0)
+    assert len(cold) + len(rl) == len(rows)
+    cold_q, rl_q = {r["query_id"] for r in cold}, {r["query_id"] for r in rl}
+    assert not cold_q & rl_q and 10 <= len(rl_q) <= 30
+    assert split_for_rl(rows, 0.2, seed=0) == (cold, rl)
+    assert split_for_rl(rows, 0.0) == (rows, rows)
+    with pytest.raises(ValueError, match="rl_query_share"):
+        split_for_rl(rows, 1.0)

@@ -109,3 +109,45 @@ def test_short_cold_start_teaches_the_greedy_cot_the_teachers_keywords(world, tm
     before, after = fit(untrained), fit(model)
     assert before < 0.05, before
     assert after > 0.3, (before, after)
+
+
+def test_paraphrases_say_each_premium_brand_and_synonym_again_and_are_no_query_template(world, tmp_path):
+    from components.data.generate import ALTERNATIVE_TEMPLATES, QA_WRAPPERS
+    from components.training.pretrain import knowledge_paraphrases
+
+    w, _, _ = world
+    generate_world(WorldConfig(n_items=800, n_queries=400), tmp_path / "data")
+    knowledge = load_knowledge(tmp_path / "data")
+    para = knowledge_paraphrases(knowledge)
+    assert len(para) > len(knowledge_sentences(knowledge))
+    for brand, info in knowledge["premium_brands"].items():
+        said = [s for s in para if brand.lower() in s and info["product_type"].lower() in s]
+        assert len(said) >= 4, f"{brand}: {said}"
+    for name, info in knowledge["product_types"].items():
+        for syn in info["synonyms"]:
+            assert any(s.startswith(f"{syn},") and name.lower() in s for s in para), syn
+    queries = {t.format(b=b.lower()) for t in ALTERNATIVE_TEMPLATES for b in knowledge["premium_brands"]}
+    queries |= {t.format(n=u["use"]) for t in QA_WRAPPERS for u in knowledge["uses"]}
+    assert not queries & {s.rstrip(".") for s in para}
+    base = render_world_corpus(w.catalog.to_dict(orient="records"), [], knowledge)
+    more = render_world_corpus(w.catalog.to_dict(orient="records"), [], knowledge, paraphrases=True)
+    assert len(more.train) == len(base.train) + 3 * len(para) and more.heldout == base.heldout
+
+
+def test_cot_documents_are_the_sft_text_of_each_training_query_once(world):
+    from components.training.pretrain import cot_documents
+
+    _, triplets, _ = world
+    docs = cot_documents(triplets, ModelConfig())
+    assert len(docs) == len({t["query"] for t in triplets})
+    t = triplets[0]
+    assert f"q: {t['query']}<think>{t['cot']}</think>" in docs
+
+
+def test_corpus_switches_change_the_cache_key_only_through_the_corpus(world):
+    from dataclasses import replace
+
+    _, _, corpus = world
+    cfg = BackboneConfig()
+    assert cache_key(corpus, SMALL, cfg) == cache_key(corpus, SMALL, replace(cfg, knowledge_paraphrases=True,
+                                                                            train_cots=True))
