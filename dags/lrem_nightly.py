@@ -38,6 +38,9 @@ from components.pipeline import STEPS, Step
 DEFAULT_CONFIG = os.environ.get("LREM_CONFIG", "configs/demo.yaml")
 EXECUTION = os.environ.get("LREM_EXECUTION", "local")
 TRAINING_IMAGE = os.environ.get("LREM_IMAGE", "lrem-pipeline:latest")
+# the Kubernetes Secret whose keys become the step pods' environment (LREM_MILVUS_TOKEN,
+# AWS_ACCESS_KEY_ID, ...; infra/README.md); empty: none
+RUNTIME_SECRET = os.environ.get("LREM_RUNTIME_SECRET", "lrem-runtime")
 SCHEDULE = os.environ.get("LREM_SCHEDULE", "0 2 * * *")
 LAST_STEP = list(STEPS)[-1]  # releases the run lock
 
@@ -103,6 +106,7 @@ def _kubernetes_task(step: Step):
         pulls = ", ".join(f"'{up}': ti.xcom_pull(task_ids='{up}')" for up in step.upstream)
         ctx_arg = ["--ctx-json", "{{ {%s} | tojson }}" % pulls]
     resources = k8s.V1ResourceRequirements(limits={"nvidia.com/gpu": "1"}) if step.gpu else None
+    env_from = [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=RUNTIME_SECRET))] if RUNTIME_SECRET else None
     return KubernetesPodOperator(
         task_id=step.name,
         name=f"lrem-{step.name.replace('_', '-')}",
@@ -113,6 +117,7 @@ def _kubernetes_task(step: Step):
                    "--out", "/airflow/xcom/return.json"],
         do_xcom_push=True,
         container_resources=resources,
+        env_from=env_from,
         trigger_rule=step.trigger_rule,
         get_logs=True,
     )

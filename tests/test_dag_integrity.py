@@ -84,8 +84,9 @@ def test_kubernetes_tasks_pass_each_input_artefact_as_json(monkeypatch, tmp_path
     made = {}
 
     class FakePodOperator:  # stands in for KubernetesPodOperator (the provider is not installed here)
-        def __init__(self, task_id, arguments, container_resources=None, **kwargs):
+        def __init__(self, task_id, arguments, container_resources=None, env_from=None, **kwargs):
             self.task_id, self.arguments, self.resources = task_id, arguments, container_resources
+            self.env_from = env_from
             self.upstream: set[str] = set()
             made[task_id] = self
 
@@ -95,10 +96,13 @@ def test_kubernetes_tasks_pass_each_input_artefact_as_json(monkeypatch, tmp_path
 
     pod = types.ModuleType("pod")
     pod.KubernetesPodOperator = FakePodOperator
-    k8s = types.SimpleNamespace(V1ResourceRequirements=lambda limits: limits)
+    k8s = types.SimpleNamespace(V1ResourceRequirements=lambda limits: limits,
+                                V1EnvFromSource=lambda secret_ref: {"secret_ref": secret_ref},
+                                V1SecretEnvSource=lambda name: {"name": name})
     monkeypatch.setitem(sys.modules, "airflow.providers.cncf.kubernetes.operators.pod", pod)
     monkeypatch.setitem(sys.modules, "kubernetes.client", types.SimpleNamespace(models=k8s))
     monkeypatch.setenv("LREM_EXECUTION", "kubernetes")
+    monkeypatch.delenv("LREM_RUNTIME_SECRET", raising=False)
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
     spec = importlib.util.spec_from_file_location("lrem_nightly_k8s", DAGS_DIR / "lrem_nightly.py")
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
@@ -113,6 +117,7 @@ def test_kubernetes_tasks_pass_each_input_artefact_as_json(monkeypatch, tmp_path
         op = made[step.name]
         assert set(step.upstream) <= op.upstream
         assert (op.resources is not None) == step.gpu
+        assert op.env_from == [{"secret_ref": {"name": "lrem-runtime"}}]  # credentials from the Secret
         args = op.arguments
         assert args[args.index("step") + 1] == step.name
         if not step.inputs:
