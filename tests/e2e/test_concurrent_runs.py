@@ -41,10 +41,15 @@ HOLD_S = 300  # the longest run 1 may be held; the drill lets it go much sooner
 
 
 def _airflow_env(home: Path, lrem_home: Path, port: int | None = None) -> dict:
+    # nothing of the caller's Airflow/MLflow settings (`make test` exports a log folder and a
+    # tracking URI under the repository's .lrem): this stack is wholly its own
+    inherited = {k: v for k, v in os.environ.items()
+                 if not k.startswith("AIRFLOW__") and k not in ("AIRFLOW_HOME", "MLFLOW_TRACKING_URI")}
     env = {
-        **os.environ,
+        **inherited,
         "LREM_HOME": str(lrem_home),
         "AIRFLOW_HOME": str(home),
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
