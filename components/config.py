@@ -113,6 +113,8 @@ class BackboneConfig:
     # the world's knowledge also said in other phrasings (entity first and last, glossary lines),
     # so that fine-tuning can get it out again (experiments/results/probes.md)
     knowledge_paraphrases: bool = True
+    # how often the knowledge sentences (and paraphrases) are repeated in the corpus
+    knowledge_repeats: int = 3
     # the training queries with their teacher CoT, in the query prompt format, mixed into the
     # pre-training text ("mixed training"; never eval queries)
     train_cots: bool = False

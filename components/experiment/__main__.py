@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grpo-lr", type=float, help="GRPO learning rate")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, help="torch CPU threads (default 1; 0: torch's default)")
+    p.add_argument("--workers", type=int,
+                   help="training processes at once (default 2: MiniLM and the direct embedders beside the LREM)")
     p.add_argument("--max-eval-queries", type=int, help="stratified subset of the eval queries (default all)")
     p.add_argument("--data-dir", help="data folder (default: the demo world, generated into the state dir)")
     p.add_argument("--output-dir", help="where <name>.json/.md go (default experiments/results)")
@@ -43,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace, argv: list[str]) -> ExperimentConfig:
     overrides = {}
     for arg, key in (("steps", "steps"), ("batch_size", "batch_size"), ("lr_minilm", "lr_minilm"),
-                     ("lr_llm", "lr_llm"), ("temperature", "temperature"), ("seed", "seed"), ("threads", "threads"),
+                     ("lr_llm", "lr_llm"), ("temperature", "temperature"), ("seed", "seed"), ("threads", "threads"), ("workers", "workers"),
                      ("max_eval_queries", "max_eval_queries"), ("data_dir", "data_dir"),
                      ("output_dir", "output_dir"), ("output_name", "output_name"), ("models", "models"),
                      ("mlflow_experiment", "mlflow_experiment"), ("wrong_cot_ratio", "wrong_cot_ratio"),

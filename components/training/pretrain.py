@@ -205,9 +205,10 @@ def cache_key(corpus: WorldCorpus, model_cfg: ModelConfig, cfg: BackboneConfig) 
     arch = {k: getattr(model_cfg, k) for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
                                                 "num_attention_heads", "num_key_value_heads",
                                                 "max_position_embeddings", "seed")}
-    # the corpus switches (paraphrases, train_cots) are already in the corpus digest
+    # the corpus switches (paraphrases, train_cots, knowledge_repeats) are already in the corpus digest
     knobs = {k: v for k, v in asdict(cfg).items()
-             if k not in ("log_every", "registered_name", "knowledge_paraphrases", "train_cots")}
+             if k not in ("log_every", "registered_name", "knowledge_paraphrases", "train_cots",
+                                                "knowledge_repeats")}
     h = hashlib.sha256()
     h.update(corpus.digest().encode())
     h.update(json.dumps({"arch": arch, "backbone": knobs}, sort_keys=True).encode())

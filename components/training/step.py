@@ -41,7 +41,8 @@ def world_corpus(cfg: PipelineConfig, data_uri: str, triplets: list[dict] | None
         docs = cot_documents([t for t in triplets if t["query_id"] in train_ids], cfg.model)
     return render_world_corpus(world.catalog.to_dict(orient="records"), train["text"].tolist(),
                                knowledge, cfg.backbone.heldout_fraction, seed=cfg.backbone.seed,
-                               paraphrases=cfg.backbone.knowledge_paraphrases, train_cots=docs)
+                               paraphrases=cfg.backbone.knowledge_paraphrases,
+                               knowledge_repeats=cfg.backbone.knowledge_repeats, train_cots=docs)
 
 
 def _direct_baseline(cfg: PipelineConfig, backbone_dir: str, backbone_key: str, rows: list[dict]) -> str:

@@ -31,6 +31,7 @@ p.add_argument("--mixed", action="store_true", help="pre-training corpus: traini
 p.add_argument("--save", default=None, help="save the trained LREM here")
 p.add_argument("--rl-share", type=float, default=0.0, help="LREM cold start without this share of the train queries")
 p.add_argument("--backbone-only", action="store_true")
+p.add_argument("--k-repeats", type=int, default=3, help="pre-training corpus: knowledge repeats")
 p.add_argument("--wrong-cot", type=float, default=0.0)
 p.add_argument("--lambda-sft", type=float, default=0.1, help="LREM: SFT weight after the warm-up")
 a = p.parse_args()
@@ -43,7 +44,8 @@ from components.model.prompts import SHORT_QUERY_TEMPLATE, THINK, THINK_END
 pairs = dict((t["query"], t["cot"]) for t in data.triplets)
 cot_docs = [SHORT_QUERY_TEMPLATE.format(query=q) + THINK + c + THINK_END for q, c in pairs.items()] if a.mixed else None
 corpus = render_world_corpus(world.catalog.to_dict(orient="records"), world.split("train")["text"].tolist(),
-                             load_knowledge(data.data_dir), paraphrases=a.paraphrases, train_cots=cot_docs)
+                             load_knowledge(data.data_dir), paraphrases=a.paraphrases, train_cots=cot_docs,
+                             knowledge_repeats=a.k_repeats)
 print("CORPUS docs", len(corpus.train), flush=True)
 mc = ModelConfig(hidden_size=a.hidden, intermediate_size=2 * a.hidden, num_hidden_layers=a.layers,
                  num_attention_heads=4, num_key_value_heads=2)

@@ -102,6 +102,12 @@ def test_every_model_and_category_scored_and_logged(result):
     for child in children:
         assert 0.0 <= child.data.metrics["overall.hit_rate_at_100"] <= 1.0
         assert "train_seconds" in child.data.metrics
+    # rows trained in the second process still get their per-step training curve in MLflow
+    by_name = {c.info.run_name: c.info.run_id for c in children}
+    assert cfg.workers == 2
+    assert len(client.get_metric_history(by_name["minilm_infonce"], "train/infonce")) == cfg.steps
+    for model_id in ("llm_direct_last", "llm_direct_mean"):
+        assert len(client.get_metric_history(by_name[model_id], "cold_start/infonce")) == cfg.steps
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"latest.json", "latest.md", "report"} <= artifacts
 
@@ -117,3 +123,17 @@ def test_type_accuracy_reads_the_first_product_type_the_cot_names():
     item_type = {"i1": "Violin", "i2": "Running Shoes"}
     cots = ["fiddle, strings", "violin, bow", "cheap, value"]
     assert type_accuracy(cots, ["q1", "q2", "q3"], relevant, item_type, phrases) == [1.0, 0.0, 0.0]
+
+
+def test_inline_lane_runs_at_once_and_reraises():
+    from components.experiment.baselines import _InlineLane
+
+    lane = _InlineLane()
+    assert lane.apply_async(lambda a, b: a + b, (2, 3)).get() == 5
+
+    def boom():
+        raise ValueError("lane task failed")
+
+    job = lane.apply_async(boom)
+    with pytest.raises(ValueError, match="lane task failed"):
+        job.get()
