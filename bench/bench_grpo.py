@@ -146,12 +146,12 @@ def run(args, device: torch.device) -> dict:
     desc = C.describe_model(model)
     titles = dict(zip(world.catalog["item_id"], world.catalog["title"]))
     cfg = GRPOStageConfig(max_steps=args.steps, num_generations=args.num_generations,
-                          per_device_batch_size=args.batch_size)
+                          per_device_batch_size=args.batch_size, reward_pool_size=args.reward_pool)
     print(f"[grpo] device={device.type} threads={torch.get_num_threads()} model: {desc['text']}; "
           f"gradient checkpointing: {args.gradient_checkpointing}; "
           f"{cfg.max_steps} steps ({args.warmup_steps} untimed), {cfg.per_device_batch_size} completions/step "
           f"= {cfg.per_device_batch_size // cfg.num_generations} queries x G={cfg.num_generations}, "
-          f"reward pool {cfg.reward_pool_size} items, {len(triplets)} triplets", flush=True)
+          f"reward pool {cfg.reward_pool_size or 'whole catalog'} items, {len(triplets)} triplets", flush=True)
 
     T = StepTimers(device)
     wraps = [
@@ -248,6 +248,9 @@ def main() -> None:
     ap.add_argument("--warmup-steps", type=int, default=1, help="first steps not timed (at least 1)")
     ap.add_argument("--num-generations", type=int, default=8, help="G completions per query")
     ap.add_argument("--batch-size", type=int, default=64, help="completions per step (per_device_batch_size)")
+    ap.add_argument("--reward-pool", type=int, default=256,
+                    help="items the rank reward ranks against (0: the whole catalog, item embeddings refreshed "
+                         "every grpo.reward_refresh_steps steps; time enough steps to include a refresh)")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (0: torch default); see README")
     ap.add_argument("--gradient-checkpointing", choices=("default", "off"), default="default",
                     help="default: as train_grpo runs it (TRL's GRPOConfig default: on); off: an experiment, "

@@ -171,7 +171,8 @@ class GRPOStageConfig:
     temperature: float = 1.0
     reward_funcs: list[str] = field(default_factory=lambda: ["format", "length", "accuracy"])
     reward_weights: list[float] = field(default_factory=lambda: [0.5, 0.2, 1.0])
-    reward_pool_size: int = 256  # N catalog items in the accuracy reward's ranking
+    reward_pool_size: int = 256  # N catalog items in the accuracy reward's ranking (0: the whole catalog)
+    reward_refresh_steps: int = 10  # whole-catalog pool: item embeddings recomputed every this many steps
     lambda_infonce: float = 0.1  # the paper's InfoNCE term during RL (0: GRPO alone)
     infonce_temperature: float = 0.05
     infonce_negatives: int = 64  # random catalog items added to the in-batch negatives
@@ -339,6 +340,9 @@ def check_config(cfg: PipelineConfig) -> None:
                               ("grpo.rl_query_share", cfg.grpo.rl_query_share, 0.99)):
         if not 0.0 <= float(value) <= upper:
             raise ConfigError(f"{key}: {value!r} must be between 0 and {upper}")
+    if cfg.grpo.reward_pool_size < 0 or cfg.grpo.reward_refresh_steps < 1:
+        raise ConfigError(f"grpo.reward_pool_size must be >= 0 (0: the whole catalog) and grpo.reward_refresh_steps "
+                          f">= 1; got {cfg.grpo.reward_pool_size} and {cfg.grpo.reward_refresh_steps}")
     if len(cfg.grpo.reward_weights) != len(cfg.grpo.reward_funcs):
         raise ConfigError(f"grpo.reward_weights: {len(cfg.grpo.reward_weights)} weights for "
                           f"{len(cfg.grpo.reward_funcs)} reward_funcs {cfg.grpo.reward_funcs}")

@@ -81,25 +81,46 @@ class RankAccuracyReward:
     each) and random catalog items up to ``pool_size``; a query's rank for one of its items
     counts the pool items that are not relevant to it and score higher. Scored with the live
     policy: the query is embedded after the sampled CoT tokens, the items as the index would.
+
+    ``pool_size`` 0 (or at least the catalog's size) ranks against the WHOLE catalog, as the
+    evaluation and the index do: the item embeddings are then computed once every
+    ``refresh_every`` calls (one call per generation batch) with the live policy and reused in
+    between, since embedding every item on every step would cost more than the step.
     """
 
     __name__ = "reward_accuracy"
 
     def __init__(self, model: LREMModel, item_titles: Mapping[str, str], relevant: Mapping[str, set[str]],
-                 pool_size: int, max_targets: int = 4, seed: int = 0):
+                 pool_size: int, max_targets: int = 4, seed: int = 0, refresh_every: int = 10):
+        if pool_size < 0 or refresh_every < 1:
+            raise ValueError(f"reward pool_size must be >= 0 (0: the whole catalog) and refresh_every >= 1, "
+                             f"got {pool_size} and {refresh_every}")
         self.model = model
         self.titles = item_titles
         self.relevant = relevant
-        self.pool_size = pool_size
         self.max_targets = max_targets
         self.rng = random.Random(seed)
         self.catalog = sorted(item_titles)
+        self.full_catalog = pool_size == 0 or pool_size >= len(self.catalog)
+        self.pool_size = len(self.catalog) if self.full_catalog else pool_size
+        self.refresh_every = refresh_every
+        self._calls = 0
+        self._catalog_emb: torch.Tensor | None = None
+
+    def _item_embeddings(self, pool: Sequence[str]) -> torch.Tensor:
+        if not self.full_catalog:
+            return torch.from_numpy(self.model.embed_items([self.titles[i] for i in pool]))
+        if self._catalog_emb is None or self._calls % self.refresh_every == 0:
+            self._catalog_emb = torch.from_numpy(self.model.embed_items([self.titles[i] for i in self.catalog]))
+        return self._catalog_emb
 
     def _pool(self, query_ids: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
         targets = {}
         for qid in dict.fromkeys(query_ids):
-            rel = sorted(self.relevant.get(qid, ()))
+            rel = sorted(i for i in self.relevant.get(qid, ()) if i in self.titles)
             targets[qid] = self.rng.sample(rel, min(len(rel), self.max_targets))
+        if self.full_catalog:
+            return self.catalog, targets
         pool = list(dict.fromkeys(t for ts in targets.values() for t in ts))
         seen = set(pool)
         while len(pool) < self.pool_size and len(seen) < len(self.catalog):
@@ -114,13 +135,17 @@ class RankAccuracyReward:
         pool, targets = self._pool(query_id)
         cots = [self.model.split_completion(ids)[0] for ids in completion_ids]
         q = torch.from_numpy(self.model.embed_queries_after_cot_ids(list(query), cots))
-        items = torch.from_numpy(self.model.embed_items([self.titles[i] for i in pool]))
+        items = self._item_embeddings(pool)
+        self._calls += 1
         scores = q @ items.T
         index = {item: j for j, item in enumerate(pool)}
+        negs: dict[str, torch.Tensor] = {}
         out = []
         for row, qid in enumerate(query_id):
             rel = self.relevant.get(qid, set())
-            neg = torch.tensor([item not in rel for item in pool])
+            if qid not in negs:
+                negs[qid] = torch.tensor([item not in rel for item in pool])
+            neg = negs[qid]
             n = int(neg.sum()) + 1
             vals = []
             for t in targets[qid]:
@@ -145,7 +170,7 @@ REWARDS: dict[str, Callable[[RewardContext], Callable]] = {
     "format": lambda ctx: FormatReward(ctx.model.close_id, ctx.model.banned_in_cot),
     "length": lambda ctx: LengthReward(ctx.model.close_id, ctx.model.spec.max_cot_tokens),
     "accuracy": lambda ctx: RankAccuracyReward(ctx.model, ctx.item_titles, ctx.relevant, ctx.cfg.reward_pool_size,
-                                               seed=ctx.cfg.seed),
+                                               seed=ctx.cfg.seed, refresh_every=ctx.cfg.reward_refresh_steps),
 }
 
 

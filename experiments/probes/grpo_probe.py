@@ -17,6 +17,8 @@ p = argparse.ArgumentParser()
 p.add_argument("model_dir"); p.add_argument("--steps", type=int, default=60); p.add_argument("--lr", type=float, default=2e-5)
 p.add_argument("--lambda-infonce", type=float, default=0.1); p.add_argument("--temperature", type=float, default=1.0)
 p.add_argument("--rl-share", type=float, default=0.0)
+p.add_argument("--pool", type=int, default=256, help="rank reward pool (0: the whole catalog)")
+p.add_argument("--save", default=None, help="save the GRPO model here")
 a = p.parse_args()
 torch.set_num_threads(1)
 ec = ExperimentConfig()
@@ -38,7 +40,10 @@ titles = dict(zip(data.item_ids.tolist(), data.item_titles))
 t0 = time.time()
 from components.training.grpo import split_for_rl
 res = train_grpo(model, split_for_rl(data.triplets, a.rl_share)[1], titles, GRPOStageConfig(max_steps=a.steps, learning_rate=a.lr,
-                 lambda_infonce=a.lambda_infonce, temperature=a.temperature), state_path("grpo-probe", "out"),
+                 lambda_infonce=a.lambda_infonce, temperature=a.temperature,
+                 reward_pool_size=a.pool), state_path("grpo-probe", "out"),
                  relevant=data.relevant, show_progress=False)
 print("GRPO", f"{time.time()-t0:.0f}s", json.dumps(res["first_rewards"]), json.dumps(res["last_rewards"]), flush=True)
 report("after")
+if a.save:
+    model.save(a.save)

@@ -50,6 +50,38 @@ def test_accuracy_reward_is_one_minus_log_rank_of_the_relevant_items(model):
     assert 1 <= rank <= 8 and abs(out[0] - (1 - math.log(rank) / math.log(8))) < 1e-9
 
 
+def test_accuracy_reward_on_the_whole_catalog_ranks_against_every_item_and_refreshes(model):
+    """pool_size 0: the rank is the query's rank in the whole catalog (what evaluation measures);
+    the item embeddings are reused between refreshes and recomputed every refresh_every calls."""
+    relevant = {"q1": {"I2"}}
+    reward = RankAccuracyReward(model, TITLES, relevant, pool_size=0, refresh_every=2)
+    assert reward.full_catalog and reward.pool_size == len(TITLES)
+    ids = model.cot_ids("travel mug") + [model.close_id]
+    calls = []
+    real = model.embed_items
+
+    def counted(titles, **kw):
+        calls.append(len(titles))
+        return real(titles, **kw)
+
+    model.embed_items = counted
+    try:
+        outs = [reward(prompts=None, completion_ids=[ids], query=["keep coffee hot"], query_id=["q1"])[0]
+                for _ in range(3)]
+    finally:
+        del model.embed_items
+    assert calls == [len(TITLES), len(TITLES)]  # calls 1 and 3 embed the catalog, call 2 reuses it
+    q = model.embed_queries_after_cot_ids(["keep coffee hot"], [model.cot_ids("travel mug")])[0]
+    order = sorted(TITLES)
+    scores = model.embed_items([TITLES[i] for i in order]) @ q
+    own = scores[order.index("I2")]
+    rank = int(sum(1 for i, v in zip(order, scores) if i != "I2" and v > own)) + 1
+    expected = 1 - math.log(rank) / math.log(len(TITLES))
+    assert all(abs(o - expected) < 1e-5 for o in outs)
+    with pytest.raises(ValueError, match="pool_size"):
+        RankAccuracyReward(model, TITLES, relevant, pool_size=-1)
+
+
 def test_reward_registry_builds_named_callables_and_rejects_unknown_names(model):
     ctx = RewardContext(model, TITLES, {}, GRPOStageConfig(reward_pool_size=8))
     funcs = build_rewards(["format", "length", "accuracy"], ctx)
