@@ -70,3 +70,17 @@ def test_shares_out_of_range_are_named(tmp_path):
     path.write_text("grpo:\n  rl_query_share: 1.0\n")
     with _pytest.raises(ConfigError, match="grpo.rl_query_share"):
         load_config(str(path))
+
+
+def test_reward_pool_and_refresh_out_of_range_are_named(tmp_path):
+    import pytest as _pytest
+
+    from components.config import ConfigError, load_config
+
+    path = tmp_path / "c.yaml"
+    for body in ("grpo:\n  reward_pool_size: -1\n", "grpo:\n  reward_refresh_steps: 0\n"):
+        path.write_text(body)
+        with _pytest.raises(ConfigError, match="grpo.reward_pool_size"):
+            load_config(str(path))
+    path.write_text("grpo:\n  reward_pool_size: 0\n")
+    assert load_config(str(path)).grpo.reward_pool_size == 0  # 0: the whole catalog
