@@ -340,6 +340,8 @@ def check_config(cfg: PipelineConfig) -> None:
                               ("grpo.rl_query_share", cfg.grpo.rl_query_share, 0.99)):
         if not 0.0 <= float(value) <= upper:
             raise ConfigError(f"{key}: {value!r} must be between 0 and {upper}")
+    if cfg.backbone.knowledge_repeats < 0:
+        raise ConfigError(f"backbone.knowledge_repeats: {cfg.backbone.knowledge_repeats!r} must be >= 0")
     if cfg.grpo.reward_pool_size < 0 or cfg.grpo.reward_refresh_steps < 1:
         raise ConfigError(f"grpo.reward_pool_size must be >= 0 (0: the whole catalog) and grpo.reward_refresh_steps "
                           f">= 1; got {cfg.grpo.reward_pool_size} and {cfg.grpo.reward_refresh_steps}")

@@ -82,5 +82,8 @@ def test_reward_pool_and_refresh_out_of_range_are_named(tmp_path):
         path.write_text(body)
         with _pytest.raises(ConfigError, match="grpo.reward_pool_size"):
             load_config(str(path))
+    path.write_text("backbone:\n  knowledge_repeats: -1\n")
+    with _pytest.raises(ConfigError, match="backbone.knowledge_repeats"):
+        load_config(str(path))
     path.write_text("grpo:\n  reward_pool_size: 0\n")
     assert load_config(str(path)).grpo.reward_pool_size == 0  # 0: the whole catalog

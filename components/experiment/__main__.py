@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace, argv: list[str]) -> ExperimentConfig:
     overrides = {}
     for arg, key in (("steps", "steps"), ("batch_size", "batch_size"), ("lr_minilm", "lr_minilm"),
-                     ("lr_llm", "lr_llm"), ("temperature", "temperature"), ("seed", "seed"), ("threads", "threads"), ("workers", "workers"),
+                     ("lr_llm", "lr_llm"), ("temperature", "temperature"), ("seed", "seed"), ("threads", "threads"),
+                     ("workers", "workers"),
                      ("max_eval_queries", "max_eval_queries"), ("data_dir", "data_dir"),
                      ("output_dir", "output_dir"), ("output_name", "output_name"), ("models", "models"),
                      ("mlflow_experiment", "mlflow_experiment"), ("wrong_cot_ratio", "wrong_cot_ratio"),

@@ -207,8 +207,7 @@ def cache_key(corpus: WorldCorpus, model_cfg: ModelConfig, cfg: BackboneConfig) 
                                                 "max_position_embeddings", "seed")}
     # the corpus switches (paraphrases, train_cots, knowledge_repeats) are already in the corpus digest
     knobs = {k: v for k, v in asdict(cfg).items()
-             if k not in ("log_every", "registered_name", "knowledge_paraphrases", "train_cots",
-                                                "knowledge_repeats")}
+             if k not in ("log_every", "registered_name", "knowledge_paraphrases", "train_cots", "knowledge_repeats")}
     h = hashlib.sha256()
     h.update(corpus.digest().encode())
     h.update(json.dumps({"arch": arch, "backbone": knobs}, sort_keys=True).encode())
