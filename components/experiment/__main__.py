@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone-steps", type=int, help="backbone pre-training steps (default 600; cached)")
     p.add_argument("--temperature", type=float, help="InfoNCE temperature (default 0.05)")
     p.add_argument("--wrong-cot-ratio", type=float, help="LREM cold start: InfoNCE examples after another query's CoT")
+    p.add_argument("--lm-replay", type=float,
+                   help="LREM cold start: weight of the LM rehearsal of the backbone's pre-training text")
     p.add_argument("--rl-query-share", type=float, help="training queries set aside for GRPO only")
     p.add_argument("--grpo-lr", type=float, help="GRPO learning rate")
     p.add_argument("--grpo-reward-pool", type=int, help="items the GRPO rank reward ranks against (0: the whole catalog)")
@@ -52,7 +54,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> ExperimentCon
                      ("max_eval_queries", "max_eval_queries"), ("data_dir", "data_dir"),
                      ("output_dir", "output_dir"), ("output_name", "output_name"), ("models", "models"),
                      ("mlflow_experiment", "mlflow_experiment"), ("wrong_cot_ratio", "wrong_cot_ratio"),
-                     ("rl_query_share", "rl_query_share"), ("grpo_lr", "grpo_lr"),
+                     ("rl_query_share", "rl_query_share"), ("grpo_lr", "grpo_lr"), ("lm_replay", "lm_replay_weight"),
                      ("grpo_reward_pool", "grpo_reward_pool"), ("grpo_temperature", "grpo_temperature")):
         value = getattr(args, arg)
         if value is not None:

@@ -111,6 +111,9 @@ class ExperimentConfig:
     # LREM cold start: share of the InfoNCE examples after the warm-up embedded after another
     # query's CoT, so the embedding does not follow a CoT that contradicts its query
     wrong_cot_ratio: float = 0.5
+    # LREM cold start: + this x the causal-LM loss on the backbone's pre-training text each step
+    # (16 packed sequences), so the SFT does not erase the knowledge the CoT must reason with
+    lm_replay_weight: float = 0.0
     model: ModelConfig = field(default_factory=ModelConfig)  # the tiny backbone's architecture
     backbone: BackboneConfig = field(default_factory=BackboneConfig)  # its pre-training (cached)
     bootstrap_resamples: int = 2000
@@ -356,12 +359,13 @@ def train_tiny_llm(data: ExperimentData, cfg: ExperimentConfig, backbone_dir: st
         sft_warmup_ratio=cfg.sft_warmup_ratio if reasoning else 0.0, sft_warmup_infonce=False,
         self_cot_ratio=cfg.self_cot_ratio if reasoning else 0.0,
         wrong_cot_ratio=cfg.wrong_cot_ratio if reasoning else 0.0,
+        lm_replay_weight=cfg.lm_replay_weight if reasoning else 0.0,
     )
     from components.training.grpo import split_for_rl
 
     rows = split_for_rl(data.triplets, cfg.rl_query_share, cfg.seed)[0] if reasoning else data.triplets
-    summary = train_cold_start(model, rows, cs, out_dir, log_metrics=log_metrics,
-                               show_progress=cfg.show_progress)
+    summary = train_cold_start(model, rows, cs, out_dir, log_metrics=log_metrics, show_progress=cfg.show_progress,
+                               replay_docs=data.corpus.train if cs.lm_replay_weight else None)
     last = summary.get("last", {})
     summary["final_loss"] = last.get("cold_start/infonce")
     summary["final_sft"] = last.get("cold_start/sft") if reasoning else None
@@ -504,6 +508,8 @@ def write_markdown(payload: dict) -> str:
         f"of those steps with InfoNCE after the model's own greedy CoT"
         + (f", {cfg.get('wrong_cot_ratio', 0):.0%} of the InfoNCE examples after another query's CoT"
            if cfg.get("wrong_cot_ratio") else "")
+        + (f", every step + {cfg.get('lm_replay_weight')} x the causal-LM loss on the backbone's pre-training "
+           "text (rehearsal)" if cfg.get("lm_replay_weight") else "")
         + (f"; {cfg.get('rl_query_share', 0):.0%} of the training queries set aside for GRPO (the cold start does "
            "not see them)" if cfg.get("rl_query_share") else "")
         + f"; then {cfg['grpo_steps']} GRPO steps (lr "

@@ -121,7 +121,7 @@ class LREMModel(nn.Module):
 
             if corpus is None:
                 raise ValueError("a tiny model needs a text corpus to train its tokenizer on")
-            tokenizer = train_bpe_tokenizer(corpus, cfg.vocab_size)
+            tokenizer = train_bpe_tokenizer(corpus, cfg.vocab_size, normalize=cfg.tokenizer_normalize)
             config = Qwen2Config(
                 vocab_size=len(tokenizer),
                 hidden_size=cfg.hidden_size,

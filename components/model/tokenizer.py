@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from components.model.prompts import CHATML_TEMPLATE, SPECIAL_TOKENS
@@ -19,9 +19,15 @@ IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
 
 
-def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, normalize: bool = False) -> PreTrainedTokenizerFast:
+    """``normalize``: lowercase every text and give its first word a leading space, so a word
+    is the same token(s) wherever it stands: at the start of a query or inside it, in an item
+    title ("Pelaro Blender") or a knowledge sentence ("Wynaro is ..."). Without it, "wynaro"
+    opening a query and " wynaro" inside one are different tokens."""
     core = Tokenizer(models.BPE(unk_token=None))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if normalize:
+        core.normalizer = normalizers.Lowercase()
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=normalize)
     core.decoder = decoders.ByteLevel()
     specials = [PAD, IM_START, IM_END, *SPECIAL_TOKENS]
     trainer = trainers.BpeTrainer(

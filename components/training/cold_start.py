@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -101,7 +102,8 @@ class ColdStartObjective(nn.Module):
     def forward(self, query: QueryBatch, item_ids: torch.Tensor, item_mask: torch.Tensor,
                 item_keys: Sequence[str], queries: Sequence[str] | None = None, cots: Sequence[str] | None = None,
                 own_cot_query: QueryBatch | None = None, lambda_sft: float | None = None,
-                lambda_infonce: float | None = None) -> dict[str, torch.Tensor]:
+                lambda_infonce: float | None = None, replay_ids: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor]:
         """``own_cot_query``: the same queries after another CoT (the model's own, as evaluation
         does, and/or another query's: ``wrong_cot_ratio``); when given, InfoNCE embeds them
         while SFT still learns the teacher's CoT.
@@ -117,7 +119,43 @@ class ColdStartObjective(nn.Module):
             nce = torch.zeros((), device=sft.device)
         weight = self.cfg.lambda_sft if lambda_sft is None else lambda_sft
         loss = weight * sft + w_nce * nce
-        return {"loss": loss, "sft": sft.detach(), "infonce": nce.detach()}
+        if replay_ids is not None and self.cfg.lm_replay_weight:
+            replay = replay_lm_loss(self.model.lm, replay_ids)
+            loss = loss + self.cfg.lm_replay_weight * replay
+        else:
+            replay = torch.zeros((), device=sft.device)
+        return {"loss": loss, "sft": sft.detach(), "infonce": nce.detach(), "replay": replay.detach()}
+
+
+def replay_lm_loss(lm, ids: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over packed sequences (no padding): the pre-training loss."""
+    logits = lm(input_ids=ids, use_cache=False).logits[:, :-1]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), ids[:, 1:].reshape(-1))
+
+
+class ReplayStream:
+    """Packed sequences of the backbone's pre-training text, drawn in a seeded order (one pass,
+    then a reshuffle), ``batch`` rows at a time."""
+
+    def __init__(self, tokenizer, docs: Sequence[str], batch: int, seq_len: int, seed: int):
+        from components.training.pretrain import _pack
+
+        rows = tokenizer(list(docs), add_special_tokens=False)["input_ids"]
+        self.rng = random.Random(seed)
+        self.blocks = _pack(rows, tokenizer.eos_token_id, seq_len, self.rng)
+        if len(self.blocks) == 0:
+            raise ValueError(f"replay text too short for one {seq_len}-token sequence")
+        self.batch = batch
+        self.order: list[int] = []
+
+    def next(self) -> torch.Tensor:
+        picks = []
+        while len(picks) < self.batch:
+            if not self.order:
+                self.order = list(range(len(self.blocks)))
+                self.rng.shuffle(self.order)
+            picks.append(self.order.pop())
+        return self.blocks[picks]
 
 
 def swap_cots(cot_ids: Sequence[list[int]], queries: Sequence[str], ratio: float,
@@ -179,8 +217,9 @@ def plan_steps(n_examples: int, cfg: ColdStartConfig) -> int:
 def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartConfig, out_dir: str | Path,
                      catalog: Sequence[dict] | None = None, relevant: dict[str, set[str]] | None = None,
                      log_metrics: Callable[[dict[str, float], int], None] | None = None,
-                     show_progress: bool = True) -> dict[str, Any]:
-    """Train in place; returns a summary. ``log_metrics(metrics, step)`` receives the logged values."""
+                     show_progress: bool = True, replay_docs: Sequence[str] | None = None) -> dict[str, Any]:
+    """Train in place; returns a summary. ``log_metrics(metrics, step)`` receives the logged values.
+    ``replay_docs``: the backbone's pre-training text, rehearsed when ``cfg.lm_replay_weight`` > 0."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
@@ -203,6 +242,12 @@ def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartC
     optimizer, scheduler = build_optimizer(model, cfg.learning_rate, cfg.weight_decay, cfg.warmup_ratio, total_steps)
     objective, optimizer, loader, scheduler = accelerator.prepare(objective, optimizer, loader, scheduler)
 
+    replay = None
+    if cfg.lm_replay_weight:
+        if not replay_docs:
+            raise ValueError("cold_start.lm_replay_weight > 0 needs the backbone's pre-training text "
+                             "(replay_docs); set it to 0 for a Hugging Face checkpoint")
+        replay = ReplayStream(model.tokenizer, replay_docs, cfg.lm_replay_batch, cfg.lm_replay_seq_len, cfg.seed)
     step, consumed_batches = 0, 0
     wrong_rng = random.Random(cfg.seed + 1)
     if cfg.resume:
@@ -214,7 +259,7 @@ def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartC
 
     model.train()
     history: list[dict[str, float]] = []
-    window = {"loss": 0.0, "sft": 0.0, "infonce": 0.0, "n": 0, "examples": 0, "own_cot": 0}
+    window = {"loss": 0.0, "sft": 0.0, "infonce": 0.0, "replay": 0.0, "n": 0, "examples": 0, "own_cot": 0}
     t_window = time.perf_counter()
     t0 = time.perf_counter()
     bar = tqdm(total=total_steps, initial=step, desc="cold start", disable=not (show_progress and accelerator.is_main_process))
@@ -238,6 +283,8 @@ def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartC
                     cot_ids = swap_cots(cot_ids, batch["queries"], cfg.wrong_cot_ratio, wrong_rng)
                 extra["own_cot_query"] = model.query_batch_from_ids(model.query_prompts_ids(batch["queries"]),
                                                                     cot_ids).to(accelerator.device)
+            if replay is not None:
+                extra["replay_ids"] = replay.next().to(accelerator.device)
             with accelerator.accumulate(objective):
                 out = objective(**batch, **extra)
                 accelerator.backward(out["loss"])
@@ -250,6 +297,7 @@ def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartC
             window["loss"] += float(out["loss"].detach())
             window["sft"] += float(out["sft"])
             window["infonce"] += float(out["infonce"])
+            window["replay"] += float(out["replay"])
             window["n"] += 1
             window["examples"] += batch["query"].input_ids.shape[0]
             if not accelerator.sync_gradients:
@@ -268,11 +316,13 @@ def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartC
                     "cold_start/lambda_sft": extra["lambda_sft"],
                     "cold_start/own_cot_share": window["own_cot"] / window["n"],
                 }
+                if replay is not None:
+                    metrics["cold_start/replay_lm"] = window["replay"] / window["n"]
                 history.append({"step": step, **metrics})
                 bar.set_postfix(loss=f"{metrics['cold_start/loss']:.3f}", nce=f"{metrics['cold_start/infonce']:.3f}")
                 if log_metrics is not None and accelerator.is_main_process:
                     log_metrics(metrics, step)
-                window = {"loss": 0.0, "sft": 0.0, "infonce": 0.0, "n": 0, "examples": 0, "own_cot": 0}
+                window = {"loss": 0.0, "sft": 0.0, "infonce": 0.0, "replay": 0.0, "n": 0, "examples": 0, "own_cot": 0}
                 t_window = time.perf_counter()
             if cfg.save_every and step % cfg.save_every == 0 and step < total_steps:
                 _save_checkpoint(accelerator, ckpt_root, step, consumed_batches)

@@ -205,6 +205,8 @@ def cache_key(corpus: WorldCorpus, model_cfg: ModelConfig, cfg: BackboneConfig) 
     arch = {k: getattr(model_cfg, k) for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
                                                 "num_attention_heads", "num_key_value_heads",
                                                 "max_position_embeddings", "seed")}
+    if model_cfg.tokenizer_normalize:  # only when set, so the keys of existing caches stay valid
+        arch["tokenizer_normalize"] = True
     # the corpus switches (paraphrases, train_cots, knowledge_repeats) are already in the corpus digest
     knobs = {k: v for k, v in asdict(cfg).items()
              if k not in ("log_every", "registered_name", "knowledge_paraphrases", "train_cots", "knowledge_repeats")}

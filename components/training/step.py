@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -48,13 +49,11 @@ def world_corpus(cfg: PipelineConfig, data_uri: str, triplets: list[dict] | None
 def _direct_baseline(cfg: PipelineConfig, backbone_dir: str, backbone_key: str, rows: list[dict]) -> str:
     """The backbone fine-tuned as a direct embedder (last token, empty CoT, InfoNCE only) with the
     cold start's budget: what the LREM must beat. Cached by backbone, triplets and budget."""
-    import dataclasses
-
     from components.model.lrem import LREMModel
     from components.training.cold_start import train_cold_start
 
     cs = dataclasses.replace(cfg.cold_start, reasoning=False, lambda_sft=0.0, sft_warmup_ratio=0.0,
-                             self_cot_ratio=0.0, save_every=0, resume=False)
+                             self_cot_ratio=0.0, save_every=0, resume=False, lm_replay_weight=0.0)
     h = hashlib.sha256(backbone_key.encode())
     h.update(json.dumps(dataclasses.asdict(cs), sort_keys=True).encode())
     for r in rows:
@@ -107,15 +106,22 @@ def run_cold_start(cfg: PipelineConfig, snapshot: DataSnapshot, triplets: Triple
         model = LREMModel.create(cfg.model, backbone_dir=backbone.model_dir)
     out = run_dir(snapshot.run_key) / "cold_start"
     train = dict(catalog=world.catalog.to_dict(orient="records"), relevant=world.relevant())
+    cs_cfg = cfg.cold_start
+    if cs_cfg.lm_replay_weight:
+        if backbone.source == "checkpoint":
+            # the rendered world text is not a hub checkpoint's pre-training text: no rehearsal
+            log.info("model.base is a checkpoint: cold_start.lm_replay_weight ignored")
+            cs_cfg = dataclasses.replace(cs_cfg, lm_replay_weight=0.0)
+        else:  # rehearse the backbone's own pre-training text (the corpus its cache key was made from)
+            train["replay_docs"] = world_corpus(cfg, snapshot.data_uri, rows).train
     uri = f"runs:/{snapshot.mlflow_run_id}/cold_start_model"
     rows = split_for_rl(rows, cfg.grpo.rl_query_share, cfg.grpo.seed)[0]  # without the queries kept for RL
     if not _is_main_process():  # a worker of `accelerate launch`: train, leave tracking to rank 0
-        result = train_cold_start(model, rows, cfg.cold_start, out, **train)
+        result = train_cold_start(model, rows, cs_cfg, out, **train)
         return TrainedModel(stage="cold_start", model_uri=uri, steps=int(result["steps"]))
     with tracking.resume(cfg, snapshot.mlflow_run_id):
         mlflow.log_param("cold_start.temperature_used", cfg.cold_start.temperature)
-        result = train_cold_start(model, rows, cfg.cold_start, out, log_metrics=tracking.log_metrics_fn(),
-                                  **train)
+        result = train_cold_start(model, rows, cs_cfg, out, log_metrics=tracking.log_metrics_fn(), **train)
         mlflow.log_artifacts(result["model_dir"], "cold_start_model")
         mlflow.log_text(json.dumps(result["history"], indent=2), "cold_start_history.json")
     return TrainedModel(stage="cold_start", model_uri=uri, steps=int(result["steps"]))

@@ -33,6 +33,10 @@ p.add_argument("--rl-share", type=float, default=0.0, help="LREM cold start with
 p.add_argument("--backbone-only", action="store_true")
 p.add_argument("--k-repeats", type=int, default=3, help="pre-training corpus: knowledge repeats")
 p.add_argument("--wrong-cot", type=float, default=0.0)
+p.add_argument("--normalize", action="store_true", help="tiny tokenizer: lowercase + leading space")
+p.add_argument("--replay", type=float, default=0.0, help="LREM cold start: weight of the LM replay of the pre-training text")
+p.add_argument("--replay-batch", type=int, default=16)
+p.add_argument("--replay-direct", action="store_true", help="the direct embedders rehearse too")
 p.add_argument("--lambda-sft", type=float, default=0.1, help="LREM: SFT weight after the warm-up")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
@@ -48,7 +52,7 @@ corpus = render_world_corpus(world.catalog.to_dict(orient="records"), world.spli
                              knowledge_repeats=a.k_repeats)
 print("CORPUS docs", len(corpus.train), flush=True)
 mc = ModelConfig(hidden_size=a.hidden, intermediate_size=2 * a.hidden, num_hidden_layers=a.layers,
-                 num_attention_heads=4, num_key_value_heads=2)
+                 num_attention_heads=4, num_key_value_heads=2, tokenizer_normalize=a.normalize)
 t0 = time.time()
 bb = prepare_backbone(mc, BackboneConfig(steps=a.bb_steps), corpus, state_path("backbones"), track=False)
 print("BACKBONE", bb.source, bb.cache_key, json.dumps({k: v for k, v in (bb.summary or {}).items() if k != "history"}),
@@ -63,21 +67,25 @@ def report(name, q, items):
     print("RESULT", name, json.dumps(hr), "hard_mean", round(float(hardv), 4), flush=True)
 for which in a.models.split(","):
     reasoning = which == "lrem"
-    model = LREMModel.create(replace(mc, pooling="emb_token"), backbone_dir=bb.model_dir)
+    model = LREMModel.create(replace(mc, pooling="mean" if which == "direct_mean" else "emb_token"),
+                             backbone_dir=bb.model_dir)
     cs = ColdStartConfig(reasoning=reasoning, lambda_sft=a.lambda_sft if reasoning else 0.0, learning_rate=a.lr,
                          max_steps=a.cs_steps, batch_size=64, save_every=0, resume=False,
                          sft_warmup_ratio=a.warmup_sft if reasoning else 0.0, self_cot_ratio=a.self_cot,
-                         sft_warmup_infonce=not a.warmup_no_infonce, wrong_cot_ratio=a.wrong_cot if reasoning else 0.0)
+                         sft_warmup_infonce=not a.warmup_no_infonce, wrong_cot_ratio=a.wrong_cot if reasoning else 0.0,
+                         lm_replay_weight=a.replay if reasoning or a.replay_direct else 0.0, lm_replay_batch=a.replay_batch)
     t0 = time.time()
     from components.training.grpo import split_for_rl
     rows = split_for_rl(data.triplets, a.rl_share)[0] if reasoning else data.triplets
-    summ = train_cold_start(model, rows, cs, state_path("probe", which), show_progress=False)
+    summ = train_cold_start(model, rows, cs, state_path("probe", which), show_progress=False,
+                            replay_docs=corpus.train if cs.lm_replay_weight else None)
     print("TRAIN", which, f"{time.time()-t0:.0f}s", json.dumps(summ["last"]), flush=True)
     if a.save and reasoning:
         model.save(a.save)
     items = model.embed_items(data.item_titles, batch_size=128)
     if not reasoning:
-        report("direct_last", model.embed_queries(data.eval_texts, reasoning=False)[0], items)
+        report("direct_mean" if which == "direct_mean" else "direct_last",
+               model.embed_queries(data.eval_texts, reasoning=False)[0], items)
         continue
     emb, cots = model.embed_queries(data.eval_texts, reasoning=True)
     report("lrem_generated", emb, items)

@@ -144,3 +144,42 @@ def test_save_load_and_mlflow_roundtrip(tiny_model, tmp_path):
     assert np.abs(np.array(items["embedding"][0]) - tiny_model.embed_items(["chair"])[0]).max() < 1e-5
     with pytest.raises(Exception):
         pyfunc.predict(pd.DataFrame({"other": ["x"]}))
+
+
+def test_normalized_tokenizer_spells_a_word_one_way(tmp_path):
+    """tokenizer_normalize: a brand opening a query, inside a query, in a title or in a
+    knowledge sentence is the same token sequence; the setting survives save/load."""
+    from components.config import ModelConfig
+    from tests.model.conftest import CORPUS
+
+    corpus = CORPUS + ["Wynaro is a premium maker of blenders", "wynaro dupe on a budget",
+                       "similar to wynaro for less money"] * 20
+    cfg = ModelConfig(vocab_size=600, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      tokenizer_normalize=True)
+    model = LREMModel.create(cfg, corpus)
+    tok = model.tokenizer
+
+    def spelled(text, word):
+        pieces = tok.tokenize(text)
+        for start in range(len(pieces)):
+            for end in range(start + 1, len(pieces) + 1):
+                if tok.convert_tokens_to_string(pieces[start:end]).strip() == word:
+                    return pieces[start:end]
+        raise AssertionError(f"{word!r} not found in {pieces}")
+
+    forms = [spelled(t, "wynaro") for t in ("wynaro dupe on a budget", "similar to wynaro for less money",
+                                            "Wynaro is a premium maker of blenders")]
+    assert forms[0] == forms[1] == forms[2]
+    # the query's prompt and the item's title share the word's tokens too
+    q = model.query_prompt_ids("lumora chair")
+    item = model.item_input_ids("Lumora black leather office chair")
+    lumora = tok.convert_tokens_to_ids(spelled("lumora", "lumora"))
+    assert all(t in q for t in lumora) and all(t in item for t in lumora)
+    assert model.decode_cot(model.cot_ids("Thermos, Tumbler")) == "thermos, tumbler"
+    # without it (the old tokenizer) the query-initial brand is spelled differently
+    plain = LREMModel.create(ModelConfig(vocab_size=600, hidden_size=16, intermediate_size=32,
+                                         num_hidden_layers=1), corpus).tokenizer
+    assert plain.tokenize("wynaro dupe")[0] != plain.tokenize("similar to wynaro")[2]
+    model.save(tmp_path / "m")
+    again = LREMModel.load(tmp_path / "m")
+    assert again.tokenizer.tokenize("Similar to WYNARO") == tok.tokenize("similar to wynaro")

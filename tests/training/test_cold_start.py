@@ -143,3 +143,48 @@ def test_wrong_cot_steps_train(demo_world, tmp_path):
                                                                sft_warmup_ratio=0.5, wrong_cot_ratio=0.5),
                               tmp_path, show_progress=False)
     assert result["steps"] == 6 and np.isfinite(result["last"]["cold_start/infonce"])
+
+
+def test_lm_replay_term_is_the_weighted_pretraining_loss(demo_world, tmp_path):
+    """lm_replay_weight adds exactly weight x the causal-LM loss on the replayed text."""
+    import torch
+
+    from components.training.cold_start import ColdStartObjective, ReplayStream, replay_lm_loss
+
+    world, triplets = demo_world
+    corpus = world.catalog["title"].tolist() + world.split("train")["text"].tolist()
+    model = LREMModel.create(ModelConfig(vocab_size=1000, hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=1), corpus)
+    model.eval()
+    cfg = ColdStartConfig(lm_replay_weight=0.5, lm_replay_batch=4, lm_replay_seq_len=24)
+    objective = ColdStartObjective(model, cfg)
+    rows = triplets[:8]
+    query = model.query_batch([r["query"] for r in rows], [r["cot"] for r in rows])
+    item_ids, item_mask = model.item_batch([r["item_title"] for r in rows])
+    keys = [r["item_id"] for r in rows]
+    replay_ids = ReplayStream(model.tokenizer, corpus, 4, 24, seed=0).next()
+    assert replay_ids.shape == (4, 24)
+    with torch.no_grad():
+        base = objective(query, item_ids, item_mask, keys)
+        with_replay = objective(query, item_ids, item_mask, keys, replay_ids=replay_ids)
+        # by hand: mean next-token cross-entropy over the packed rows
+        logits = model.lm(input_ids=replay_ids).logits[:, :-1].float()
+        logp = torch.log_softmax(logits, dim=-1)
+        hand = -logp.gather(-1, replay_ids[:, 1:, None]).squeeze(-1).mean()
+    assert torch.allclose(replay_lm_loss(model.lm, replay_ids), hand, atol=1e-5)
+    assert torch.allclose(with_replay["loss"] - base["loss"], 0.5 * hand, atol=1e-5)
+    assert torch.allclose(with_replay["replay"], hand, atol=1e-5)
+
+
+def test_cold_start_with_lm_replay_logs_it_and_needs_the_text(demo_world, tmp_path):
+    world, triplets = demo_world
+    corpus = world.catalog["title"].tolist() + world.split("train")["text"].tolist()
+    model = LREMModel.create(ModelConfig(vocab_size=1000, hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=1), corpus)
+    cfg = ColdStartConfig(max_steps=4, batch_size=8, log_every=2, save_every=0, lm_replay_weight=1.0,
+                          lm_replay_batch=4, lm_replay_seq_len=32)
+    result = train_cold_start(model, triplets, cfg, tmp_path / "a", show_progress=False, replay_docs=corpus)
+    assert result["steps"] == 4 and np.isfinite(result["last"]["cold_start/replay_lm"])
+    assert result["last"]["cold_start/replay_lm"] > 0
+    with pytest.raises(ValueError, match="replay_docs"):
+        train_cold_start(model, triplets, cfg, tmp_path / "b", show_progress=False)
