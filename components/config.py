@@ -78,7 +78,7 @@ class ModelConfig:
     vocab_size: int = 4000  # tiny: BPE vocabulary trained on the backbone's pre-training corpus
     # tiny: the BPE lowercases and puts a space before the first word, so a word has one
     # spelling in tokens wherever it stands (query start, inside a query, title, knowledge)
-    tokenizer_normalize: bool = False
+    tokenizer_normalize: bool = True
     # tiny: 3.4M parameters, chosen from the size sweep in the README ("Choosing the backbone")
     hidden_size: int = 256
     intermediate_size: int = 512

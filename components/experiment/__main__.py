@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, help="InfoNCE temperature (default 0.05)")
     p.add_argument("--wrong-cot-ratio", type=float, help="LREM cold start: InfoNCE examples after another query's CoT")
     p.add_argument("--lm-replay", type=float,
-                   help="LREM cold start: weight of the LM rehearsal of the backbone's pre-training text")
+                   help="tiny-LLM rows: weight of the LM rehearsal of the backbone's pre-training text (default 1; 0: off)")
     p.add_argument("--rl-query-share", type=float, help="training queries set aside for GRPO only")
     p.add_argument("--grpo-lr", type=float, help="GRPO learning rate")
     p.add_argument("--grpo-reward-pool", type=int, help="items the GRPO rank reward ranks against (0: the whole catalog)")

@@ -111,9 +111,10 @@ class ExperimentConfig:
     # LREM cold start: share of the InfoNCE examples after the warm-up embedded after another
     # query's CoT, so the embedding does not follow a CoT that contradicts its query
     wrong_cot_ratio: float = 0.5
-    # LREM cold start: + this x the causal-LM loss on the backbone's pre-training text each step
-    # (16 packed sequences), so the SFT does not erase the knowledge the CoT must reason with
-    lm_replay_weight: float = 0.0
+    # every tiny-LLM row (LREM and direct embedders alike): + this x the causal-LM loss on the
+    # backbone's pre-training text each step (16 packed sequences of 96 tokens), so fine-tuning
+    # does not erase the knowledge the CoT must reason with (probes.md, "The cold start erases")
+    lm_replay_weight: float = 1.0
     model: ModelConfig = field(default_factory=ModelConfig)  # the tiny backbone's architecture
     backbone: BackboneConfig = field(default_factory=BackboneConfig)  # its pre-training (cached)
     bootstrap_resamples: int = 2000
@@ -359,7 +360,7 @@ def train_tiny_llm(data: ExperimentData, cfg: ExperimentConfig, backbone_dir: st
         sft_warmup_ratio=cfg.sft_warmup_ratio if reasoning else 0.0, sft_warmup_infonce=False,
         self_cot_ratio=cfg.self_cot_ratio if reasoning else 0.0,
         wrong_cot_ratio=cfg.wrong_cot_ratio if reasoning else 0.0,
-        lm_replay_weight=cfg.lm_replay_weight if reasoning else 0.0,
+        lm_replay_weight=cfg.lm_replay_weight,
     )
     from components.training.grpo import split_for_rl
 
@@ -508,8 +509,6 @@ def write_markdown(payload: dict) -> str:
         f"of those steps with InfoNCE after the model's own greedy CoT"
         + (f", {cfg.get('wrong_cot_ratio', 0):.0%} of the InfoNCE examples after another query's CoT"
            if cfg.get("wrong_cot_ratio") else "")
-        + (f", every step + {cfg.get('lm_replay_weight')} x the causal-LM loss on the backbone's pre-training "
-           "text (rehearsal)" if cfg.get("lm_replay_weight") else "")
         + (f"; {cfg.get('rl_query_share', 0):.0%} of the training queries set aside for GRPO (the cold start does "
            "not see them)" if cfg.get("rl_query_share") else "")
         + f"; then {cfg['grpo_steps']} GRPO steps (lr "
@@ -518,7 +517,11 @@ def write_markdown(payload: dict) -> str:
            "catalog items")
         + f"). The CoT is generated greedily at evaluation, at most {cfg['max_cot_tokens']} tokens. "
         "The ablation rows are the final (CS + RL) model evaluated with another CoT. Every tiny-LLM row starts from "
-        "the same pre-trained backbone.",
+        "the same pre-trained backbone"
+        + (f" and, in every fine-tuning step (direct embedders and LREM cold start alike), adds "
+           f"{cfg.get('lm_replay_weight')} x the causal-LM loss on 16 packed sequences of the backbone's pre-training "
+           "text (rehearsal, so fine-tuning keeps what the backbone knows)" if cfg.get("lm_replay_weight") else "")
+        + ".",
         "",
         "| model | params | steps | batch | lr | train s | eval s | final train InfoNCE |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",

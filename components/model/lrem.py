@@ -94,6 +94,9 @@ class LREMModel(nn.Module):
         self._banned_in_cot = sorted(set(tokenizer.all_special_ids) - {self.close_id})
         self._stop_ids = {self.close_id, tokenizer.eos_token_id, self.pad_id}
         self._template_cache: dict = {}
+        # a tokenizer that puts a space before a text's first word (the normalised tiny BPE):
+        # the template's own trailing space is then dropped, or every text would start with two
+        self._prefix_space = tokenizer.decode(tokenizer("x", add_special_tokens=False)["input_ids"]).startswith(" ")
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -214,6 +217,8 @@ class LREMModel(nn.Module):
         if render not in self._template_cache:
             full = render(self.tokenizer, self.spec.prompts, "\u0000")
             head, tail = full.split("\u0000")
+            if self._prefix_space:
+                head = head.rstrip(" ")
             self._template_cache[render] = (self._encode_text(head), self._encode_text(tail))
         head_ids, tail_ids = self._template_cache[render]
         if not texts:

@@ -46,14 +46,15 @@ def world_corpus(cfg: PipelineConfig, data_uri: str, triplets: list[dict] | None
                                knowledge_repeats=cfg.backbone.knowledge_repeats, train_cots=docs)
 
 
-def _direct_baseline(cfg: PipelineConfig, backbone_dir: str, backbone_key: str, rows: list[dict]) -> str:
+def _direct_baseline(cfg: PipelineConfig, backbone_dir: str, backbone_key: str, rows: list[dict],
+                     replay_docs: list[str] | None = None) -> str:
     """The backbone fine-tuned as a direct embedder (last token, empty CoT, InfoNCE only) with the
     cold start's budget: what the LREM must beat. Cached by backbone, triplets and budget."""
     from components.model.lrem import LREMModel
     from components.training.cold_start import train_cold_start
 
     cs = dataclasses.replace(cfg.cold_start, reasoning=False, lambda_sft=0.0, sft_warmup_ratio=0.0,
-                             self_cot_ratio=0.0, save_every=0, resume=False, lm_replay_weight=0.0)
+                             self_cot_ratio=0.0, save_every=0, resume=False)  # the LREM's rehearsal too
     h = hashlib.sha256(backbone_key.encode())
     h.update(json.dumps(dataclasses.asdict(cs), sort_keys=True).encode())
     for r in rows:
@@ -64,7 +65,7 @@ def _direct_baseline(cfg: PipelineConfig, backbone_dir: str, backbone_key: str, 
         return str(target / "model")
     model = LREMModel.create(dataclasses.replace(cfg.model, pooling="emb_token"), backbone_dir=backbone_dir)
     tmp = target.with_name(target.name + ".tmp")
-    result = train_cold_start(model, rows, cs, tmp)
+    result = train_cold_start(model, rows, cs, tmp, replay_docs=replay_docs if cs.lm_replay_weight else None)
     tmp.rename(target)
     log.info("direct baseline: trained %d steps (%s)", result["steps"], target.name)
     return str(target / "model")
@@ -82,7 +83,7 @@ def run_prepare_backbone(cfg: PipelineConfig, snapshot: DataSnapshot, triplets: 
     rows = read_jsonl(Path(triplets.triplets_uri))
     corpus = world_corpus(cfg, snapshot.data_uri, rows)
     result = prepare_backbone(cfg.model, cfg.backbone, corpus, state_path("backbones"))
-    baseline = _direct_baseline(cfg, result.model_dir, result.cache_key, rows)
+    baseline = _direct_baseline(cfg, result.model_dir, result.cache_key, rows, corpus.train)
     uri = f"models:/{cfg.backbone.registered_name}/{result.registered_version}" if result.registered_version else None
     with tracking.resume(cfg, snapshot.mlflow_run_id):
         mlflow.set_tags({"backbone.cache_key": result.cache_key, "backbone.source": result.source,

@@ -151,3 +151,12 @@ def test_corpus_switches_change_the_cache_key_only_through_the_corpus(world):
     cfg = BackboneConfig()
     assert cache_key(corpus, SMALL, cfg) == cache_key(corpus, SMALL, replace(cfg, knowledge_paraphrases=True,
                                                                             train_cots=True))
+
+
+def test_tokenizer_normalisation_is_part_of_the_cache_key(world):
+    from dataclasses import replace
+
+    _, _, corpus = world
+    cfg = BackboneConfig()
+    assert cache_key(corpus, replace(SMALL, tokenizer_normalize=True), cfg) != \
+        cache_key(corpus, replace(SMALL, tokenizer_normalize=False), cfg)
