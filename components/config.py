@@ -189,6 +189,12 @@ class GRPOStageConfig:
     # share of the training queries set aside for RL: the cold start never sees them, GRPO
     # trains on them only (0: both stages use every training query)
     rl_query_share: float = 0.0
+    # rehearsal of the backbone's pre-training text during RL, as in the cold start: each
+    # loss adds lm_replay_weight x the causal-LM loss on lm_replay_batch packed sequences
+    # (GRPO's policy updates otherwise drift the LM away from what the CoT reasons with). 0: off.
+    lm_replay_weight: float = 0.0
+    lm_replay_batch: int = 16
+    lm_replay_seq_len: int = 96
     seed: int = 0
 
 
@@ -350,10 +356,11 @@ def check_config(cfg: PipelineConfig) -> None:
                               ("grpo.rl_query_share", cfg.grpo.rl_query_share, 0.99)):
         if not 0.0 <= float(value) <= upper:
             raise ConfigError(f"{key}: {value!r} must be between 0 and {upper}")
-    if cfg.cold_start.lm_replay_weight < 0 or cfg.cold_start.lm_replay_batch < 1 or cfg.cold_start.lm_replay_seq_len < 2:
-        raise ConfigError("cold_start.lm_replay_weight must be >= 0, lm_replay_batch >= 1 and lm_replay_seq_len >= 2; "
-                          f"got {cfg.cold_start.lm_replay_weight}, {cfg.cold_start.lm_replay_batch} and "
-                          f"{cfg.cold_start.lm_replay_seq_len}")
+    for section in ("cold_start", "grpo"):
+        sc = getattr(cfg, section)
+        if sc.lm_replay_weight < 0 or sc.lm_replay_batch < 1 or sc.lm_replay_seq_len < 2:
+            raise ConfigError(f"{section}.lm_replay_weight must be >= 0, lm_replay_batch >= 1 and lm_replay_seq_len "
+                              f">= 2; got {sc.lm_replay_weight}, {sc.lm_replay_batch} and {sc.lm_replay_seq_len}")
     if cfg.backbone.knowledge_repeats < 0:
         raise ConfigError(f"backbone.knowledge_repeats: {cfg.backbone.knowledge_repeats!r} must be >= 0")
     if cfg.grpo.reward_pool_size < 0 or cfg.grpo.reward_refresh_steps < 1:

@@ -115,6 +115,7 @@ class ExperimentConfig:
     # backbone's pre-training text each step (16 packed sequences of 96 tokens), so fine-tuning
     # does not erase the knowledge the CoT must reason with (probes.md, "The cold start erases")
     lm_replay_weight: float = 1.0
+    grpo_lm_replay_weight: float = 1.0  # the same rehearsal during GRPO (probes.md, "GRPO with rehearsal")
     model: ModelConfig = field(default_factory=ModelConfig)  # the tiny backbone's architecture
     backbone: BackboneConfig = field(default_factory=BackboneConfig)  # its pre-training (cached)
     bootstrap_resamples: int = 2000
@@ -380,11 +381,11 @@ def grpo_on(model, data: ExperimentData, cfg: ExperimentConfig, out_dir: Path,
 
     gc = GRPOStageConfig(max_steps=cfg.grpo_steps, learning_rate=cfg.grpo_lr, seed=cfg.seed,
                          rl_query_share=cfg.rl_query_share, reward_pool_size=cfg.grpo_reward_pool,
-                         temperature=cfg.grpo_temperature)
+                         temperature=cfg.grpo_temperature, lm_replay_weight=cfg.grpo_lm_replay_weight)
     titles = dict(zip(data.item_ids.tolist(), data.item_titles))
     rl_rows = split_for_rl(data.triplets, cfg.rl_query_share, cfg.seed)[1]
     return train_grpo(model, rl_rows, titles, gc, out_dir, relevant=data.relevant, log_metrics=log_metrics,
-                      show_progress=cfg.show_progress)
+                      show_progress=cfg.show_progress, replay_docs=data.corpus.train if gc.lm_replay_weight else None)
 
 
 def _n_params(model) -> int:

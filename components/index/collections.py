@@ -41,10 +41,27 @@ class ProtectedCollectionError(RuntimeError):
 
 @contextmanager
 def milvus_client(uri: str, timeout: float = 60.0) -> Iterator[Any]:
-    """A MilvusClient for ``uri``, closed afterwards (``$LREM_MILVUS_TOKEN``: credentials of a secured Milvus)."""
-    from pymilvus import MilvusClient
+    """A MilvusClient for ``uri``, closed afterwards (``$LREM_MILVUS_TOKEN``: credentials of a secured Milvus).
 
-    client = MilvusClient(uri=uri, timeout=timeout, token=os.environ.get("LREM_MILVUS_TOKEN", ""))
+    The client gets its own gRPC channel (``dedicated``): pymilvus otherwise shares one channel
+    per URI across the process, and a shared channel left idle (e.g. while an ``airflow dags
+    test`` subprocess runs) can be closed by the server with "too many pings"; recovering it in
+    place then fails. Connecting is retried a few times for the same reason.
+    """
+    from pymilvus import MilvusClient
+    from pymilvus.exceptions import MilvusException
+
+    attempts = 3
+    for attempt in range(1, attempts + 1):
+        try:
+            client = MilvusClient(uri=uri, timeout=timeout, token=os.environ.get("LREM_MILVUS_TOKEN", ""),
+                                  dedicated=True)
+            break
+        except MilvusException as exc:
+            if attempt == attempts:
+                raise
+            log.warning("connecting to Milvus at %s failed (attempt %d of %d): %s", uri, attempt, attempts, exc)
+            time.sleep(attempt)
     try:
         yield client
     finally:

@@ -67,7 +67,7 @@ class ArmSet:
         self.cfg = cfg
         tracking.configure(cfg)
         self.client = mlflow.MlflowClient(tracking_uri=cfg.tracking.mlflow_uri, registry_uri=cfg.tracking.mlflow_uri)
-        self.milvus = MilvusClient(uri=cfg.index.milvus_uri, timeout=30)
+        self.milvus = MilvusClient(uri=cfg.index.milvus_uri, timeout=30, dedicated=True)  # its own channel, see milvus_client
         self.arms: dict[str, Arm] = {}  # replaced as a whole, never mutated in place
         self._by_version: dict[str, Arm] = {}
         self._lock = threading.Lock()  # one refresh at a time

@@ -11,7 +11,10 @@ as the paper does by default, 0.5 format + 0.2 length + 1.0 accuracy:
   over the relevant items in the pool).
 
 The paper keeps InfoNCE on during RL, averaged over the G sampled embeddings:
-loss = L_GRPO + 0.1 x L_InfoNCE. :class:`LREMGRPOTrainer` adds that term to TRL's loss.
+loss = L_GRPO + 0.1 x L_InfoNCE. :class:`LREMGRPOTrainer` adds that term to TRL's loss,
+and optionally ``lm_replay_weight`` x the causal-LM loss on the backbone's pre-training text
+(rehearsal, as in the cold start: not in the paper, whose backbone is a 3B LLM that a few
+RL steps at lr 1e-6 do not make forget; a tiny backbone at a higher rate does).
 No KL term (``beta`` 0). Every reward component, the InfoNCE term, the policy loss and the
 CoT length are logged per step.
 """
@@ -31,6 +34,7 @@ import torch
 from components.config import GRPOStageConfig
 from components.model import prompts
 from components.model.lrem import LREMModel
+from components.training.cold_start import ReplayStream, replay_lm_loss
 from components.training.losses import info_nce
 
 log = logging.getLogger(__name__)
@@ -209,8 +213,11 @@ def make_trainer_class():
         """TRL's GRPO plus the paper's InfoNCE term: loss = L_GRPO + lambda x L_InfoNCE."""
 
         def __init__(self, *args, lrem: LREMModel, item_titles: Mapping[str, str], item_ids: Sequence[str],
-                     lambda_infonce: float, temperature: float, n_negatives: int, seed: int = 0, **kwargs):
+                     lambda_infonce: float, temperature: float, n_negatives: int, seed: int = 0,
+                     replay: ReplayStream | None = None, lm_replay_weight: float = 0.0, **kwargs):
             super().__init__(*args, **kwargs)
+            self.replay = replay
+            self.lm_replay_weight = lm_replay_weight if replay is not None else 0.0
             self.lrem = lrem
             self.item_titles = item_titles
             self.item_ids = list(item_ids)
@@ -229,14 +236,20 @@ def make_trainer_class():
             grpo_loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             mode = "train" if self.model.training else "eval"
             self._metrics[mode]["grpo_loss"].append(float(grpo_loss.detach()))
-            if self.lambda_infonce <= 0:
-                return grpo_loss
-            positives = [self.item_ids[i] for i in inputs["lrem_positive"].tolist()]
-            negatives = self.nce_rng.sample(self.item_ids, min(self.n_negatives, len(self.item_ids)))
-            nce = rl_infonce(self.lrem, inputs["prompt_ids"], inputs["prompt_mask"], inputs["completion_ids"],
-                             inputs["completion_mask"], positives, self.item_titles, negatives, self.nce_temperature)
-            self._metrics[mode]["infonce"].append(float(nce.detach()))
-            return grpo_loss + self.lambda_infonce * nce
+            loss = grpo_loss
+            if self.lambda_infonce > 0:
+                positives = [self.item_ids[i] for i in inputs["lrem_positive"].tolist()]
+                negatives = self.nce_rng.sample(self.item_ids, min(self.n_negatives, len(self.item_ids)))
+                nce = rl_infonce(self.lrem, inputs["prompt_ids"], inputs["prompt_mask"], inputs["completion_ids"],
+                                 inputs["completion_mask"], positives, self.item_titles, negatives,
+                                 self.nce_temperature)
+                self._metrics[mode]["infonce"].append(float(nce.detach()))
+                loss = loss + self.lambda_infonce * nce
+            if self.lm_replay_weight > 0 and self.model.training:
+                replay = replay_lm_loss(model, self.replay.next().to(grpo_loss.device))
+                self._metrics[mode]["replay_lm"].append(float(replay.detach()))
+                loss = loss + self.lm_replay_weight * replay
+            return loss
 
     return LREMGRPOTrainer
 
@@ -287,11 +300,12 @@ def grpo_prompts(model: LREMModel, triplets: Sequence[dict], item_index: Mapping
 def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[str, str], cfg: GRPOStageConfig,
                out_dir: str | Path, relevant: Mapping[str, set[str]] | None = None,
                log_metrics: Callable[[dict[str, float], int], None] | None = None,
-               show_progress: bool = True) -> dict:
+               show_progress: bool = True, replay_docs: Sequence[str] | None = None) -> dict:
     """GRPO on ``model`` in place; saves it to ``out_dir/model``.
 
     ``relevant`` (query id -> judged-relevant item ids) gives the accuracy reward its targets;
-    without it, each query's teacher-kept items are its targets.
+    without it, each query's teacher-kept items are its targets. ``replay_docs``: the
+    backbone's pre-training text, rehearsed when ``cfg.lm_replay_weight`` > 0.
     """
     from datasets import Dataset
     from transformers import TrainerCallback
@@ -302,6 +316,12 @@ def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[
                          f"grpo.num_generations ({cfg.num_generations})")
     if len(cfg.reward_weights) != len(cfg.reward_funcs):
         raise ValueError("grpo.reward_weights must give one weight per reward function")
+    replay = None
+    if cfg.lm_replay_weight:
+        if not replay_docs:
+            raise ValueError("grpo.lm_replay_weight > 0 needs the backbone's pre-training text (replay_docs); "
+                             "set it to 0 for a Hugging Face checkpoint")
+        replay = ReplayStream(model.tokenizer, replay_docs, cfg.lm_replay_batch, cfg.lm_replay_seq_len, cfg.seed)
     out_dir = Path(out_dir)
     item_ids = sorted(catalog_titles)
     item_index = {item: i for i, item in enumerate(item_ids)}
@@ -362,6 +382,7 @@ def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[
         lrem=model, item_titles=catalog_titles, item_ids=item_ids,
         lambda_infonce=cfg.lambda_infonce, temperature=cfg.infonce_temperature,
         n_negatives=cfg.infonce_negatives, seed=cfg.seed,
+        replay=replay, lm_replay_weight=cfg.lm_replay_weight,
     )
     t0 = time.perf_counter()
     trainer.train()

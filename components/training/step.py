@@ -139,9 +139,17 @@ def run_grpo(cfg: PipelineConfig, snapshot: DataSnapshot, triplets: TripletSet,
         model = LREMModel.load(start_dir)
         world = load_world(snapshot.data_uri)
         titles = dict(zip(world.catalog["item_id"], world.catalog["title"]))
-        rows = split_for_rl(read_jsonl(Path(triplets.triplets_uri)), cfg.grpo.rl_query_share, cfg.grpo.seed)[1]
-        result = train_grpo(model, rows, titles, cfg.grpo, out, relevant=world.relevant(),
-                            log_metrics=tracking.log_metrics_fn())
+        all_rows = read_jsonl(Path(triplets.triplets_uri))
+        grpo_cfg, replay_docs = cfg.grpo, None
+        if grpo_cfg.lm_replay_weight:
+            if cfg.model.base != "tiny":  # a hub checkpoint's pre-training text is not at hand
+                log.info("model.base is a checkpoint: grpo.lm_replay_weight ignored")
+                grpo_cfg = dataclasses.replace(grpo_cfg, lm_replay_weight=0.0)
+            else:
+                replay_docs = world_corpus(cfg, snapshot.data_uri, all_rows).train
+        rows = split_for_rl(all_rows, cfg.grpo.rl_query_share, cfg.grpo.seed)[1]
+        result = train_grpo(model, rows, titles, grpo_cfg, out, relevant=world.relevant(),
+                            log_metrics=tracking.log_metrics_fn(), replay_docs=replay_docs)
         mlflow.log_artifacts(result["model_dir"], "grpo_model")
         mlflow.log_text(json.dumps(result["history"], indent=2), "grpo_history.json")
     return TrainedModel(stage="grpo", model_uri=f"runs:/{snapshot.mlflow_run_id}/grpo_model",

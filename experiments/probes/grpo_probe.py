@@ -19,6 +19,8 @@ p.add_argument("--lambda-infonce", type=float, default=0.1); p.add_argument("--t
 p.add_argument("--rl-share", type=float, default=0.0)
 p.add_argument("--pool", type=int, default=256, help="rank reward pool (0: the whole catalog)")
 p.add_argument("--save", default=None, help="save the GRPO model here")
+p.add_argument("--replay", type=float, default=0.0, help="weight of the LM rehearsal of the backbone's text")
+p.add_argument("--seed", type=int, default=0)
 a = p.parse_args()
 torch.set_num_threads(1)
 ec = ExperimentConfig()
@@ -41,8 +43,8 @@ t0 = time.time()
 from components.training.grpo import split_for_rl
 res = train_grpo(model, split_for_rl(data.triplets, a.rl_share)[1], titles, GRPOStageConfig(max_steps=a.steps, learning_rate=a.lr,
                  lambda_infonce=a.lambda_infonce, temperature=a.temperature,
-                 reward_pool_size=a.pool), state_path("grpo-probe", "out"),
-                 relevant=data.relevant, show_progress=False)
+                 reward_pool_size=a.pool, lm_replay_weight=a.replay, seed=a.seed), state_path("grpo-probe", "out"),
+                 relevant=data.relevant, show_progress=False, replay_docs=data.corpus.train)
 print("GRPO", f"{time.time()-t0:.0f}s", json.dumps(res["first_rewards"]), json.dumps(res["last_rewards"]), flush=True)
 report("after")
 if a.save:

@@ -136,6 +136,26 @@ def test_grpo_runs_real_trainer_steps_and_its_loss_holds_the_infonce_term(model,
     LREMModel.load(tmp_path / "model")
 
 
+def test_grpo_loss_holds_the_rehearsal_term_when_asked(model, tmp_path):
+    """grpo.lm_replay_weight: the loss adds weight x the causal-LM loss on the backbone's text."""
+    triplets = [{"query_id": f"q{i}", "query": q, "cot": "x", "item_id": f"I{i % 8}", "item_title": TITLES[f"I{i % 8}"]}
+                for i, q in enumerate(["keep coffee hot", "sit at work", "play tennis", "walk in rain"] * 3)]
+    logged = []
+    cfg = GRPOStageConfig(max_steps=2, num_generations=4, per_device_batch_size=8, reward_pool_size=8,
+                          lambda_infonce=0.1, infonce_negatives=4, lm_replay_weight=0.5, lm_replay_batch=2,
+                          lm_replay_seq_len=8)
+    with pytest.raises(ValueError, match="pre-training text"):
+        train_grpo(model, triplets, TITLES, cfg, tmp_path / "none", show_progress=False)
+    docs = list(TITLES.values()) * 4
+    train_grpo(model, triplets, TITLES, cfg, tmp_path, log_metrics=lambda m, s: logged.append(m),
+               show_progress=False, replay_docs=docs)
+    steps = [m for m in logged if "grpo/replay_lm" in m]
+    assert len(steps) == 2, logged
+    for m in steps:
+        assert m["grpo/replay_lm"] > 0
+        assert abs(m["grpo/loss"] - (m["grpo/grpo_loss"] + 0.1 * m["grpo/infonce"] + 0.5 * m["grpo/replay_lm"])) < 1e-3
+
+
 def test_grpo_batch_must_divide_generations(model, tmp_path):
     with pytest.raises(ValueError, match="divisible"):
         train_grpo(model, [], TITLES, GRPOStageConfig(num_generations=3, per_device_batch_size=8), tmp_path)
