@@ -19,6 +19,8 @@ call only, PUBLIC methods and hooks (no private attribute of trl or of ``compone
     ``LREMModel.embed_items`` (the reward's item pool, ``reward_pool_size`` items);
   * loss: ``GRPOTrainer.compute_loss`` (the policy's log-probs and the GRPO loss) and
     ``components.training.grpo.rl_infonce`` (the paper's 0.1 x InfoNCE term, forward);
+  * ``components.training.grpo.replay_lm_loss`` (the rehearsal of the backbone's text, with
+    ``--replay W``: ``grpo.lm_replay_weight``, 16 packed 96-token sequences per loss);
   * backward: ``Accelerator.backward``; gradient clipping: ``Accelerator.clip_grad_norm_``;
   * optimizer: global optimizer step pre/post hooks.
 
@@ -65,6 +67,7 @@ PARTS = [
     ("loss_backward", "loss + backward", None),
     ("compute_loss_grpo", "GRPO loss (log-probs, forward)", "loss_backward"),
     ("rl_infonce", "InfoNCE term (forward)", "loss_backward"),
+    ("replay_lm", "LM rehearsal term (forward; --replay)", "loss_backward"),
     ("backward", "backward", "loss_backward"),
     ("optimizer", "optimizer (clip + AdamW step)", None),
     ("clip", "clip_grad_norm_", "optimizer"),
@@ -146,12 +149,16 @@ def run(args, device: torch.device) -> dict:
     desc = C.describe_model(model)
     titles = dict(zip(world.catalog["item_id"], world.catalog["title"]))
     cfg = GRPOStageConfig(max_steps=args.steps, num_generations=args.num_generations,
-                          per_device_batch_size=args.batch_size, reward_pool_size=args.reward_pool)
+                          per_device_batch_size=args.batch_size, reward_pool_size=args.reward_pool,
+                          lm_replay_weight=args.replay)
+    # the rehearsal reads text like the backbone's pre-training corpus: the catalog and the train queries
+    replay_docs = (world.catalog["title"].tolist() + world.split("train")["text"].tolist()) if args.replay else None
     print(f"[grpo] device={device.type} threads={torch.get_num_threads()} model: {desc['text']}; "
           f"gradient checkpointing: {args.gradient_checkpointing}; "
           f"{cfg.max_steps} steps ({args.warmup_steps} untimed), {cfg.per_device_batch_size} completions/step "
           f"= {cfg.per_device_batch_size // cfg.num_generations} queries x G={cfg.num_generations}, "
-          f"reward pool {cfg.reward_pool_size or 'whole catalog'} items, {len(triplets)} triplets", flush=True)
+          f"reward pool {cfg.reward_pool_size or 'whole catalog'} items, LM rehearsal weight {cfg.lm_replay_weight}, "
+          f"{len(triplets)} triplets", flush=True)
 
     T = StepTimers(device)
     wraps = [
@@ -164,6 +171,7 @@ def run(args, device: torch.device) -> dict:
         (LREMModel, "embed_queries_after_cot_ids", "acc_embed_queries"),
         (LREMModel, "embed_items", "acc_embed_items"),
         (grpo, "rl_infonce", "rl_infonce"),
+        (grpo, "replay_lm_loss", "replay_lm"),
         (Accelerator, "backward", "backward"),
         (Accelerator, "clip_grad_norm_", "clip"),
     ]
@@ -179,7 +187,7 @@ def run(args, device: torch.device) -> dict:
             trainer_stdout = stack.enter_context(contextlib.redirect_stdout(io.StringIO()))  # TRL's log dicts
             t_call = C.now(device)
             summary = grpo.train_grpo(model, triplets, titles, cfg, out_dir, relevant=world.relevant(),
-                                      show_progress=False)
+                                      show_progress=False, replay_docs=replay_docs)
             t_return = C.now(device)
         if args.verbose:
             print(trainer_stdout.getvalue(), end="")
@@ -198,7 +206,7 @@ def run(args, device: torch.device) -> dict:
     sec = {k: mean(k) for k, _, _ in PARTS if k not in ("rewards", "loss_backward", "optimizer", "other")}
     sec["training_step"] = mean("training_step")
     sec["rewards"] = sec["reward_accuracy"] + sec["reward_format"] + sec["reward_length"]
-    sec["loss_backward"] = sec["compute_loss_grpo"] + sec["rl_infonce"] + sec["backward"]
+    sec["loss_backward"] = sec["compute_loss_grpo"] + sec["rl_infonce"] + sec["replay_lm"] + sec["backward"]
     sec["optimizer"] = sec["clip"] + sec["optimizer_step"]
     step = sum(step_s) / timed
     sec["other"] = step - sec["generate"] - sec["rewards"] - sec["loss_backward"] - sec["optimizer"]
@@ -209,7 +217,8 @@ def run(args, device: torch.device) -> dict:
         "config": {"steps": args.steps, "warmup_steps": w, "timed_steps": timed, "device": device.type,
                    "threads": torch.get_num_threads(), "num_generations": cfg.num_generations,
                    "per_device_batch_size": cfg.per_device_batch_size, "reward_pool_size": cfg.reward_pool_size,
-                   "infonce_negatives": cfg.infonce_negatives, "model": desc,
+                   "infonce_negatives": cfg.infonce_negatives, "lm_replay_weight": cfg.lm_replay_weight,
+                   "model": desc,
                    "gradient_checkpointing": args.gradient_checkpointing},
         "seconds_per_step": step,
         "step_seconds": step_s,
@@ -251,6 +260,8 @@ def main() -> None:
     ap.add_argument("--reward-pool", type=int, default=256,
                     help="items the rank reward ranks against (0: the whole catalog, item embeddings refreshed "
                          "every grpo.reward_refresh_steps steps; time enough steps to include a refresh)")
+    ap.add_argument("--replay", type=float, default=0.0,
+                    help="grpo.lm_replay_weight: rehearse the backbone's text in each loss (the experiment: 1.0)")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (0: torch default); see README")
     ap.add_argument("--gradient-checkpointing", choices=("default", "off"), default="default",
                     help="default: as train_grpo runs it (TRL's GRPOConfig default: on); off: an experiment, "
@@ -268,7 +279,8 @@ def main() -> None:
     C.set_threads(args.threads)
     device = C.pick_device()
     result = run(args, device)
-    path = C.write_result(NAME if args.gradient_checkpointing == "default" else f"{NAME}_no_ckpt", result)
+    name = NAME if args.gradient_checkpointing == "default" else f"{NAME}_no_ckpt"
+    path = C.write_result(name + ("_replay" if args.replay else ""), result)
     print(f"  -> {path.relative_to(C.REPO_ROOT)}")
 
 
