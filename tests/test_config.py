@@ -87,3 +87,18 @@ def test_reward_pool_and_refresh_out_of_range_are_named(tmp_path):
         load_config(str(path))
     path.write_text("grpo:\n  reward_pool_size: 0\n")
     assert load_config(str(path)).grpo.reward_pool_size == 0  # 0: the whole catalog
+
+
+def test_rehearsal_settings_out_of_range_are_named(tmp_path):
+    import pytest as _pytest
+
+    from components.config import ConfigError, load_config
+
+    path = tmp_path / "r.yaml"
+    for section in ("cold_start", "grpo"):
+        for body in (f"{section}:\n  lm_replay_weight: -0.5\n", f"{section}:\n  lm_replay_batch: 0\n"):
+            path.write_text(body)
+            with _pytest.raises(ConfigError, match=f"{section}.lm_replay_weight"):
+                load_config(str(path))
+    path.write_text("grpo:\n  lm_replay_weight: 1.0\n")
+    assert load_config(str(path)).grpo.lm_replay_weight == 1.0

@@ -115,6 +115,7 @@ class ExperimentConfig:
     # backbone's pre-training text each step (16 packed sequences of 96 tokens), so fine-tuning
     # does not erase the knowledge the CoT must reason with (probes.md, "The cold start erases")
     lm_replay_weight: float = 1.0
+    lm_replay_batch: int = 16  # packed 96-token sequences rehearsed per step
     grpo_lm_replay_weight: float = 1.0  # the same rehearsal during GRPO (probes.md, "GRPO with rehearsal")
     model: ModelConfig = field(default_factory=ModelConfig)  # the tiny backbone's architecture
     backbone: BackboneConfig = field(default_factory=BackboneConfig)  # its pre-training (cached)
@@ -361,7 +362,7 @@ def train_tiny_llm(data: ExperimentData, cfg: ExperimentConfig, backbone_dir: st
         sft_warmup_ratio=cfg.sft_warmup_ratio if reasoning else 0.0, sft_warmup_infonce=False,
         self_cot_ratio=cfg.self_cot_ratio if reasoning else 0.0,
         wrong_cot_ratio=cfg.wrong_cot_ratio if reasoning else 0.0,
-        lm_replay_weight=cfg.lm_replay_weight,
+        lm_replay_weight=cfg.lm_replay_weight, lm_replay_batch=cfg.lm_replay_batch,
     )
     from components.training.grpo import split_for_rl
 
@@ -381,7 +382,8 @@ def grpo_on(model, data: ExperimentData, cfg: ExperimentConfig, out_dir: Path,
 
     gc = GRPOStageConfig(max_steps=cfg.grpo_steps, learning_rate=cfg.grpo_lr, seed=cfg.seed,
                          rl_query_share=cfg.rl_query_share, reward_pool_size=cfg.grpo_reward_pool,
-                         temperature=cfg.grpo_temperature, lm_replay_weight=cfg.grpo_lm_replay_weight)
+                         temperature=cfg.grpo_temperature, lm_replay_weight=cfg.grpo_lm_replay_weight,
+                         lm_replay_batch=cfg.lm_replay_batch)
     titles = dict(zip(data.item_ids.tolist(), data.item_titles))
     rl_rows = split_for_rl(data.triplets, cfg.rl_query_share, cfg.seed)[1]
     return train_grpo(model, rl_rows, titles, gc, out_dir, relevant=data.relevant, log_metrics=log_metrics,
@@ -520,8 +522,11 @@ def write_markdown(payload: dict) -> str:
         "The ablation rows are the final (CS + RL) model evaluated with another CoT. Every tiny-LLM row starts from "
         "the same pre-trained backbone"
         + (f" and, in every fine-tuning step (direct embedders and LREM cold start alike), adds "
-           f"{cfg.get('lm_replay_weight')} x the causal-LM loss on 16 packed sequences of the backbone's pre-training "
-           "text (rehearsal, so fine-tuning keeps what the backbone knows)" if cfg.get("lm_replay_weight") else "")
+           f"{cfg.get('lm_replay_weight')} x the causal-LM loss on {cfg.get('lm_replay_batch', 16)} packed sequences "
+           "of the backbone's pre-training text (rehearsal, so fine-tuning keeps what the backbone knows)"
+           if cfg.get("lm_replay_weight") else "")
+        + (f"; GRPO rehearses the same text with weight {cfg.get('grpo_lm_replay_weight')}"
+           if cfg.get("grpo_lm_replay_weight") else "")
         + ".",
         "",
         "| model | params | steps | batch | lr | train s | eval s | final train InfoNCE |",
