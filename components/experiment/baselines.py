@@ -90,6 +90,9 @@ class ExperimentConfig:
     steps: int = 600  # optimizer steps per trained model (the same for all)
     batch_size: int = 64  # (query, item) pairs per step; in-batch negatives
     lr_minilm: float = 5e-5  # pretrained BERT-class encoder: fine-tuning rate
+    # MiniLM fine-tuning under bf16 autocast where the CPU has native bf16 (oneDNN): measured 2x
+    # faster steps here, and the MiniLM lane is the experiment's longest. The tiny-LLM rows stay fp32.
+    minilm_bf16: bool = True
     lr_llm: float = 1e-3  # the tiny backbone's fine-tuning rate (direct embedders and LREM alike)
     temperature: float = 0.05  # InfoNCE: cosine / temperature, for every model
     warmup_ratio: float = 0.03  # cosine schedule with warmup, for every model
@@ -293,6 +296,7 @@ def train_minilm(model, triplets: Sequence[dict], cfg: ExperimentConfig,
     from components.training.optim import build_optimizer
 
     torch.manual_seed(cfg.seed)
+    bf16 = bool(cfg.minilm_bf16) and minilm_bf16_available()
     optimizer, scheduler = build_optimizer(model, cfg.lr_minilm, cfg.weight_decay, cfg.warmup_ratio, cfg.steps)
     n = len(triplets)
     bs = cfg.batch_size
@@ -305,9 +309,10 @@ def train_minilm(model, triplets: Sequence[dict], cfg: ExperimentConfig,
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + epoch)).tolist()
         for b in range(batches):
             rows = [triplets[i] for i in perm[b * bs:(b + 1) * bs]]
-            q = _minilm_forward(model, [r["query"] for r in rows])
-            it = _minilm_forward(model, [r["item_title"] for r in rows])
-            loss = info_nce(q, it, cfg.temperature, item_keys=[r["item_id"] for r in rows])
+            with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+                q = _minilm_forward(model, [r["query"] for r in rows])
+                it = _minilm_forward(model, [r["item_title"] for r in rows])
+            loss = info_nce(q.float(), it.float(), cfg.temperature, item_keys=[r["item_id"] for r in rows])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
@@ -328,8 +333,20 @@ def train_minilm(model, triplets: Sequence[dict], cfg: ExperimentConfig,
         epoch += 1
     bar.close()
     model.eval()
-    return {"steps": step, "seconds": time.perf_counter() - t0, "history": history,
+    return {"steps": step, "seconds": time.perf_counter() - t0, "history": history, "bf16": bf16,
             "final_loss": history[-1]["train/infonce"] if history else None}
+
+
+def minilm_bf16_available() -> bool:
+    """bf16 autocast pays only with native bf16 kernels (CUDA, or oneDNN on a CPU with AVX512-BF16/AMX)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 # ---------------------------------------------------------------------------- tiny LLM
@@ -506,7 +523,9 @@ def write_markdown(payload: dict) -> str:
         f"({cfg['steps'] * cfg['batch_size']} pairs, {cfg['steps'] * cfg['batch_size'] / max(1, data['n_triplets']):.2f} "
         f"epochs of the triplets), InfoNCE with in-batch negatives at temperature {cfg['temperature']}, "
         f"AdamW, cosine schedule with {cfg['warmup_ratio']:.0%} warmup, grad clip {cfg['max_grad_norm']}, seed {cfg['seed']}. "
-        f"Learning rate {cfg['lr_minilm']:g} for MiniLM (pretrained), {cfg['lr_llm']:g} for the tiny LLM backbone. "
+        f"Learning rate {cfg['lr_minilm']:g} for MiniLM (pretrained"
+        + (", fine-tuned under bf16 autocast where the CPU has native bf16" if cfg.get("minilm_bf16") else "")
+        + f"), {cfg['lr_llm']:g} for the tiny LLM backbone (fp32). "
         f"LREM cold start: SFT alone for the first {cfg['sft_warmup_ratio']:.0%} of the steps, "
         f"then {cfg['lambda_sft']} x SFT (teacher CoT) + {cfg['lambda_infonce']} x InfoNCE, {cfg['self_cot_ratio']:.0%} "
         f"of those steps with InfoNCE after the model's own greedy CoT"
@@ -885,7 +904,7 @@ def lane_minilm(data: ExperimentData, cfg: ExperimentConfig, wanted: Sequence[st
         items, item_s = _timed(lambda: embed_minilm(minilm, data.item_titles))
         queries, query_s = _timed(lambda: embed_minilm(minilm, data.eval_texts))
         out["minilm_infonce"] = {"items": items, "queries": queries, "item_s": item_s, "query_s": query_s,
-                                 "steps": summary["steps"], "train_seconds": train_s,
+                                 "steps": summary["steps"], "train_seconds": train_s, "bf16": summary["bf16"],
                                  "final_loss": summary["final_loss"], "history": summary["history"]}
     return out
 
@@ -1085,7 +1104,7 @@ def run_experiment(cfg: ExperimentConfig | None = None) -> dict:
                             rec["batch_size"] = 0
                         else:
                             _log_history(got["history"])
-                            rec.update(steps=got["steps"], learning_rate=cfg.lr_minilm,
+                            rec.update(steps=got["steps"], learning_rate=cfg.lr_minilm, bf16_autocast=got["bf16"],
                                        train_seconds=got["train_seconds"], final_train_infonce=got["final_loss"])
                         score_record(rec, got["items"], got["queries"], got["item_s"], got["query_s"])
                         _finish_child(rec)

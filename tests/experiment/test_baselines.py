@@ -63,6 +63,10 @@ def test_every_model_and_category_scored_and_logged(result):
             assert rec["steps"] == cfg.steps + cfg.grpo_steps and rec["train_seconds"] > 0
         else:
             assert rec["steps"] == cfg.steps and rec["train_seconds"] > 0
+    # MiniLM trains under bf16 autocast exactly where the machine has native bf16 kernels
+    from components.experiment.baselines import minilm_bf16_available
+
+    assert out["models"]["minilm_infonce"]["bf16_autocast"] is minilm_bf16_available()
     # the ablation rows are the final (CS + RL) model
     assert out["models"]["lrem_empty_cot"]["trained_with"] == "lrem_rl"
     assert out["models"]["lrem_rl"]["params"] == out["models"]["lrem_teacher_cot"]["params"]
