@@ -186,6 +186,10 @@ class GRPOStageConfig:
     lambda_infonce: float = 0.1  # the paper's InfoNCE term during RL (0: GRPO alone)
     infonce_temperature: float = 0.05
     infonce_negatives: int = 64  # random catalog items added to the in-batch negatives
+    # the RL InfoNCE term's positive for a completion: "first": the query's first teacher-kept
+    # item, always; "random": one of its teacher-kept items drawn per completion, so the G
+    # completions of a query pull towards its several items, as the cold start's batches do
+    infonce_positive: str = "first"
     # share of the training queries set aside for RL: the cold start never sees them, GRPO
     # trains on them only (0: both stages use every training query)
     rl_query_share: float = 0.0
@@ -327,6 +331,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.pooling": POOLINGS,
     "model.prompt_style": ("auto", *PROMPT_STYLES),
     "grpo.reward_funcs": REWARD_NAMES,
+    "grpo.infonce_positive": ("first", "random"),
     "cold_start.bf16": GPU_SWITCHES,
     "cold_start.gradient_checkpointing": GPU_SWITCHES,
 }

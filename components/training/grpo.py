@@ -214,8 +214,10 @@ def make_trainer_class():
 
         def __init__(self, *args, lrem: LREMModel, item_titles: Mapping[str, str], item_ids: Sequence[str],
                      lambda_infonce: float, temperature: float, n_negatives: int, seed: int = 0,
-                     replay: ReplayStream | None = None, lm_replay_weight: float = 0.0, **kwargs):
+                     replay: ReplayStream | None = None, lm_replay_weight: float = 0.0,
+                     random_positive: bool = False, **kwargs):
             super().__init__(*args, **kwargs)
+            self.random_positive = random_positive
             self.replay = replay
             self.lm_replay_weight = lm_replay_weight if replay is not None else 0.0
             self.lrem = lrem
@@ -229,7 +231,9 @@ def make_trainer_class():
         def _generate_and_score_completions(self, inputs):
             out = super()._generate_and_score_completions(inputs)
             # the positive item of each completion travels with it through TRL's shuffling
-            out["lrem_positive"] = torch.tensor([x["item_index"] for x in inputs], device=out["prompt_ids"].device)
+            picks = [self.nce_rng.choice(x["item_indices"]) if self.random_positive else x["item_index"]
+                     for x in inputs]
+            out["lrem_positive"] = torch.tensor(picks, device=out["prompt_ids"].device)
             return out
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -281,18 +285,22 @@ def split_for_rl(triplets: Sequence[dict], share: float, seed: int = 0) -> tuple
 
 
 def grpo_prompts(model: LREMModel, triplets: Sequence[dict], item_index: Mapping[str, int], seed: int) -> list[dict]:
-    """One prompt per training query; its InfoNCE positive is its first teacher-kept item."""
-    seen: set[str] = set()
-    rows = []
+    """One prompt per training query, with its first teacher-kept item (``item_index``) and all of
+    them (``item_indices``): the InfoNCE positives."""
+    rows_by_query: dict[str, dict] = {}
     for t in triplets:
-        if t["query_id"] in seen or t["item_id"] not in item_index:
+        if t["item_id"] not in item_index:
             continue
-        seen.add(t["query_id"])
-        rows.append({
-            "prompt": prompts.query_prompt(model.tokenizer, model.spec.prompts, t["query"]),
-            "query": t["query"], "query_id": t["query_id"], "item_id": t["item_id"],
-            "item_index": item_index[t["item_id"]],
-        })
+        row = rows_by_query.get(t["query_id"])
+        if row is None:
+            rows_by_query[t["query_id"]] = {
+                "prompt": prompts.query_prompt(model.tokenizer, model.spec.prompts, t["query"]),
+                "query": t["query"], "query_id": t["query_id"], "item_id": t["item_id"],
+                "item_index": item_index[t["item_id"]], "item_indices": [item_index[t["item_id"]]],
+            }
+        elif item_index[t["item_id"]] not in row["item_indices"]:
+            row["item_indices"].append(item_index[t["item_id"]])
+    rows = list(rows_by_query.values())
     random.Random(seed).shuffle(rows)
     return rows
 
@@ -383,6 +391,7 @@ def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[
         lambda_infonce=cfg.lambda_infonce, temperature=cfg.infonce_temperature,
         n_negatives=cfg.infonce_negatives, seed=cfg.seed,
         replay=replay, lm_replay_weight=cfg.lm_replay_weight,
+        random_positive=cfg.infonce_positive == "random",
     )
     t0 = time.perf_counter()
     trainer.train()

@@ -2,7 +2,7 @@
 
 python experiments/probes/grpo_probe.py MODEL_DIR --steps 60 --lr 2e-5
 """
-import argparse, json, logging, time
+import argparse, json, logging, os, time
 
 import numpy as np
 import torch
@@ -21,6 +21,8 @@ p.add_argument("--pool", type=int, default=256, help="rank reward pool (0: the w
 p.add_argument("--save", default=None, help="save the GRPO model here")
 p.add_argument("--replay", type=float, default=0.0, help="weight of the LM rehearsal of the backbone's text")
 p.add_argument("--seed", type=int, default=0)
+p.add_argument("--negatives", type=int, default=64, help="random catalog negatives of the RL InfoNCE term")
+p.add_argument("--positive", default="first", choices=("first", "random"), help="the RL InfoNCE positive")
 a = p.parse_args()
 torch.set_num_threads(1)
 ec = ExperimentConfig()
@@ -35,7 +37,12 @@ def report(name):
     hr = {c: round(m[c]["hit_rate@100"], 4) for c in m}
     f1 = np.mean([keyword_f1(g, t) for g, t in zip(cots, data.teacher_eval_cots)])
     print("RESULT", name, json.dumps(hr), "hard_mean", round(float(np.mean([m[c]["hit_rate@100"] for c in hard])), 4),
-          "teacher_f1", round(float(f1), 4), "distinct", round(len(set(cots)) / len(cots), 3), flush=True)
+          "teacher_f1", round(float(f1), 4), "distinct", round(len(set(cots)) / len(cots), 3),
+          "cot_tokens", round(float(np.mean([len(model.cot_ids(c)) for c in cots])), 2), flush=True)
+    # the same model given the teacher's CoT: separates the embedding's drift from the CoT's
+    mt, _ = score(data, model.embed_queries_with_cot(data.eval_texts, data.teacher_eval_cots), items, ec)
+    print("RESULT", name + "_teacher_cot", json.dumps({c: round(mt[c]["hit_rate@100"], 4) for c in mt}), "hard_mean",
+          round(float(np.mean([mt[c]["hit_rate@100"] for c in hard])), 4), flush=True)
 
 report("before")
 titles = dict(zip(data.item_ids.tolist(), data.item_titles))
@@ -43,7 +50,8 @@ t0 = time.time()
 from components.training.grpo import split_for_rl
 res = train_grpo(model, split_for_rl(data.triplets, a.rl_share)[1], titles, GRPOStageConfig(max_steps=a.steps, learning_rate=a.lr,
                  lambda_infonce=a.lambda_infonce, temperature=a.temperature,
-                 reward_pool_size=a.pool, lm_replay_weight=a.replay, seed=a.seed), state_path("grpo-probe", "out"),
+                 reward_pool_size=a.pool, lm_replay_weight=a.replay, seed=a.seed,
+                 infonce_negatives=a.negatives, infonce_positive=a.positive), state_path("grpo-probe", f"out-{os.getpid()}"),
                  relevant=data.relevant, show_progress=False, replay_docs=data.corpus.train)
 print("GRPO", f"{time.time()-t0:.0f}s", json.dumps(res["first_rewards"]), json.dumps(res["last_rewards"]), flush=True)
 report("after")
