@@ -173,3 +173,24 @@ def test_split_for_rl_sets_whole_queries_aside_deterministically():
     assert split_for_rl(rows, 0.0) == (rows, rows)
     with pytest.raises(ValueError, match="rl_query_share"):
         split_for_rl(rows, 1.0)
+
+
+def test_grpo_prompts_carry_every_teacher_kept_item_of_a_query(model, tmp_path):
+    """One prompt per query; ``item_indices`` holds all its teacher-kept items (the RL InfoNCE
+    positives with ``infonce_positive: random``), ``item_index`` the first."""
+    from components.training.grpo import grpo_prompts
+
+    index = {f"I{i}": i for i in range(8)}
+    triplets = [{"query_id": "q1", "query": "keep coffee hot", "item_id": "I2"},
+                {"query_id": "q1", "query": "keep coffee hot", "item_id": "I5"},
+                {"query_id": "q1", "query": "keep coffee hot", "item_id": "I2"},
+                {"query_id": "q2", "query": "play tennis", "item_id": "I3"},
+                {"query_id": "q2", "query": "play tennis", "item_id": "unknown"}]
+    rows = {r["query_id"]: r for r in grpo_prompts(model, triplets, index, seed=0)}
+    assert set(rows) == {"q1", "q2"}
+    assert (rows["q1"]["item_index"], rows["q1"]["item_indices"]) == (2, [2, 5])
+    assert (rows["q2"]["item_index"], rows["q2"]["item_indices"]) == (3, [3])
+    cfg = GRPOStageConfig(max_steps=1, num_generations=4, per_device_batch_size=8, reward_pool_size=8,
+                          infonce_negatives=4, infonce_positive="random")
+    run = [dict(t, cot="x", item_title=TITLES.get(t["item_id"], "")) for t in triplets if t["item_id"] in index]
+    assert train_grpo(model, run * 2, TITLES, cfg, tmp_path, show_progress=False)["steps"] == 1
