@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grpo-temperature", type=float, help="GRPO sampling temperature")
     p.add_argument("--grpo-lm-replay", type=float, help="weight of the LM rehearsal during GRPO (0: off)")
     p.add_argument("--lm-replay-batch", type=int, help="packed sequences rehearsed per step (default 16)")
+    p.add_argument("--grpo-infonce-positive", choices=("first", "random"),
+                   help="the GRPO InfoNCE term's positive: the query's first or a random teacher-kept item (default random)")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, help="torch CPU threads (default 1; 0: torch's default)")
     p.add_argument("--workers", type=int,
@@ -58,7 +60,8 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> ExperimentCon
                      ("mlflow_experiment", "mlflow_experiment"), ("wrong_cot_ratio", "wrong_cot_ratio"),
                      ("rl_query_share", "rl_query_share"), ("grpo_lr", "grpo_lr"), ("lm_replay", "lm_replay_weight"),
                      ("grpo_reward_pool", "grpo_reward_pool"), ("grpo_temperature", "grpo_temperature"),
-                     ("grpo_lm_replay", "grpo_lm_replay_weight"), ("lm_replay_batch", "lm_replay_batch")):
+                     ("grpo_lm_replay", "grpo_lm_replay_weight"), ("lm_replay_batch", "lm_replay_batch"),
+                     ("grpo_infonce_positive", "grpo_infonce_positive")):
         value = getattr(args, arg)
         if value is not None:
             overrides[key] = value
