@@ -158,6 +158,16 @@ class ReplayStream:
         return self.blocks[picks]
 
 
+def replay_stream(section: str, cfg, tokenizer, docs: Sequence[str] | None) -> ReplayStream | None:
+    """The rehearsal stream a stage's config asks for (``<section>.lm_replay_*``), or None when it is off."""
+    if not cfg.lm_replay_weight:
+        return None
+    if not docs:
+        raise ValueError(f"{section}.lm_replay_weight > 0 needs the backbone's pre-training text (replay_docs); "
+                         "set it to 0 for a Hugging Face checkpoint")
+    return ReplayStream(tokenizer, docs, cfg.lm_replay_batch, cfg.lm_replay_seq_len, cfg.seed)
+
+
 def swap_cots(cot_ids: Sequence[list[int]], queries: Sequence[str], ratio: float,
               rng: random.Random) -> list[list[int]]:
     """``cot_ids`` with about ``ratio`` of the rows given the CoT of a row of another query."""
@@ -242,12 +252,7 @@ def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartC
     optimizer, scheduler = build_optimizer(model, cfg.learning_rate, cfg.weight_decay, cfg.warmup_ratio, total_steps)
     objective, optimizer, loader, scheduler = accelerator.prepare(objective, optimizer, loader, scheduler)
 
-    replay = None
-    if cfg.lm_replay_weight:
-        if not replay_docs:
-            raise ValueError("cold_start.lm_replay_weight > 0 needs the backbone's pre-training text "
-                             "(replay_docs); set it to 0 for a Hugging Face checkpoint")
-        replay = ReplayStream(model.tokenizer, replay_docs, cfg.lm_replay_batch, cfg.lm_replay_seq_len, cfg.seed)
+    replay = replay_stream("cold_start", cfg, model.tokenizer, replay_docs)
     step, consumed_batches = 0, 0
     wrong_rng = random.Random(cfg.seed + 1)
     if cfg.resume:

@@ -34,7 +34,7 @@ import torch
 from components.config import GRPOStageConfig
 from components.model import prompts
 from components.model.lrem import LREMModel
-from components.training.cold_start import ReplayStream, replay_lm_loss
+from components.training.cold_start import ReplayStream, replay_lm_loss, replay_stream
 from components.training.losses import info_nce
 
 log = logging.getLogger(__name__)
@@ -324,12 +324,7 @@ def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[
                          f"grpo.num_generations ({cfg.num_generations})")
     if len(cfg.reward_weights) != len(cfg.reward_funcs):
         raise ValueError("grpo.reward_weights must give one weight per reward function")
-    replay = None
-    if cfg.lm_replay_weight:
-        if not replay_docs:
-            raise ValueError("grpo.lm_replay_weight > 0 needs the backbone's pre-training text (replay_docs); "
-                             "set it to 0 for a Hugging Face checkpoint")
-        replay = ReplayStream(model.tokenizer, replay_docs, cfg.lm_replay_batch, cfg.lm_replay_seq_len, cfg.seed)
+    replay = replay_stream("grpo", cfg, model.tokenizer, replay_docs)
     out_dir = Path(out_dir)
     item_ids = sorted(catalog_titles)
     item_index = {item: i for i, item in enumerate(item_ids)}
