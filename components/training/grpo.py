@@ -11,7 +11,9 @@ as the paper does by default, 0.5 format + 0.2 length + 1.0 accuracy:
   over the relevant items in the pool).
 
 The paper keeps InfoNCE on during RL, averaged over the G sampled embeddings:
-loss = L_GRPO + 0.1 x L_InfoNCE. :class:`LREMGRPOTrainer` adds that term to TRL's loss,
+loss = L_GRPO + 0.1 x L_InfoNCE. :class:`LREMGRPOTrainer` adds that term to TRL's loss (its
+positive for a completion: one of the query's teacher-kept items drawn at random, by default;
+always the first one pulled each query to a single item and moved the embedding, probes.md),
 and optionally ``lm_replay_weight`` x the causal-LM loss on the backbone's pre-training text
 (rehearsal, as in the cold start: not in the paper, whose backbone is a 3B LLM that a few
 RL steps at lr 1e-6 do not make forget; a tiny backbone at a higher rate does).
