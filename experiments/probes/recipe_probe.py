@@ -37,6 +37,7 @@ p.add_argument("--normalize", action="store_true", help="tiny tokenizer: lowerca
 p.add_argument("--replay", type=float, default=0.0, help="LREM cold start: weight of the LM replay of the pre-training text")
 p.add_argument("--replay-batch", type=int, default=16)
 p.add_argument("--replay-direct", action="store_true", help="the direct embedders rehearse too")
+p.add_argument("--query-template", default=None, help="model.short_query_template (default: the config's)")
 p.add_argument("--lambda-sft", type=float, default=0.1, help="LREM: SFT weight after the warm-up")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
@@ -52,7 +53,8 @@ corpus = render_world_corpus(world.catalog.to_dict(orient="records"), world.spli
                              knowledge_repeats=a.k_repeats)
 print("CORPUS docs", len(corpus.train), flush=True)
 mc = ModelConfig(hidden_size=a.hidden, intermediate_size=2 * a.hidden, num_hidden_layers=a.layers,
-                 num_attention_heads=4, num_key_value_heads=2, tokenizer_normalize=a.normalize)
+                 num_attention_heads=4, num_key_value_heads=2, tokenizer_normalize=a.normalize,
+                 **({'short_query_template': a.query_template} if a.query_template else {}))
 t0 = time.time()
 bb = prepare_backbone(mc, BackboneConfig(steps=a.bb_steps), corpus, state_path("backbones"), track=False)
 print("BACKBONE", bb.source, bb.cache_key, json.dumps({k: v for k, v in (bb.summary or {}).items() if k != "history"}),
