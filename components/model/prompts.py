@@ -5,9 +5,11 @@ Two styles:
   then an instruction to reason about the search intent from several angles, list related
   phrases, not repeat the query, and answer as ``<think>...</think><emb>``; items are
   ``Item: {title}`` with ``<emb>`` as the answer. About 100 tokens around a 6-token query.
-- ``short`` (for the tiny backbone built from config): ``q: {query}<think>`` and
+- ``short`` (for the tiny backbone built from config): ``q: {query}:<think>`` and
   ``i: {title}<emb>``, so a small model spends its compute on the query and the CoT
-  rather than on a fixed preamble it cannot use.
+  rather than on a fixed preamble it cannot use. The query template ends with a colon, as
+  the backbone's knowledge sentences do ("<use>: a <type> does that."), so the CoT continues
+  the query the way the backbone learnt to continue what it knows.
 
 The spec (style and templates) is saved in ``lrem_config.json`` next to the weights, so a
 loaded model always embeds with the prompts it was trained with.
@@ -31,7 +33,7 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-SHORT_QUERY_TEMPLATE = "q: {query}"
+SHORT_QUERY_TEMPLATE = "q: {query}:"
 SHORT_ITEM_TEMPLATE = "i: {title}"
 
 

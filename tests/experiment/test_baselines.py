@@ -129,6 +129,25 @@ def test_type_accuracy_reads_the_first_product_type_the_cot_names():
     assert type_accuracy(cots, ["q1", "q2", "q3"], relevant, item_type, phrases) == [1.0, 0.0, 0.0]
 
 
+def test_type_oracle_ranks_every_item_of_the_relevant_types_first():
+    from components.evaluation.bootstrap import per_query_hit_rate
+    from components.experiment.baselines import type_oracle_ranking
+
+    item_type = {f"v{i}": "Violin" for i in range(6)} | {f"s{i}": "Running Shoes" for i in range(6)} | {"h1": "Hat"}
+    items = sorted(item_type)
+    relevant = {"q1": {"v1", "v4"}, "q2": {"v0", "s5"}}
+    ranked = type_oracle_ranking(["q1", "q2"], relevant, items, item_type, seed=3)
+    assert sorted(ranked["q1"]) == items and sorted(ranked["q2"]) == items  # a full ranking of the catalog
+    assert {item_type[i] for i in ranked["q1"][:6]} == {"Violin"}
+    assert {item_type[i] for i in ranked["q2"][:12]} == {"Violin", "Running Shoes"}
+    assert ranked["q2"][-1] == "h1"
+    hit = per_query_hit_rate(ranked, relevant, 6)
+    assert hit["q1"] == 1.0  # 6 candidates, 6 places
+    # q2: 12 candidates for 6 places, in a seeded random order, so a hit rate between 0 and 1
+    assert ranked == type_oracle_ranking(["q1", "q2"], relevant, items, item_type, seed=3)
+    assert 0.0 <= hit["q2"] <= 1.0
+
+
 def test_inline_lane_runs_at_once_and_reraises():
     from components.experiment.baselines import _InlineLane
 

@@ -22,7 +22,9 @@ def test_special_tokens_and_prompts(tiny_model):
     assert tiny_model.spec.prompts.style == "short"
     # the normalised tiny tokenizer lowercases and starts every text with a space
     assert tok.decode(item) == " i: lumora black leather office chair" + EMB
-    assert tok.decode(q) == " q: chair" + THINK
+    # the template's tail (":" + <think>) is encoded apart from the query, so it gets the
+    # tokenizer's leading space too: the model reads " :" (as measured in the probes)
+    assert tok.decode(q) == " q: chair :" + THINK
 
 
 def test_chat_prompt_for_chat_style():
