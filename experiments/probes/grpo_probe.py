@@ -30,10 +30,14 @@ data = prepare_data(ec, state_path("grpo-probe", "work"))
 model = LREMModel.load(a.model_dir)
 hard = ("qa", "alternative", "knowledge")
 
+RANKED = {}
+
+
 def report(name):
     items = model.embed_items(data.item_titles, batch_size=128)
     emb, cots = model.embed_queries(data.eval_texts, reasoning=True)
-    m, _ = score(data, emb, items, ec)
+    m, ranked = score(data, emb, items, ec)
+    RANKED[name] = ranked
     hr = {c: round(m[c]["hit_rate@100"], 4) for c in m}
     f1 = np.mean([keyword_f1(g, t) for g, t in zip(cots, data.teacher_eval_cots)])
     print("RESULT", name, json.dumps(hr), "hard_mean", round(float(np.mean([m[c]["hit_rate@100"] for c in hard])), 4),
@@ -55,5 +59,10 @@ res = train_grpo(model, split_for_rl(data.triplets, a.rl_share)[1], titles, GRPO
                  relevant=data.relevant, show_progress=False, replay_docs=data.corpus.train)
 print("GRPO", f"{time.time()-t0:.0f}s", json.dumps(res["first_rewards"]), json.dumps(res["last_rewards"]), flush=True)
 report("after")
+from components.evaluation.bootstrap import compare_by_group
+diff = compare_by_group(RANKED["after"], RANKED["before"], data.relevant, data.categories, 100,
+                        groups={"hard": hard}, n_resamples=2000, seed=0)
+print("AFTER_MINUS_BEFORE", json.dumps({g: {k: round(r[k], 4) for k in ("diff", "ci_low", "ci_high")}
+                                        for g, r in diff.items()}), flush=True)
 if a.save:
     model.save(a.save)
