@@ -195,6 +195,10 @@ class GRPOStageConfig:
     # (probes.md, "GRPO on that cold start": "first" pulled each query to one item and cost 0.014
     # HitRate@100 on the hard categories in 100 steps; "random" left the cold start's level intact)
     infonce_positive: str = "random"
+    # how a group's rewards become advantages (TRL's scale_rewards): "group" divides by the
+    # group's reward std (GRPO as published); "batch" by the batch's; "none" does not divide
+    # (Dr. GRPO): a group whose completions differ by a hair then moves the policy by a hair
+    scale_rewards: str = "group"
     # share of the training queries set aside for RL: the cold start never sees them, GRPO
     # trains on them only (0: both stages use every training query)
     rl_query_share: float = 0.0
@@ -337,6 +341,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.prompt_style": ("auto", *PROMPT_STYLES),
     "grpo.reward_funcs": REWARD_NAMES,
     "grpo.infonce_positive": ("first", "random"),
+    "grpo.scale_rewards": ("group", "batch", "none"),
     "cold_start.bf16": GPU_SWITCHES,
     "cold_start.gradient_checkpointing": GPU_SWITCHES,
 }

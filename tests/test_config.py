@@ -21,6 +21,7 @@ def test_shipped_configs_load(name):
      REWARD_NAMES),
     ({"cold_start": {"bf16": "yes"}}, "cold_start.bf16", GPU_SWITCHES),
     ({"cold_start": {"gradient_checkpointing": "on"}}, "cold_start.gradient_checkpointing", GPU_SWITCHES),
+    ({"grpo": {"scale_rewards": "std"}}, "grpo.scale_rewards", ("group", "batch", "none")),
     ({"gate": {"metric": "hit_rate@5"}}, "gate.metric", ("hit_rate@10", "hit_rate@50", "hit_rate@100",
                                                          "precision@10")),
 ])

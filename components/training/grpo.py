@@ -353,6 +353,7 @@ def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[
         warmup_steps=0,
         temperature=cfg.temperature,
         beta=0.0,
+        scale_rewards=cfg.scale_rewards,
         reward_weights=list(cfg.reward_weights),
         logging_steps=1,
         save_strategy="no",

@@ -191,6 +191,6 @@ def test_grpo_prompts_carry_every_teacher_kept_item_of_a_query(model, tmp_path):
     assert (rows["q1"]["item_index"], rows["q1"]["item_indices"]) == (2, [2, 5])
     assert (rows["q2"]["item_index"], rows["q2"]["item_indices"]) == (3, [3])
     cfg = GRPOStageConfig(max_steps=1, num_generations=4, per_device_batch_size=8, reward_pool_size=8,
-                          infonce_negatives=4, infonce_positive="random")
+                          infonce_negatives=4, infonce_positive="random", scale_rewards="none")
     run = [dict(t, cot="x", item_title=TITLES.get(t["item_id"], "")) for t in triplets if t["item_id"] in index]
     assert train_grpo(model, run * 2, TITLES, cfg, tmp_path, show_progress=False)["steps"] == 1
