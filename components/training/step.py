@@ -46,6 +46,22 @@ def world_corpus(cfg: PipelineConfig, data_uri: str, triplets: list[dict] | None
                                knowledge_repeats=cfg.backbone.knowledge_repeats, train_cots=docs)
 
 
+def _direct_stage(cfg: PipelineConfig):
+    return dataclasses.replace(cfg.cold_start, reasoning=False, lambda_sft=0.0, sft_warmup_ratio=0.0,
+                               self_cot_ratio=0.0, save_every=0, resume=False)  # the LREM's rehearsal too
+
+
+def direct_baseline_key(cfg: PipelineConfig, backbone_key: str, rows: list[dict]) -> str:
+    """Cache key of the direct baseline: backbone, training budget, model config (its prompt
+    template and pooling change what it embeds) and the training pairs."""
+    h = hashlib.sha256(backbone_key.encode())
+    h.update(json.dumps(dataclasses.asdict(_direct_stage(cfg)), sort_keys=True).encode())
+    h.update(json.dumps(dataclasses.asdict(cfg.model), sort_keys=True).encode())
+    for r in rows:
+        h.update(f"{r['query']}\t{r['item_id']}\n".encode())
+    return h.hexdigest()[:16]
+
+
 def _direct_baseline(cfg: PipelineConfig, backbone_dir: str, backbone_key: str, rows: list[dict],
                      replay_docs: list[str] | None = None) -> str:
     """The backbone fine-tuned as a direct embedder (last token, empty CoT, InfoNCE only) with the
@@ -53,13 +69,8 @@ def _direct_baseline(cfg: PipelineConfig, backbone_dir: str, backbone_key: str, 
     from components.model.lrem import LREMModel
     from components.training.cold_start import train_cold_start
 
-    cs = dataclasses.replace(cfg.cold_start, reasoning=False, lambda_sft=0.0, sft_warmup_ratio=0.0,
-                             self_cot_ratio=0.0, save_every=0, resume=False)  # the LREM's rehearsal too
-    h = hashlib.sha256(backbone_key.encode())
-    h.update(json.dumps(dataclasses.asdict(cs), sort_keys=True).encode())
-    for r in rows:
-        h.update(f"{r['query']}\t{r['item_id']}\n".encode())
-    target = state_path("baselines") / h.hexdigest()[:16]
+    cs = _direct_stage(cfg)
+    target = state_path("baselines") / direct_baseline_key(cfg, backbone_key, rows)
     if (target / "model" / "lrem_config.json").exists():
         log.info("direct baseline: cache hit (%s)", target.name)
         return str(target / "model")

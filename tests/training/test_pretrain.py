@@ -160,3 +160,21 @@ def test_tokenizer_normalisation_is_part_of_the_cache_key(world):
     cfg = BackboneConfig()
     assert cache_key(corpus, replace(SMALL, tokenizer_normalize=True), cfg) != \
         cache_key(corpus, replace(SMALL, tokenizer_normalize=False), cfg)
+
+
+def test_direct_baseline_cache_key_follows_the_prompt_template_budget_and_pairs():
+    """A cached direct baseline trained with another template must not be reused."""
+    import dataclasses
+
+    from components.config import PipelineConfig
+    from components.training.step import direct_baseline_key
+
+    cfg = PipelineConfig()
+    rows = [{"query": "keep coffee hot", "item_id": "I1"}]
+    key = direct_baseline_key(cfg, "bb", rows)
+    assert key == direct_baseline_key(PipelineConfig(), "bb", list(rows))
+    other_template = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, short_query_template="q: {query}"))
+    other_budget = dataclasses.replace(cfg, cold_start=dataclasses.replace(cfg.cold_start, max_steps=7))
+    assert len({key, direct_baseline_key(other_template, "bb", rows), direct_baseline_key(other_budget, "bb", rows),
+                direct_baseline_key(cfg, "bb2", rows),
+                direct_baseline_key(cfg, "bb", [{"query": "keep tea hot", "item_id": "I1"}])}) == 5
