@@ -141,7 +141,7 @@ def test_cot_documents_are_the_sft_text_of_each_training_query_once(world):
     docs = cot_documents(triplets, ModelConfig())
     assert len(docs) == len({t["query"] for t in triplets})
     t = triplets[0]
-    assert f"q: {t['query']}<think>{t['cot']}</think>" in docs
+    assert f"q: {t['query']}:<think>{t['cot']}</think>" in docs  # the short query template, then the CoT
 
 
 def test_corpus_switches_change_the_cache_key_only_through_the_corpus(world):
