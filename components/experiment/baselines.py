@@ -176,6 +176,7 @@ class ExperimentData:
     teacher_eval_cots: list  # the teacher's CoT of each eval query (the ceiling ablation only)
     n_train_queries: int
     n_eval_queries_total: int
+    item_types: dict = field(default_factory=dict)  # item id -> product type ({} when the catalog has none)
 
     @property
     def categories(self) -> dict[str, str]:
@@ -244,6 +245,8 @@ def prepare_data(cfg: ExperimentConfig, work_dir: Path) -> ExperimentData:
         eval_categories=eval_q["category"].tolist(), relevant=world.relevant(), corpus=corpus,
         teacher_eval_cots=teacher_cots,
         n_train_queries=len(train), n_eval_queries_total=len(eval_all),
+        item_types=dict(zip(world.catalog["item_id"], world.catalog["product_type"]))
+        if "product_type" in world.catalog else {},
     )
 
 
@@ -562,9 +565,7 @@ def write_markdown(payload: dict) -> str:
            if cfg.get("grpo_lm_replay_weight") else "")
         + (f"; the GRPO InfoNCE term's positive is a {cfg.get('grpo_infonce_positive', 'first')} teacher-kept item "
            "of the query" if cfg.get("grpo_infonce_positive") else "")
-        + (f"; GRPO advantages scaled by the {cfg['grpo_scale_rewards']} reward std"
-           if cfg.get("grpo_scale_rewards") not in (None, "none") else
-           "; GRPO advantages not divided by a reward std (Dr. GRPO)" if cfg.get("grpo_scale_rewards") == "none" else "")
+        + (f"; GRPO advantages scaled by reward std: {cfg['grpo_scale_rewards']}" if cfg.get("grpo_scale_rewards") else "")
         + ".",
         "",
         "| model | params | steps | batch | lr | train s | eval s | final train InfoNCE |",
@@ -779,16 +780,14 @@ def _evaluate_generated(rec: dict, model, data: ExperimentData, cfg: ExperimentC
     stats["teacher_keyword_f1_by_category"] = {
         c: float(np.mean([v for v, cat in zip(f1, data.eval_categories) if cat == c]))
         for c in dict.fromkeys(data.eval_categories)}
-    from components.data.io import load_knowledge, load_world
+    from components.data.io import load_knowledge
 
     try:
         phrases = type_phrases(load_knowledge(data.data_dir))
     except FileNotFoundError:  # real data: no product-type vocabulary
         phrases = {}
     if phrases:
-        catalog = load_world(data.data_dir).catalog
-        item_type = dict(zip(catalog["item_id"], catalog["product_type"])) if "product_type" in catalog else {}
-        acc = type_accuracy(cots, data.eval_ids, data.relevant, item_type, phrases)
+        acc = type_accuracy(cots, data.eval_ids, data.relevant, data.item_types, phrases)
         stats["type_accuracy"] = float(np.mean(acc)) if acc else 0.0
         stats["type_accuracy_by_category"] = {
             c: float(np.mean([v for v, cat in zip(acc, data.eval_categories) if cat == c]))
@@ -832,17 +831,11 @@ def type_oracle_ranking(query_ids: Sequence[str], relevant: dict, item_ids: Sequ
 def _type_oracle(data: ExperimentData, k: int, seed: int) -> dict[str, float] | None:
     """HitRate@k of :func:`type_oracle_ranking` per category, on the hard categories and overall
     (None without product types: real data)."""
-    from components.data.io import load_world
     from components.evaluation.bootstrap import per_query_hit_rate
 
-    try:
-        catalog = load_world(data.data_dir).catalog
-    except FileNotFoundError:
+    if not data.item_types:
         return None
-    if "product_type" not in catalog:
-        return None
-    item_type = dict(zip(catalog["item_id"], catalog["product_type"]))
-    ranked = type_oracle_ranking(data.eval_ids, data.relevant, list(data.item_ids), item_type, seed)
+    ranked = type_oracle_ranking(data.eval_ids, data.relevant, list(data.item_ids), data.item_types, seed)
     hit = per_query_hit_rate(ranked, data.relevant, k)
     cats = data.categories
 
