@@ -144,7 +144,9 @@ class ColdStartConfig:
     max_grad_norm: float = 1.0
     epochs: float = 1.0
     max_steps: Optional[int] = None  # overrides epochs when set
-    hard_negatives: int = 0  # extra negatives per query (items of the same department)
+    # extra negatives per query: items of the positive's product type that differ in a field the
+    # query names (brand, attribute value); queries naming none get none (TripletDataset)
+    hard_negatives: int = 0
     reasoning: bool = True  # False: train a direct embedder (empty CoT; use lambda_sft 0)
     # SFT warm-up: the first sft_warmup_ratio of the steps weigh SFT by sft_warmup_lambda (the
     # paper's 0.1 x SFT alone does not teach a small backbone its CoT within a CPU budget)

@@ -42,8 +42,10 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], n_resamples: int = 
 def compare_by_group(ranked_a: Mapping[str, Sequence[str]], ranked_b: Mapping[str, Sequence[str]],
                      relevant: Mapping[str, set], categories: Mapping[str, str], k: int,
                      groups: Mapping[str, Sequence[str]] | None = None, n_resamples: int = 2000,
-                     seed: int = 0) -> dict[str, dict[str, float]]:
-    """Paired bootstrap of HitRate@k (a minus b): overall, per category and per named group of categories."""
+                     seed: int = 0, query_groups: Mapping[str, Sequence[str]] | None = None
+                     ) -> dict[str, dict[str, float]]:
+    """Paired bootstrap of HitRate@k (a minus b): overall, per category, per named group of
+    categories (``groups``) and per named set of query ids (``query_groups``)."""
     ha = per_query_hit_rate(ranked_a, relevant, k)
     hb = per_query_hit_rate(ranked_b, relevant, k)
     qids = [q for q in ha if q in hb]
@@ -53,6 +55,9 @@ def compare_by_group(ranked_a: Mapping[str, Sequence[str]], ranked_b: Mapping[st
         sets[c] = [q for q in qids if categories[q] == c]
     for name, members in (groups or {}).items():
         sets[name] = [q for q in qids if categories[q] in set(members)]
+    for name, members in (query_groups or {}).items():
+        wanted = set(members)
+        sets[name] = [q for q in qids if q in wanted]
     out = {}
     for name, members in sets.items():
         if members:

@@ -31,11 +31,44 @@ from components.training.optim import build_optimizer
 log = logging.getLogger(__name__)
 
 
-class TripletDataset(Dataset):
-    """Query-CoT-Item triplets, optionally with hard negatives per query.
+_WORDS = re.compile(r"[a-z0-9]+")
 
-    A hard negative is an item of the positive's department that is not judged relevant
-    to the query (so it is never a false negative).
+
+def _word_set(value: Any) -> frozenset[str]:
+    return frozenset(_WORDS.findall(str(value).lower()))
+
+
+def named_fields(item: dict, query: str) -> dict[str, str]:
+    """The fields of ``item`` (brand, attributes) whose value the query names word for word."""
+    qwords = _word_set(query)
+    fields: dict[str, str] = {}
+    values = {"brand": item.get("brand")}
+    attributes = item.get("attributes")
+    if isinstance(attributes, dict):
+        values.update({f"attribute:{k}": v for k, v in attributes.items()})
+    for name, value in values.items():
+        vw = _word_set(value) if isinstance(value, str) else frozenset()
+        if vw and vw <= qwords:
+            fields[name] = value
+    return fields
+
+
+def _field(item: dict, name: str) -> Any:
+    if name == "brand":
+        return item.get("brand")
+    attributes = item.get("attributes")
+    return attributes.get(name.split(":", 1)[1]) if isinstance(attributes, dict) else None
+
+
+class TripletDataset(Dataset):
+    """Query-CoT-Item triplets, optionally with attribute-contrast hard negatives per query.
+
+    A hard negative is an item of the positive's product type that differs from the positive
+    in a field the query names (the query says "leather trainers", the positive is leather
+    trainers: a canvas pair is a negative), and is not judged relevant to the query. A query
+    that names none of its positive's fields gets none: an unjudged item of the right type
+    may well be relevant (the demo world judges at most ``max_relevant`` items per query),
+    and the batch's other queries are its negatives as before.
     """
 
     def __init__(self, triplets: Sequence[dict], hard_negatives: int = 0, catalog: Sequence[dict] | None = None,
@@ -43,32 +76,44 @@ class TripletDataset(Dataset):
         self.rows = list(triplets)
         self.hard_negatives = hard_negatives
         self.rng = random.Random(seed)
-        self.by_department: dict[str, list[dict]] = {}
-        self.department_of: dict[str, str] = {}
+        self.by_type: dict[str, list[dict]] = {}
+        self.items: dict[str, dict] = {}
         self.relevant = relevant or {}
         if hard_negatives:
             if catalog is None:
                 raise ValueError("hard negatives need the catalog")
             for item in catalog:
-                self.by_department.setdefault(item["department"], []).append(item)
-                self.department_of[item["item_id"]] = item["department"]
+                self.items[item["item_id"]] = item
+                if item.get("product_type"):
+                    self.by_type.setdefault(item["product_type"], []).append(item)
 
     def __len__(self) -> int:
         return len(self.rows)
 
+    def negatives_for(self, row: dict) -> list[dict]:
+        positive = self.items.get(row["item_id"])
+        if positive is None:
+            return []
+        fields = named_fields(positive, row["query"])
+        if not fields:
+            return []
+        pool = self.by_type.get(positive.get("product_type"), [])
+        bad = self.relevant.get(row["query_id"], set()) | {row["item_id"]}
+        picks: list[dict] = []
+        for _ in range(self.hard_negatives * 8):
+            if len(picks) == self.hard_negatives or not pool:
+                break
+            cand = pool[self.rng.randrange(len(pool))]
+            if cand["item_id"] in bad or any(c is cand for c in picks):
+                continue
+            if any(_field(cand, name) != value for name, value in fields.items()):
+                picks.append(cand)
+        return picks
+
     def __getitem__(self, idx: int) -> dict:
         row = dict(self.rows[idx])
         if self.hard_negatives:
-            pool = self.by_department.get(self.department_of.get(row["item_id"], ""), [])
-            bad = self.relevant.get(row["query_id"], set()) | {row["item_id"]}
-            picks: list[dict] = []
-            for _ in range(self.hard_negatives * 4):
-                if len(picks) == self.hard_negatives or not pool:
-                    break
-                cand = pool[self.rng.randrange(len(pool))]
-                if cand["item_id"] not in bad:
-                    picks.append(cand)
-            row["negatives"] = [(c["item_id"], c["title"]) for c in picks]
+            row["negatives"] = [(c["item_id"], c["title"]) for c in self.negatives_for(row)]
         return row
 
 

@@ -63,7 +63,7 @@ def direct_baseline_key(cfg: PipelineConfig, backbone_key: str, rows: list[dict]
 
 
 def _direct_baseline(cfg: PipelineConfig, backbone_dir: str, backbone_key: str, rows: list[dict],
-                     replay_docs: list[str] | None = None) -> str:
+                     replay_docs: list[str] | None = None, data_uri: str | None = None) -> str:
     """The backbone fine-tuned as a direct embedder (last token, empty CoT, InfoNCE only) with the
     cold start's budget: what the LREM must beat. Cached by backbone, triplets and budget."""
     from components.model.lrem import LREMModel
@@ -76,7 +76,12 @@ def _direct_baseline(cfg: PipelineConfig, backbone_dir: str, backbone_key: str, 
         return str(target / "model")
     model = LREMModel.create(dataclasses.replace(cfg.model, pooling="emb_token"), backbone_dir=backbone_dir)
     tmp = target.with_name(target.name + ".tmp")
-    result = train_cold_start(model, rows, cs, tmp, replay_docs=replay_docs if cs.lm_replay_weight else None)
+    mining = {}
+    if cs.hard_negatives:  # the same hard negatives as the LREM's cold start
+        world = load_world(data_uri)
+        mining = dict(catalog=world.catalog.to_dict(orient="records"), relevant=world.relevant())
+    result = train_cold_start(model, rows, cs, tmp, replay_docs=replay_docs if cs.lm_replay_weight else None,
+                              **mining)
     tmp.rename(target)
     log.info("direct baseline: trained %d steps (%s)", result["steps"], target.name)
     return str(target / "model")
@@ -94,7 +99,7 @@ def run_prepare_backbone(cfg: PipelineConfig, snapshot: DataSnapshot, triplets: 
     rows = read_jsonl(Path(triplets.triplets_uri))
     corpus = world_corpus(cfg, snapshot.data_uri, rows)
     result = prepare_backbone(cfg.model, cfg.backbone, corpus, state_path("backbones"))
-    baseline = _direct_baseline(cfg, result.model_dir, result.cache_key, rows, corpus.train)
+    baseline = _direct_baseline(cfg, result.model_dir, result.cache_key, rows, corpus.train, snapshot.data_uri)
     uri = f"models:/{cfg.backbone.registered_name}/{result.registered_version}" if result.registered_version else None
     with tracking.resume(cfg, snapshot.mlflow_run_id):
         mlflow.set_tags({"backbone.cache_key": result.cache_key, "backbone.source": result.source,

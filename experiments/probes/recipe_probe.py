@@ -39,6 +39,7 @@ p.add_argument("--replay-batch", type=int, default=16)
 p.add_argument("--replay-direct", action="store_true", help="the direct embedders rehearse too")
 p.add_argument("--query-template", default=None, help="model.short_query_template (default: the config's)")
 p.add_argument("--lambda-sft", type=float, default=0.1, help="LREM: SFT weight after the warm-up")
+p.add_argument("--hard-negatives", type=int, default=0, help="attribute-contrast hard negatives per pair (every model)")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 logging.basicConfig(level=logging.INFO)
@@ -67,6 +68,8 @@ def report(name, q, items):
     hr = {c: round(m[c]["hit_rate@100"], 4) for c in m}
     hardv = np.mean([m[c]["hit_rate@100"] for c in hard])
     print("RESULT", name, json.dumps(hr), "hard_mean", round(float(hardv), 4), flush=True)
+    print("RESULT@10", name, json.dumps({c: round(m[c]["hit_rate@10"], 4) for c in m}),
+          "P@10", json.dumps({c: round(m[c]["precision@10"], 4) for c in m}), flush=True)
 for which in a.models.split(","):
     reasoning = which == "lrem"
     model = LREMModel.create(replace(mc, pooling="mean" if which == "direct_mean" else "emb_token"),
@@ -75,12 +78,14 @@ for which in a.models.split(","):
                          max_steps=a.cs_steps, batch_size=64, save_every=0, resume=False,
                          sft_warmup_ratio=a.warmup_sft if reasoning else 0.0, self_cot_ratio=a.self_cot,
                          sft_warmup_infonce=not a.warmup_no_infonce, wrong_cot_ratio=a.wrong_cot if reasoning else 0.0,
-                         lm_replay_weight=a.replay if reasoning or a.replay_direct else 0.0, lm_replay_batch=a.replay_batch)
+                         lm_replay_weight=a.replay if reasoning or a.replay_direct else 0.0, lm_replay_batch=a.replay_batch,
+                         hard_negatives=a.hard_negatives)
     t0 = time.time()
     from components.training.grpo import split_for_rl
     rows = split_for_rl(data.triplets, a.rl_share)[0] if reasoning else data.triplets
     summ = train_cold_start(model, rows, cs, state_path("probe", which), show_progress=False,
-                            replay_docs=corpus.train if cs.lm_replay_weight else None)
+                            replay_docs=corpus.train if cs.lm_replay_weight else None,
+                            catalog=world.catalog.to_dict(orient="records"), relevant=world.relevant())
     print("TRAIN", which, f"{time.time()-t0:.0f}s", json.dumps(summ["last"]), flush=True)
     if a.save and reasoning:
         model.save(a.save)

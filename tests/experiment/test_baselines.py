@@ -26,11 +26,13 @@ def test_exact_top_k_matches_a_full_sort():
 
 
 def test_cli_quick_and_steps():
-    argv = ["--quick", "--steps", "5", "--models", "lrem_cs", "--grpo-steps", "3"]
+    argv = ["--quick", "--steps", "5", "--models", "lrem_cs", "--grpo-steps", "3", "--hard-negatives", "2"]
     cfg = config_from_args(build_parser().parse_args(argv), argv)
     assert (cfg.steps, cfg.max_eval_queries, cfg.models, cfg.grpo_steps) == (5, 200, ["lrem_cs"], 3)
+    assert cfg.hard_negatives == 2
     assert "experiments/results" not in cfg.output_dir  # a smoke run never overwrites the real results
-    assert cfg.command == "python -m components.experiment --quick --steps 5 --models lrem_cs --grpo-steps 3"
+    assert cfg.command == ("python -m components.experiment --quick --steps 5 --models lrem_cs --grpo-steps 3 "
+                           "--hard-negatives 2")
     default = config_from_args(build_parser().parse_args([]), [])
     assert (default.steps, default.batch_size, default.output_dir) == (600, 64, "experiments/results")
 
@@ -42,7 +44,8 @@ def result(tmp_path, monkeypatch):
                            output_dir=str(tmp_path / "out"), show_progress=False, grpo_steps=1,
                            backbone=BackboneConfig(steps=3, batch_size=4, seq_len=32),
                            model=ModelConfig(vocab_size=800, hidden_size=32, intermediate_size=64,
-                                             num_hidden_layers=1), bootstrap_resamples=50)
+                                             num_hidden_layers=1), bootstrap_resamples=50,
+                           hard_negatives=1)  # every trained row mines them (MiniLM in the second process too)
     return run_experiment(cfg), cfg, tmp_path
 
 
@@ -160,3 +163,35 @@ def test_inline_lane_runs_at_once_and_reraises():
     job = lane.apply_async(boom)
     with pytest.raises(ValueError, match="lane task failed"):
         job.get()
+
+
+def test_intent_split_names_hard_queries_whose_intent_no_training_query_has():
+    import pandas as pd
+
+    from components.evaluation.bootstrap import compare_by_group
+    from components.experiment.baselines import intent_of, intent_seen
+
+    knowledge = {"uses": [{"use": "dice onions", "product_types": ["Chef Knife"]},
+                          {"use": "dice onions quickly", "product_types": ["Food Processor"]},
+                          {"use": "brew tea", "product_types": ["Teapot"]}],
+                 "facts": [{"fact": "the sport played at wimbledon", "product_types": ["Tennis Racket"]}],
+                 "premium_brands": {"Korane": {"product_type": "Camping Tent"}}}
+    assert intent_of("help me dice onions quickly", "qa", knowledge) == "dice onions quickly"  # the longest
+    assert intent_of("help me dice onionsx", "qa", knowledge) is None  # whole words only
+    assert intent_of("gear for the sport played at wimbledon", "knowledge", knowledge) == "the sport played at wimbledon"
+    assert intent_of("like korane but cheaper", "alternative", knowledge) == "Korane"
+    assert intent_of("red tent", "plain", knowledge) is None
+    train = pd.DataFrame({"text": ["i want to brew tea", "similar to korane for less"]})
+    eval_q = pd.DataFrame({"query_id": ["q1", "q2", "q3", "q4"], "category": ["qa", "qa", "alternative", "plain"],
+                           "text": ["how to brew tea fast", "dice onions", "korane but cheaper", "red tent"]})
+    seen = intent_seen(eval_q, train, knowledge)
+    assert seen == {"q1": True, "q2": False, "q3": True}
+    # the bootstrap compares any named set of query ids
+    ranked_a = {"q1": ["i1"], "q2": ["i2"], "q3": ["x"]}
+    ranked_b = {"q1": ["x"], "q2": ["x"], "q3": ["x"]}
+    relevant = {"q1": {"i1"}, "q2": {"i2"}, "q3": {"i3"}}
+    cats = {"q1": "qa", "q2": "qa", "q3": "alternative"}
+    rows = compare_by_group(ranked_a, ranked_b, relevant, cats, 1, n_resamples=20,
+                            query_groups={"new": ["q2"], "seen": ["q1", "q3"]})
+    assert rows["new"]["n"] == 1 and rows["new"]["diff"] == 1.0
+    assert rows["seen"]["n"] == 2 and rows["seen"]["diff"] == 0.5

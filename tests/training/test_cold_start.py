@@ -91,22 +91,44 @@ def test_resume_from_last_checkpoint(demo_world, tmp_path):
     assert np.abs(a - b).max() < 1e-4  # same data order and optimizer state: same model
 
 
-def test_hard_negatives_are_same_department_and_never_relevant(demo_world):
-    from components.training.cold_start import TripletDataset
+def test_hard_negatives_contrast_a_field_the_query_names(demo_world):
+    from components.training.cold_start import TripletDataset, named_fields
 
     world, triplets = demo_world
     catalog = world.catalog.to_dict(orient="records")
-    department = {r["item_id"]: r["department"] for r in catalog}
+    items = {r["item_id"]: r for r in catalog}
     relevant = world.relevant()
-    ds = TripletDataset(triplets[:200], hard_negatives=3, catalog=catalog, relevant=relevant, seed=1)
-    n_with = 0
+    rows = [t for t in triplets if t["item_id"] in items]  # the fixture keeps part of the catalog
+    ds = TripletDataset(rows, hard_negatives=3, catalog=catalog, relevant=relevant, seed=1)
+    n_with = n_named = 0
     for i in range(len(ds)):
         row = ds[i]
-        for item_id, _title in row["negatives"]:
-            assert department[item_id] == department[row["item_id"]]
+        positive = items[row["item_id"]]
+        fields = named_fields(positive, row["query"])
+        n_named += bool(fields)
+        if not fields:
+            assert row["negatives"] == []  # nothing the query asks for to contrast
+        for item_id, title in row["negatives"]:
+            neg = items[item_id]
+            assert title == neg["title"] and neg["product_type"] == positive["product_type"]
             assert item_id not in relevant[row["query_id"]] and item_id != row["item_id"]
+            differs = [name for name, value in fields.items()
+                       if (neg["brand"] if name == "brand" else neg["attributes"][name.split(":")[1]]) != value]
+            assert differs, (row["query"], positive["title"], neg["title"])
         n_with += bool(row["negatives"])
-    assert n_with > 150
+    assert n_named > 0 and n_with >= 0.9 * n_named
+    # a hard category's query shares no word with its items' titles: it gets none
+    hard = [t for t in rows if world.queries.set_index("query_id").loc[t["query_id"], "category"] == "qa"]
+    assert hard and all(not ds.negatives_for(t) for t in hard)
+
+
+def test_named_fields_reads_brand_and_attribute_values():
+    from components.training.cold_start import named_fields
+
+    item = {"brand": "Pelaro", "attributes": {"color": "silver", "power": "900w", "style": "countertop"}}
+    assert named_fields(item, "pelaro silver blender") == {"brand": "Pelaro", "attribute:color": "silver"}
+    assert named_fields(item, "a blender for smoothies") == {}
+    assert named_fields({"brand": "X", "attributes": None}, "y") == {}
 
 
 def test_gradient_accumulation_counts_optimizer_steps(demo_world, tmp_path):
