@@ -147,6 +147,8 @@ class ColdStartConfig:
     # extra negatives per query: items of the positive's product type that differ in a field the
     # query names (brand, attribute value); queries naming none get none (TripletDataset)
     hard_negatives: int = 0
+    # "batch": a hard negative is a negative of every query in the batch; "query": of its own query only
+    hard_negative_scope: str = "batch"
     reasoning: bool = True  # False: train a direct embedder (empty CoT; use lambda_sft 0)
     # SFT warm-up: the first sft_warmup_ratio of the steps weigh SFT by sft_warmup_lambda (the
     # paper's 0.1 x SFT alone does not teach a small backbone its CoT within a CPU budget)
@@ -344,6 +346,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "grpo.reward_funcs": REWARD_NAMES,
     "grpo.infonce_positive": ("first", "random"),
     "grpo.scale_rewards": ("group", "batch", "none"),
+    "cold_start.hard_negative_scope": ("batch", "query"),
     "cold_start.bf16": GPU_SWITCHES,
     "cold_start.gradient_checkpointing": GPU_SWITCHES,
 }

@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GRPO advantages: rewards divided by the group's std (group, GRPO's), the batch's, or none (Dr. GRPO)")
     p.add_argument("--hard-negatives", type=int,
                    help="every trained row: attribute-contrast hard negatives per pair (default 0; probes.md)")
+    p.add_argument("--hard-negative-scope", choices=("batch", "query"),
+                   help="a hard negative is a negative of every query in the batch, or of its own query only")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, help="torch CPU threads (default 1; 0: torch's default)")
     p.add_argument("--workers", type=int,
@@ -66,7 +68,8 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> ExperimentCon
                      ("grpo_reward_pool", "grpo_reward_pool"), ("grpo_temperature", "grpo_temperature"),
                      ("grpo_lm_replay", "grpo_lm_replay_weight"), ("lm_replay_batch", "lm_replay_batch"),
                      ("grpo_infonce_positive", "grpo_infonce_positive"),
-                     ("grpo_scale_rewards", "grpo_scale_rewards"), ("hard_negatives", "hard_negatives")):
+                     ("grpo_scale_rewards", "grpo_scale_rewards"), ("hard_negatives", "hard_negatives"),
+                     ("hard_negative_scope", "hard_negative_scope")):
         value = getattr(args, arg)
         if value is not None:
             overrides[key] = value

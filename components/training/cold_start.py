@@ -118,21 +118,25 @@ class TripletDataset(Dataset):
 
 
 class ColdStartCollator:
-    def __init__(self, model: LREMModel, reasoning: bool = True):
+    def __init__(self, model: LREMModel, reasoning: bool = True, private_negatives: bool = False):
         self.model = model
         self.reasoning = reasoning
+        self.private_negatives = private_negatives
 
     def __call__(self, rows: list[dict]) -> dict[str, Any]:
         cots = [r["cot"] for r in rows] if self.reasoning else None
         query = self.model.query_batch([r["query"] for r in rows], cots)
         keys = [r["item_id"] for r in rows]
         titles = [r["item_title"] for r in rows]
-        for r in rows:
+        owners = []
+        for i, r in enumerate(rows):
             for item_id, title in r.get("negatives", []):
                 keys.append(item_id)
                 titles.append(title)
+                owners.append(i)
         item_ids, item_mask = self.model.item_batch(titles)
         return {"query": query, "item_ids": item_ids, "item_mask": item_mask, "item_keys": keys,
+                "negative_owners": owners if self.private_negatives else None,
                 "queries": [r["query"] for r in rows], "cots": cots}
 
 
@@ -146,6 +150,7 @@ class ColdStartObjective(nn.Module):
 
     def forward(self, query: QueryBatch, item_ids: torch.Tensor, item_mask: torch.Tensor,
                 item_keys: Sequence[str], queries: Sequence[str] | None = None, cots: Sequence[str] | None = None,
+                negative_owners: Sequence[int] | None = None,
                 own_cot_query: QueryBatch | None = None, lambda_sft: float | None = None,
                 lambda_infonce: float | None = None, replay_ids: torch.Tensor | None = None
                 ) -> dict[str, torch.Tensor]:
@@ -159,7 +164,7 @@ class ColdStartObjective(nn.Module):
             if own_cot_query is not None:
                 q_emb = self.model.encode(own_cot_query.input_ids, own_cot_query.attention_mask)
             i_emb = self.model.encode(item_ids, item_mask)
-            nce = info_nce(q_emb, i_emb, self.cfg.temperature, item_keys=item_keys)
+            nce = info_nce(q_emb, i_emb, self.cfg.temperature, item_keys=item_keys, negative_owners=negative_owners)
         else:
             nce = torch.zeros((), device=sft.device)
         weight = self.cfg.lambda_sft if lambda_sft is None else lambda_sft
@@ -291,7 +296,8 @@ def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartC
     dataset = TripletDataset(triplets, cfg.hard_negatives, catalog, relevant, seed=cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=len(dataset) > cfg.batch_size,
-                        collate_fn=ColdStartCollator(model, cfg.reasoning), generator=gen)
+                        collate_fn=ColdStartCollator(model, cfg.reasoning, cfg.hard_negative_scope == "query"),
+                        generator=gen)
     total_steps = plan_steps(len(dataset), cfg)
     objective = ColdStartObjective(model, cfg)
     optimizer, scheduler = build_optimizer(model, cfg.learning_rate, cfg.weight_decay, cfg.warmup_ratio, total_steps)

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 
 def info_nce(query_emb: torch.Tensor, item_emb: torch.Tensor, temperature: float,
-             item_keys: Sequence[str] | None = None, n_positives: int | None = None) -> torch.Tensor:
+             item_keys: Sequence[str] | None = None, n_positives: int | None = None,
+             negative_owners: Sequence[int] | None = None) -> torch.Tensor:
     """InfoNCE with in-batch negatives on cosine similarity / temperature.
 
     ``query_emb`` is (B, d); ``item_emb`` is (M, d) with M >= B, where row i of the first B
@@ -17,6 +18,9 @@ def info_nce(query_emb: torch.Tensor, item_emb: torch.Tensor, temperature: float
     the batch. Embeddings are expected L2-normalised (cosine = dot product).
     ``item_keys`` (length M) names each item: a negative that is the same item as the
     query's positive is a false negative and is masked out.
+    ``negative_owners`` (length M - B): the query each extra negative was mined for; it is then a
+    negative of that query only (masked for the rest of the batch, where an item of the same
+    product type may well be relevant).
     """
     b = query_emb.shape[0]
     n_pos = b if n_positives is None else n_positives
@@ -27,6 +31,11 @@ def info_nce(query_emb: torch.Tensor, item_emb: torch.Tensor, temperature: float
         same = codes[:n_pos, None] == codes[None, :]
         same[torch.arange(n_pos), torch.arange(n_pos)] = False  # a query's own positive stays
         logits = logits.masked_fill(same, float("-inf"))
+    if negative_owners is not None and len(negative_owners):
+        owners = torch.tensor(list(negative_owners), device=logits.device)
+        foreign = torch.arange(b, device=logits.device)[:, None] != owners[None, :]
+        extra = logits[:, n_pos:].masked_fill(foreign, float("-inf"))
+        logits = torch.cat([logits[:, :n_pos], extra], dim=1)
     labels = torch.arange(n_pos, device=logits.device)
     return F.cross_entropy(logits.float(), labels)
 

@@ -137,7 +137,8 @@ def test_gradient_accumulation_counts_optimizer_steps(demo_world, tmp_path):
                              world.catalog["title"].tolist())
     seen = []
     result = train_cold_start(model, triplets, ColdStartConfig(max_steps=3, batch_size=8, grad_accum_steps=2,
-                                                               hard_negatives=2, log_every=1, save_every=0),
+                                                               hard_negatives=2, hard_negative_scope="query",
+                                                               log_every=1, save_every=0),
                               tmp_path, catalog=world.catalog.to_dict(orient="records"), relevant=world.relevant(),
                               log_metrics=lambda m, s: seen.append(s), show_progress=False)
     assert result["steps"] == 3 and seen == [1, 2, 3]

@@ -34,6 +34,21 @@ def test_info_nce_with_extra_hard_negatives():
     assert harder > plain
 
 
+def test_info_nce_private_hard_negatives_count_for_their_own_query_only():
+    import math
+
+    q = torch.eye(2)
+    items = torch.cat([torch.eye(2), torch.tensor([[1.0, 0.0]])])  # the extra item is mined for query 0
+    private = info_nce(q, items, 1.0, item_keys=["a", "b", "c"], negative_owners=[0])
+    # by hand: query 0 sees its positive (1), query 1's positive (0) and its negative (1);
+    # query 1 sees query 0's positive (0) and its own (1), not query 0's negative
+    e = math.e
+    expected = 0.5 * (-math.log(e / (e + 1 + e)) - math.log(e / (1 + e)))
+    assert abs(private.item() - expected) < 1e-5
+    shared = info_nce(q, items, 1.0, item_keys=["a", "b", "c"])
+    assert shared > private  # shared, it is a negative of query 1 too
+
+
 def test_in_batch_rank():
     q = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
     i = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
