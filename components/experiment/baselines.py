@@ -350,10 +350,9 @@ def train_minilm(model, triplets: Sequence[dict], cfg: ExperimentConfig,
     import torch
     from tqdm.auto import tqdm
 
+    from components.training.cold_start import TripletDataset
     from components.training.losses import info_nce
     from components.training.optim import build_optimizer
-
-    from components.training.cold_start import TripletDataset
 
     torch.manual_seed(cfg.seed)
     dataset = TripletDataset(triplets, cfg.hard_negatives if catalog is not None else 0, catalog, relevant,
