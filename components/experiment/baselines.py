@@ -33,10 +33,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -49,8 +49,6 @@ import numpy as np
 from components.config import (CATEGORIES, BackboneConfig, ColdStartConfig, GRPOStageConfig, ModelConfig,
                                TeacherConfig, WorldConfig)
 from components.paths import REPO_ROOT, state_path
-
-_WORD_RE = re.compile(r"[a-z0-9]+")
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -185,10 +183,14 @@ class ExperimentData:
     teacher_eval_cots: list  # the teacher's CoT of each eval query (the ceiling ablation only)
     n_train_queries: int
     n_eval_queries_total: int
-    item_types: dict = field(default_factory=dict)  # item id -> product type ({} when the catalog has none)
-    catalog: list = field(default_factory=list)  # catalog rows (hard-negative mining)
+    catalog: list = field(default_factory=list)  # catalog rows (hard-negative mining, item types)
     # hard eval query id -> whether a training query has its intent (intent_of); absent: none found
     intent_seen: dict = field(default_factory=dict)
+
+    @functools.cached_property
+    def item_types(self) -> dict[str, str]:
+        """Item id -> product type ({} when the catalog has none)."""
+        return {r["item_id"]: r["product_type"] for r in self.catalog if r.get("product_type")}
 
     @property
     def categories(self) -> dict[str, str]:
@@ -257,15 +259,20 @@ def prepare_data(cfg: ExperimentConfig, work_dir: Path) -> ExperimentData:
         eval_categories=eval_q["category"].tolist(), relevant=world.relevant(), corpus=corpus,
         teacher_eval_cots=teacher_cots,
         n_train_queries=len(train), n_eval_queries_total=len(eval_all),
-        item_types=dict(zip(world.catalog["item_id"], world.catalog["product_type"]))
-        if "product_type" in world.catalog else {},
         catalog=world.catalog.to_dict(orient="records"),
         intent_seen=intent_seen(eval_q, train, knowledge),
     )
 
 
+def _padded(text: str) -> str:
+    """The text's words between spaces, so a phrase matches whole words only."""
+    from components.data.generate import words
+
+    return f" {' '.join(words(text))} "
+
+
 def _phrase_in(phrase: str, text: str) -> bool:
-    return f" {' '.join(_WORD_RE.findall(phrase.lower()))} " in f" {' '.join(_WORD_RE.findall(text.lower()))} "
+    return _padded(phrase) in _padded(text)
 
 
 def intent_of(text: str, category: str, knowledge: dict) -> str | None:
@@ -287,14 +294,14 @@ def intent_seen(eval_q, train, knowledge: dict) -> dict[str, bool]:
     """Hard eval query id -> whether some training query names the same intent. Queries whose
     intent is new test what the backbone knows rather than what the training pairs taught."""
     out: dict[str, bool] = {}
-    train_texts = train["text"].tolist()
+    train_texts = [_padded(t) for t in train["text"]]
     cache: dict[str, bool] = {}
     for qid, text, category in zip(eval_q["query_id"], eval_q["text"], eval_q["category"]):
         intent = intent_of(text, category, knowledge)
         if intent is None:
             continue
         if intent not in cache:
-            cache[intent] = any(_phrase_in(intent, t) for t in train_texts)
+            cache[intent] = any(_padded(intent) in t for t in train_texts)
         out[qid] = cache[intent]
     return out
 

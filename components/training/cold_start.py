@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from components.config import ColdStartConfig
+from components.data.generate import words
 from components.model.lrem import LREMModel, QueryBatch
 from components.training.losses import info_nce
 from components.training.optim import build_optimizer
@@ -31,23 +32,16 @@ from components.training.optim import build_optimizer
 log = logging.getLogger(__name__)
 
 
-_WORDS = re.compile(r"[a-z0-9]+")
-
-
-def _word_set(value: Any) -> frozenset[str]:
-    return frozenset(_WORDS.findall(str(value).lower()))
-
-
 def named_fields(item: dict, query: str) -> dict[str, str]:
     """The fields of ``item`` (brand, attributes) whose value the query names word for word."""
-    qwords = _word_set(query)
+    qwords = set(words(query))
     fields: dict[str, str] = {}
     values = {"brand": item.get("brand")}
     attributes = item.get("attributes")
     if isinstance(attributes, dict):
         values.update({f"attribute:{k}": v for k, v in attributes.items()})
     for name, value in values.items():
-        vw = _word_set(value) if isinstance(value, str) else frozenset()
+        vw = set(words(value)) if isinstance(value, str) else set()
         if vw and vw <= qwords:
             fields[name] = value
     return fields
