@@ -40,6 +40,10 @@ class LREMSpec:
     normalize: bool = True
     base: str = "tiny"
     token_ids: dict = field(default_factory=dict)  # filled on save: <think>, </think>, <emb>, pad
+    # True: the template's tail is tokenised joined to the text (``q: {query}:`` reads
+    # "trainers" ":" as the whole prompt string does, and as TRL's GRPO tokenises it). False:
+    # the tail apart (" :" for the normalised BPE), as models saved before this field were trained.
+    joined_tail: bool = True
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -48,6 +52,7 @@ class LREMSpec:
     def from_json(cls, text: str) -> "LREMSpec":
         raw = json.loads(text)
         raw["prompts"] = PromptSpec(**raw.get("prompts", {}))
+        raw.setdefault("joined_tail", False)  # saved before the field: trained with the tail apart
         return cls(**raw)
 
 
@@ -212,19 +217,36 @@ class LREMModel(nn.Module):
 
         The template (chat header, trailing ``<think>`` or ``<emb>``) is encoded apart from the
         text so truncation never removes it; the texts are tokenised in one batched call.
-        Training and serving share this one path.
+        Training and serving share this one path. With ``spec.joined_tail`` a text that fits is
+        encoded together with the tail, so the ids are those of the whole prompt string (what
+        TRL's GRPO trainer feeds the policy); a cut text gets the tail as encoded after a word.
         """
         if render not in self._template_cache:
             full = render(self.tokenizer, self.spec.prompts, "\u0000")
             head, tail = full.split("\u0000")
             if self._prefix_space:
                 head = head.rstrip(" ")
-            self._template_cache[render] = (self._encode_text(head), self._encode_text(tail))
-        head_ids, tail_ids = self._template_cache[render]
+            self._template_cache[render] = (self._encode_text(head), self._encode_text(tail), tail,
+                                            self._tail_after_word(tail))
+        head_ids, tail_ids, tail, joined_ids = self._template_cache[render]
         if not texts:
             return []
         encoded = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-        return [head_ids + ids[:max_tokens] + tail_ids for ids in encoded]
+        if not self.spec.joined_tail:
+            return [head_ids + ids[:max_tokens] + tail_ids for ids in encoded]
+        fits = [i for i, ids in enumerate(encoded) if len(ids) <= max_tokens]
+        whole = self.tokenizer([texts[i] + tail for i in fits], add_special_tokens=False)["input_ids"] if fits else []
+        rows = [head_ids + ids[:max_tokens] + joined_ids for ids in encoded]
+        for i, ids in zip(fits, whole):
+            rows[i] = head_ids + ids
+        return rows
+
+    def _tail_after_word(self, tail: str) -> list[int]:
+        """The tail's ids when it follows a word: the ids of ``"x" + tail`` after those of ``"x"``
+        (the tail apart when the two do not split there)."""
+        word = self._encode_text("x")
+        ids = self._encode_text("x" + tail)
+        return ids[len(word):] if ids[: len(word)] == word else self._encode_text(tail)
 
     def item_input_ids(self, title: str) -> list[int]:
         return self._templated_ids(prompts.item_prompt, [title], self.spec.max_item_tokens)[0]

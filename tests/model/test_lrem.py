@@ -22,9 +22,9 @@ def test_special_tokens_and_prompts(tiny_model):
     assert tiny_model.spec.prompts.style == "short"
     # the normalised tiny tokenizer lowercases and starts every text with a space
     assert tok.decode(item) == " i: lumora black leather office chair" + EMB
-    # the template's tail (":" + <think>) is encoded apart from the query, so it gets the
-    # tokenizer's leading space too: the model reads " :" (as measured in the probes)
-    assert tok.decode(q) == " q: chair :" + THINK
+    # the template's tail (":" + <think>) follows the query's last word as in the whole prompt
+    # string: the model reads "chair:", as in the knowledge sentences it was pre-trained on
+    assert tok.decode(q) == " q: chair:" + THINK
 
 
 def test_chat_prompt_for_chat_style():
@@ -186,3 +186,41 @@ def test_normalized_tokenizer_spells_a_word_one_way(tmp_path):
     model.save(tmp_path / "m")
     again = LREMModel.load(tmp_path / "m")
     assert again.tokenizer.tokenize("Similar to WYNARO") == tok.tokenize("similar to wynaro")
+
+
+def test_query_prompt_ids_are_the_whole_prompt_strings_tokens(tmp_path):
+    """TRL's GRPO trainer tokenises the prompt string whole; the cold start, evaluation and
+    serving encode template and query apart. With ``joined_tail`` both give the same ids, so
+    the policy samples in the context it was trained and is served in (before: "trainers", " ",
+    ":" in the cold start, "trainers", ":" in GRPO). A spec saved without the field keeps the
+    tail apart, as its model was trained."""
+    import json
+
+    from components.config import ModelConfig
+    from components.model import prompts
+    from components.model.lrem import SPEC_FILE
+    from tests.model.conftest import CORPUS
+
+    cfg = ModelConfig(vocab_size=600, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      tokenizer_normalize=True, short_query_template="q: {query}:")
+    model = LREMModel.create(cfg, CORPUS)
+    tok = model.tokenizer
+    assert model.spec.joined_tail
+    for q in ["leather trainers", "shoes?", "cheap alternative to lumora", "x"]:
+        whole = tok(prompts.query_prompt(tok, model.spec.prompts, q), add_special_tokens=False)["input_ids"]
+        assert model.query_prompt_ids(q) == whole, q
+        assert model.query_prompts_ids([q, "tumbler"])[0] == whole
+        assert tok.convert_ids_to_tokens(whole)[-2:] == [":", "<think>"]
+    # a query cut to max_query_tokens still ends with the tail as it follows a word
+    long_ids = model.query_prompt_ids("chair " * 100)
+    assert len(long_ids) == len(model.query_prompt_ids("chair")) - 1 + model.spec.max_query_tokens
+    assert tok.convert_ids_to_tokens(long_ids)[-2:] == [":", "<think>"]
+    # a model saved before the field: the tail apart, as it was trained
+    saved = model.save(tmp_path / "m")
+    spec = json.loads((saved / SPEC_FILE).read_text())
+    assert spec["joined_tail"] is True and LREMModel.load(saved).query_prompt_ids("chair") == model.query_prompt_ids("chair")
+    del spec["joined_tail"]
+    (saved / SPEC_FILE).write_text(json.dumps(spec))
+    old = LREMModel.load(saved)
+    assert not old.spec.joined_tail
+    assert tok.convert_ids_to_tokens(old.query_prompt_ids("leather trainers"))[-3:] == ["Ġ", ":", "<think>"]
