@@ -307,6 +307,30 @@ def grpo_prompts(model: LREMModel, triplets: Sequence[dict], item_index: Mapping
     return rows
 
 
+def check_prompt_tokens(model: LREMModel, rows: Sequence[dict], sample: int = 64) -> None:
+    """Raise unless TRL's tokenisation of the prompt strings (``processing_class(text=...)``, as
+    its GRPO trainer calls it) gives the ids the cold start, evaluation and serving use: the
+    policy must sample in the context it was trained and is served in. Checks the first
+    ``sample`` prompts whose query fits ``max_query_tokens`` (a cut query differs by design)."""
+    fits = [r for r in rows
+            if len(model.tokenizer(r["query"], add_special_tokens=False)["input_ids"]) <= model.spec.max_query_tokens]
+    fits = fits[:sample]
+    if not fits:
+        return
+    trl_ids = model.tokenizer(text=[r["prompt"] for r in fits])["input_ids"]
+    for row, ids in zip(fits, trl_ids):
+        ours = model.query_prompt_ids(row["query"])
+        if list(ids) != ours:
+            tok = model.tokenizer
+            raise ValueError(
+                f"GRPO prompt tokens differ from the model's own for query {row['query']!r}: TRL reads "
+                f"{tok.convert_ids_to_tokens(list(ids))}, the cold start and serving "
+                f"{tok.convert_ids_to_tokens(ours)}"
+                + ("" if model.spec.joined_tail else
+                   " (the model's spec has joined_tail false: it was saved before 2026-12-02 and encodes "
+                   "the template's tail apart; train a new cold start before GRPO)"))
+
+
 def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[str, str], cfg: GRPOStageConfig,
                out_dir: str | Path, relevant: Mapping[str, set[str]] | None = None,
                log_metrics: Callable[[dict[str, float], int], None] | None = None,
@@ -335,6 +359,7 @@ def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[
         for t in triplets:
             relevant.setdefault(t["query_id"], set()).add(t["item_id"])
     rows = grpo_prompts(model, triplets, item_index, cfg.seed)
+    check_prompt_tokens(model, rows)
     dataset = Dataset.from_list(rows)
 
     lm = model.lm

@@ -194,3 +194,26 @@ def test_grpo_prompts_carry_every_teacher_kept_item_of_a_query(model, tmp_path):
                           infonce_negatives=4, infonce_positive="random", scale_rewards="none")
     run = [dict(t, cot="x", item_title=TITLES.get(t["item_id"], "")) for t in triplets if t["item_id"] in index]
     assert train_grpo(model, run * 2, TITLES, cfg, tmp_path, show_progress=False)["steps"] == 1
+
+
+def test_grpo_refuses_prompts_that_trl_tokenises_otherwise(model, tmp_path):
+    """TRL tokenises each prompt string whole; GRPO runs only when that gives the model's own
+    prompt ids, and names the query and both tokenisations when it does not (a model saved
+    with the template's tail apart)."""
+    import dataclasses
+
+    from components.training.grpo import check_prompt_tokens, grpo_prompts
+
+    index = {f"I{i}": i for i in range(8)}
+    triplets = [{"query_id": "q1", "query": "keep coffee hot", "item_id": "I2"}]
+    rows = grpo_prompts(model, triplets, index, seed=0)
+    check_prompt_tokens(model, rows)  # a new model: the same ids, no error
+    old = LREMModel(model.lm, model.tokenizer, dataclasses.replace(model.spec, joined_tail=False))
+    if old.query_prompt_ids("keep coffee hot") == model.query_prompt_ids("keep coffee hot"):
+        pytest.skip("this tokenizer spells the tail the same either way")
+    with pytest.raises(ValueError, match="keep coffee hot.*joined_tail false"):
+        check_prompt_tokens(old, rows)
+    cfg = GRPOStageConfig(max_steps=1, num_generations=4, per_device_batch_size=8, reward_pool_size=8)
+    run = [dict(t, cot="x", item_title=TITLES[t["item_id"]]) for t in triplets] * 2
+    with pytest.raises(ValueError, match="GRPO prompt tokens differ"):
+        train_grpo(old, run, TITLES, cfg, tmp_path, show_progress=False)
