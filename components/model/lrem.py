@@ -218,27 +218,27 @@ class LREMModel(nn.Module):
         The template (chat header, trailing ``<think>`` or ``<emb>``) is encoded apart from the
         text so truncation never removes it; the texts are tokenised in one batched call.
         Training and serving share this one path. With ``spec.joined_tail`` a text that fits is
-        encoded together with the tail, so the ids are those of the whole prompt string (what
-        TRL's GRPO trainer feeds the policy); a cut text gets the tail as encoded after a word.
+        encoded as the whole prompt string (head + text + tail), the ids TRL's GRPO trainer feeds
+        the policy; a cut text gets the head apart and the tail as encoded after a word.
         """
         if render not in self._template_cache:
             full = render(self.tokenizer, self.spec.prompts, "\u0000")
             head, tail = full.split("\u0000")
-            if self._prefix_space:
-                head = head.rstrip(" ")
-            self._template_cache[render] = (self._encode_text(head), self._encode_text(tail), tail,
+            split_head = head.rstrip(" ") if self._prefix_space else head
+            self._template_cache[render] = (self._encode_text(split_head), self._encode_text(tail), head, tail,
                                             self._tail_after_word(tail))
-        head_ids, tail_ids, tail, joined_ids = self._template_cache[render]
+        head_ids, tail_ids, head, tail, joined_ids = self._template_cache[render]
         if not texts:
             return []
         encoded = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         if not self.spec.joined_tail:
             return [head_ids + ids[:max_tokens] + tail_ids for ids in encoded]
         fits = [i for i, ids in enumerate(encoded) if len(ids) <= max_tokens]
-        whole = self.tokenizer([texts[i] + tail for i in fits], add_special_tokens=False)["input_ids"] if fits else []
+        whole = (self.tokenizer([head + texts[i] + tail for i in fits], add_special_tokens=False)["input_ids"]
+                 if fits else [])
         rows = [head_ids + ids[:max_tokens] + joined_ids for ids in encoded]
         for i, ids in zip(fits, whole):
-            rows[i] = head_ids + ids
+            rows[i] = ids
         return rows
 
     def _tail_after_word(self, tail: str) -> list[int]:

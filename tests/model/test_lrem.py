@@ -224,3 +224,11 @@ def test_query_prompt_ids_are_the_whole_prompt_strings_tokens(tmp_path):
     old = LREMModel.load(saved)
     assert not old.spec.joined_tail
     assert tok.convert_ids_to_tokens(old.query_prompt_ids("leather trainers"))[-3:] == ["Ġ", ":", "<think>"]
+    # a tokenizer without the leading space (as a HF checkpoint's): the head's trailing space
+    # belongs to the query's first word in the whole string ("Ġleather"), not a token of its own
+    raw = LREMModel.create(ModelConfig(vocab_size=600, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                       tokenizer_normalize=False, short_query_template="q: {query}:"), CORPUS)
+    rtok = raw.tokenizer
+    for q in ["leather trainers", "Lumora chair"]:
+        assert raw.query_prompt_ids(q) == rtok(prompts.query_prompt(rtok, raw.spec.prompts, q),
+                                                add_special_tokens=False)["input_ids"], q

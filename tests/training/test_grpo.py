@@ -209,8 +209,8 @@ def test_grpo_refuses_prompts_that_trl_tokenises_otherwise(model, tmp_path):
     rows = grpo_prompts(model, triplets, index, seed=0)
     check_prompt_tokens(model, rows)  # a new model: the same ids, no error
     old = LREMModel(model.lm, model.tokenizer, dataclasses.replace(model.spec, joined_tail=False))
-    if old.query_prompt_ids("keep coffee hot") == model.query_prompt_ids("keep coffee hot"):
-        pytest.skip("this tokenizer spells the tail the same either way")
+    # the fixture's normalised tokenizer spells the tail apart as " :" (two tokens)
+    assert old.query_prompt_ids("keep coffee hot") != model.query_prompt_ids("keep coffee hot")
     with pytest.raises(ValueError, match="keep coffee hot.*joined_tail false"):
         check_prompt_tokens(old, rows)
     cfg = GRPOStageConfig(max_steps=1, num_generations=4, per_device_batch_size=8, reward_pool_size=8)
