@@ -318,8 +318,7 @@ def check_prompt_tokens(model: LREMModel, rows: Sequence[dict], sample: int = 64
     if not fits:
         return
     trl_ids = model.tokenizer(text=[r["prompt"] for r in fits])["input_ids"]
-    for row, ids in zip(fits, trl_ids):
-        ours = model.query_prompt_ids(row["query"])
+    for row, ids, ours in zip(fits, trl_ids, model.query_prompts_ids([r["query"] for r in fits])):
         if list(ids) != ours:
             tok = model.tokenizer
             raise ValueError(
