@@ -20,6 +20,7 @@ from components.paths import REPO_ROOT, default_milvus_uri, default_mlflow_uri
 
 CATEGORIES = ("plain", "qa", "alternative", "negative", "knowledge")
 ITEM_FILTERS = ("retriever_then_judged", "retriever", "judged")  # teacher.item_filter
+ITEM_SELECTS = ("top", "spread")  # teacher.item_select
 POOLINGS = ("emb_token", "mean")  # model.pooling
 REWARD_NAMES = ("format", "length", "accuracy")  # grpo.reward_funcs
 GPU_SWITCHES = ("auto", "true", "false")  # cold_start.bf16 / gradient_checkpointing (auto: on with CUDA)
@@ -65,7 +66,12 @@ class TeacherConfig:
     # "retriever": the paper's rule, the query is dropped when B minus A has no relevant item;
     # "judged": judged-relevant items only.
     item_filter: str = "retriever_then_judged"
-    retriever_top_k: int = 50
+    retriever_top_k: int = 200  # 50 found one product type only for 153 of 160 multi-type queries
+    # which of a query's kept items become its triplets (at most max_items_per_query):
+    # "top": the first in the retriever's order; "spread": round robin over the product types
+    # of the kept items (in the retriever's order within a type), so a query whose relevant
+    # items span two or three types trains toward all of them
+    item_select: str = "spread"
     banned_terms: list[str] = field(default_factory=lambda: [
         "best", "cheap", "sale", "discount", "deal", "free shipping", "official store", "buy", "online"])
 
@@ -149,6 +155,10 @@ class ColdStartConfig:
     hard_negatives: int = 0
     # "batch": a hard negative is a negative of every query in the batch; "query": of its own query only
     hard_negative_scope: str = "batch"
+    # in-batch negatives that the judgments list as relevant to the query (another query's
+    # positive of the same product type, often) are masked instead of pushed away; lifted the
+    # hard categories of the LREM and of the direct embedder (probes.md, "False negatives")
+    mask_judged_negatives: bool = True
     reasoning: bool = True  # False: train a direct embedder (empty CoT; use lambda_sft 0)
     # SFT warm-up: the first sft_warmup_ratio of the steps weigh SFT by sft_warmup_lambda (the
     # paper's 0.1 x SFT alone does not teach a small backbone its CoT within a CPU budget)
@@ -341,6 +351,7 @@ class PipelineConfig:
 # Checked whenever a PipelineConfig is built (load_config or in code).
 CHOICES: dict[str, tuple[str, ...]] = {
     "teacher.item_filter": ITEM_FILTERS,
+    "teacher.item_select": ITEM_SELECTS,
     "model.pooling": POOLINGS,
     "model.prompt_style": ("auto", *PROMPT_STYLES),
     "grpo.reward_funcs": REWARD_NAMES,

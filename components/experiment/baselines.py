@@ -126,6 +126,9 @@ class ExperimentConfig:
     # both about 0.02 HitRate@100 on the hard categories (probes.md, "Hard negatives")
     hard_negatives: int = 0
     hard_negative_scope: str = "batch"  # "batch": a negative of every query in the batch; "query": its own only
+    # every trained row: in-batch negatives judged relevant to the query are masked
+    # (ColdStartConfig.mask_judged_negatives)
+    mask_judged_negatives: bool = True
     # the rehearsal during GRPO too: with the 'q: {query}:' template the CoT reasons with what the
     # backbone knows, and GRPO at 2e-5 with it gained +0.002 on hard (CI above 0), 5e-5 without it lost 0.020
     grpo_lm_replay_weight: float = 1.0
@@ -357,13 +360,17 @@ def train_minilm(model, triplets: Sequence[dict], cfg: ExperimentConfig,
     import torch
     from tqdm.auto import tqdm
 
-    from components.training.cold_start import TripletDataset
+    from components.training.cold_start import TripletDataset, judged_matrix
     from components.training.losses import info_nce
     from components.training.optim import build_optimizer
 
     torch.manual_seed(cfg.seed)
+    if cfg.mask_judged_negatives and relevant is None:  # the triplets' own items are judged relevant too
+        relevant = {}
+        for t in triplets:
+            relevant.setdefault(t["query_id"], set()).add(t["item_id"])
     dataset = TripletDataset(triplets, cfg.hard_negatives if catalog is not None else 0, catalog, relevant,
-                             seed=cfg.seed)
+                             seed=cfg.seed, mask_judged=cfg.mask_judged_negatives)
     bf16 = bool(cfg.minilm_bf16) and minilm_bf16_available()
     optimizer, scheduler = build_optimizer(model, cfg.lr_minilm, cfg.weight_decay, cfg.warmup_ratio, cfg.steps)
     n = len(triplets)
@@ -384,7 +391,8 @@ def train_minilm(model, triplets: Sequence[dict], cfg: ExperimentConfig,
             keys = [r["item_id"] for r in rows] + [k for k, _ in negatives]
             owners = [i for i, r in enumerate(rows) for _ in r.get("negatives", [])]
             loss = info_nce(q.float(), it.float(), cfg.temperature, item_keys=keys,
-                            negative_owners=owners if cfg.hard_negative_scope == "query" else None)
+                            negative_owners=owners if cfg.hard_negative_scope == "query" else None,
+                            judged=judged_matrix(rows, keys))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
@@ -453,6 +461,7 @@ def train_tiny_llm(data: ExperimentData, cfg: ExperimentConfig, backbone_dir: st
         wrong_cot_ratio=cfg.wrong_cot_ratio if reasoning else 0.0,
         lm_replay_weight=cfg.lm_replay_weight, lm_replay_batch=cfg.lm_replay_batch,
         hard_negatives=cfg.hard_negatives, hard_negative_scope=cfg.hard_negative_scope,
+        mask_judged_negatives=cfg.mask_judged_negatives,
     )
     from components.training.grpo import split_for_rl
 
@@ -562,6 +571,9 @@ def comparison_markdown(payload: dict) -> list[str]:
                              f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] | {r['relative']:+.2%} |")
         lines.append("")
     verdict = "met" if comp.get("target_met") else "NOT met"
+    if not comp.get("target_met") and comp.get("target_reachable") is False:
+        verdict += (f" (and unreachable here: the type oracle below is only {comp['ceiling_relative']:+.2%} "
+                    "over the best direct embedder)")
     rl_row = (comp.get("lrem_rl_vs_lrem_cs") or {}).get("hard")
     if rl_row is None:
         rl = "is not measured against the cold start"
@@ -970,6 +982,9 @@ def _compare_with_direct(records: dict, ranked_by: dict, data: ExperimentData, c
         base = hard_mean(best)
         out["ceiling_relative"] = oracle["hard"] / base - 1 if base > 0 else None
     out["target_met"] = bool(main and main["relative"] >= PAPER_TARGET_RELATIVE)
+    # no model can reach the target when even the type oracle does not (the world's ceiling)
+    ceiling = out.get("ceiling_relative")
+    out["target_reachable"] = None if ceiling is None else bool(ceiling >= PAPER_TARGET_RELATIVE)
     out["rl_improves_on_cs"] = bool(rl_vs_cs and rl_vs_cs["ci_low"] > 0)  # measurably: CI above 0
     return out
 

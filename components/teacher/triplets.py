@@ -31,12 +31,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
-from components.config import CATEGORIES, ITEM_FILTERS, TeacherConfig
+from components.config import CATEGORIES, ITEM_FILTERS, ITEM_SELECTS, TeacherConfig
 from components.data import schema
 from components.data.generate import words
 from components.data.io import load_knowledge, read_jsonl, write_jsonl
@@ -322,20 +322,41 @@ def corpus_feedback(retriever: "LexicalRetriever", titles: dict[str, str]) -> Ca
     return related
 
 
-def _select_items(qid: str, relevant: list[str], a: list[str], b: list[str], cfg: TeacherConfig) -> tuple[list[str], str]:
+def spread_over_types(items: Sequence[str], item_type: Mapping[str, str | None], k: int) -> list[str]:
+    """At most ``k`` of ``items``, taken round robin over their product types (types in order of
+    first appearance, items in their given order within a type). Items without a type form one group."""
+    groups: dict[str | None, list[str]] = {}
+    for i in items:
+        groups.setdefault(item_type.get(i), []).append(i)
+    queues = list(groups.values())
+    out: list[str] = []
+    depth = 0
+    while len(out) < k and any(depth < len(q) for q in queues):
+        out += [q[depth] for q in queues if depth < len(q)][:k - len(out)]
+        depth += 1
+    return out
+
+
+def _select_items(qid: str, relevant: list[str], a: list[str], b: list[str], cfg: TeacherConfig,
+                  item_type: Mapping[str, str | None] | None = None) -> tuple[list[str], str]:
     """Items for one query and the filter path that chose them."""
     k = cfg.max_items_per_query
+    spread = cfg.item_select == "spread" and item_type is not None
     if cfg.item_filter != "judged":
         in_a = set(a)
         relevant_set = set(relevant)
         found = [i for i in b if i not in in_a and i in relevant_set]
         if found:
-            return found[:k], "retriever"
+            return (spread_over_types(found, item_type, k) if spread else found[:k]), "retriever"
         if cfg.item_filter == "retriever":
             return [], "dropped"
     rng = random.Random(f"{cfg.seed}:{qid}")
     pool = sorted(relevant)
-    chosen = sorted(rng.sample(pool, min(k, len(pool))))
+    if spread:
+        rng.shuffle(pool)
+        chosen = sorted(spread_over_types(pool, item_type, k))
+    else:
+        chosen = sorted(rng.sample(pool, min(k, len(pool))))
     return chosen, "judged" if cfg.item_filter == "judged" else "judged_fallback"
 
 
@@ -346,6 +367,8 @@ def generate_triplets(data_dir: str | Path, cfg: TeacherConfig, out_path: Path) 
     """
     if cfg.item_filter not in ITEM_FILTERS:
         raise ValueError(f"teacher.item_filter must be one of {ITEM_FILTERS}, got {cfg.item_filter!r}")
+    if cfg.item_select not in ITEM_SELECTS:
+        raise ValueError(f"teacher.item_select must be one of {ITEM_SELECTS}, got {cfg.item_select!r}")
     if cfg.max_cot_tokens < 1 or cfg.max_items_per_query < 1:
         raise ValueError("teacher.max_cot_tokens and teacher.max_items_per_query must be >= 1")
     started = time.perf_counter()
@@ -357,6 +380,7 @@ def generate_triplets(data_dir: str | Path, cfg: TeacherConfig, out_path: Path) 
     for row in read_jsonl(data_dir / schema.JUDGMENTS_FILE):
         relevant.setdefault(row["query_id"], []).append(row["item_id"])
     titles = {item["item_id"]: item["title"] for item in catalog}
+    item_type = {item["item_id"]: item.get("product_type") for item in catalog}
     knowledge = load_knowledge(data_dir)
     retriever = LexicalRetriever([i["item_id"] for i in catalog], [i["title"] for i in catalog])
     feedback = corpus_feedback(retriever, titles) if knowledge.get("source") == "imported" else None
@@ -382,7 +406,7 @@ def generate_triplets(data_dir: str | Path, cfg: TeacherConfig, out_path: Path) 
             continue
         a = retriever.search(text, cfg.retriever_top_k)
         b = retriever.search(f"{text} ({cot})", cfg.retriever_top_k)
-        items, path = _select_items(qid, judged, a, b, cfg)
+        items, path = _select_items(qid, judged, a, b, cfg, item_type)
         paths[path] += 1
         if not items:
             dropped["no_items"] += 1
@@ -412,6 +436,7 @@ def generate_triplets(data_dir: str | Path, cfg: TeacherConfig, out_path: Path) 
         "reasoning_kinds": dict(sorted(reasoning_kinds.items())),
         "keyword_drops": dict(sorted(teacher.drops.items())),
         "item_filter": cfg.item_filter,
+        "item_select": cfg.item_select,
         "seconds": round(time.perf_counter() - started, 3),
     }
 

@@ -66,8 +66,9 @@ class TripletDataset(Dataset):
     """
 
     def __init__(self, triplets: Sequence[dict], hard_negatives: int = 0, catalog: Sequence[dict] | None = None,
-                 relevant: dict[str, set[str]] | None = None, seed: int = 0):
+                 relevant: dict[str, set[str]] | None = None, seed: int = 0, mask_judged: bool = False):
         self.rows = list(triplets)
+        self.mask_judged = mask_judged
         self.hard_negatives = hard_negatives
         self.rng = random.Random(seed)
         self.by_type: dict[str, list[dict]] = {}
@@ -106,9 +107,19 @@ class TripletDataset(Dataset):
 
     def __getitem__(self, idx: int) -> dict:
         row = dict(self.rows[idx])
+        if self.mask_judged:
+            row["judged"] = self.relevant.get(row.get("query_id"), frozenset())
         if self.hard_negatives:
             row["negatives"] = [(c["item_id"], c["title"]) for c in self.negatives_for(row)]
         return row
+
+
+def judged_matrix(rows: Sequence[dict], keys: Sequence[str]) -> torch.Tensor | None:
+    """(len(rows) x len(keys)) bool: item j is judged relevant to row i's query (rows carry
+    ``judged`` when the dataset masks judged negatives); None when no row carries it."""
+    if not any("judged" in r for r in rows):
+        return None
+    return torch.tensor([[k in r.get("judged", ()) for k in keys] for r in rows], dtype=torch.bool)
 
 
 class ColdStartCollator:
@@ -130,6 +141,7 @@ class ColdStartCollator:
                 owners.append(i)
         item_ids, item_mask = self.model.item_batch(titles)
         return {"query": query, "item_ids": item_ids, "item_mask": item_mask, "item_keys": keys,
+                "judged": judged_matrix(rows, keys),
                 "negative_owners": owners if self.private_negatives else None,
                 "queries": [r["query"] for r in rows], "cots": cots}
 
@@ -144,7 +156,7 @@ class ColdStartObjective(nn.Module):
 
     def forward(self, query: QueryBatch, item_ids: torch.Tensor, item_mask: torch.Tensor,
                 item_keys: Sequence[str], queries: Sequence[str] | None = None, cots: Sequence[str] | None = None,
-                negative_owners: Sequence[int] | None = None,
+                negative_owners: Sequence[int] | None = None, judged: torch.Tensor | None = None,
                 own_cot_query: QueryBatch | None = None, lambda_sft: float | None = None,
                 lambda_infonce: float | None = None, replay_ids: torch.Tensor | None = None
                 ) -> dict[str, torch.Tensor]:
@@ -158,7 +170,8 @@ class ColdStartObjective(nn.Module):
             if own_cot_query is not None:
                 q_emb = self.model.encode(own_cot_query.input_ids, own_cot_query.attention_mask)
             i_emb = self.model.encode(item_ids, item_mask)
-            nce = info_nce(q_emb, i_emb, self.cfg.temperature, item_keys=item_keys, negative_owners=negative_owners)
+            nce = info_nce(q_emb, i_emb, self.cfg.temperature, item_keys=item_keys, negative_owners=negative_owners,
+                           judged=judged)
         else:
             nce = torch.zeros((), device=sft.device)
         weight = self.cfg.lambda_sft if lambda_sft is None else lambda_sft
@@ -273,7 +286,9 @@ def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartC
                      log_metrics: Callable[[dict[str, float], int], None] | None = None,
                      show_progress: bool = True, replay_docs: Sequence[str] | None = None) -> dict[str, Any]:
     """Train in place; returns a summary. ``log_metrics(metrics, step)`` receives the logged values.
-    ``replay_docs``: the backbone's pre-training text, rehearsed when ``cfg.lm_replay_weight`` > 0."""
+    ``replay_docs``: the backbone's pre-training text, rehearsed when ``cfg.lm_replay_weight`` > 0.
+    ``relevant`` (query id -> judged-relevant item ids): masked as in-batch negatives of the query
+    (``cfg.mask_judged_negatives``); without it, each query's own triplet items."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
@@ -287,7 +302,12 @@ def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartC
     if _use_gpu_feature(cfg.gradient_checkpointing):
         model.lm.gradient_checkpointing_enable()
 
-    dataset = TripletDataset(triplets, cfg.hard_negatives, catalog, relevant, seed=cfg.seed)
+    if cfg.mask_judged_negatives and relevant is None:  # the triplets' own items are judged relevant too
+        relevant = {}
+        for t in triplets:
+            relevant.setdefault(t["query_id"], set()).add(t["item_id"])
+    dataset = TripletDataset(triplets, cfg.hard_negatives, catalog, relevant, seed=cfg.seed,
+                             mask_judged=cfg.mask_judged_negatives)
     gen = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=len(dataset) > cfg.batch_size,
                         collate_fn=ColdStartCollator(model, cfg.reasoning, cfg.hard_negative_scope == "query"),

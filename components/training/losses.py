@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 def info_nce(query_emb: torch.Tensor, item_emb: torch.Tensor, temperature: float,
              item_keys: Sequence[str] | None = None, n_positives: int | None = None,
-             negative_owners: Sequence[int] | None = None) -> torch.Tensor:
+             negative_owners: Sequence[int] | None = None,
+             judged: torch.Tensor | None = None) -> torch.Tensor:
     """InfoNCE with in-batch negatives on cosine similarity / temperature.
 
     ``query_emb`` is (B, d); ``item_emb`` is (M, d) with M >= B, where row i of the first B
@@ -21,6 +22,9 @@ def info_nce(query_emb: torch.Tensor, item_emb: torch.Tensor, temperature: float
     ``negative_owners`` (length M - B): the query each extra negative was mined for; it is then a
     negative of that query only (masked for the rest of the batch, where an item of the same
     product type may well be relevant).
+    ``judged`` (n_positives x M, bool): True where an item is judged relevant to the query (a
+    known false negative: another query's positive that the judgments list for this query too).
+    Those logits are masked; a query's own positive (the diagonal) always stays.
     """
     b = query_emb.shape[0]
     n_pos = b if n_positives is None else n_positives
@@ -31,6 +35,10 @@ def info_nce(query_emb: torch.Tensor, item_emb: torch.Tensor, temperature: float
         same = codes[:n_pos, None] == codes[None, :]
         same[torch.arange(n_pos), torch.arange(n_pos)] = False  # a query's own positive stays
         logits = logits.masked_fill(same, float("-inf"))
+    if judged is not None:
+        known = judged.to(logits.device).clone()
+        known[torch.arange(n_pos), torch.arange(n_pos)] = False
+        logits = logits.masked_fill(known, float("-inf"))
     if negative_owners is not None and len(negative_owners):
         owners = torch.tensor(list(negative_owners), device=logits.device)
         foreign = torch.arange(b, device=logits.device)[:, None] != owners[None, :]

@@ -77,7 +77,7 @@ def _direct_baseline(cfg: PipelineConfig, backbone_dir: str, backbone_key: str, 
     model = LREMModel.create(dataclasses.replace(cfg.model, pooling="emb_token"), backbone_dir=backbone_dir)
     tmp = target.with_name(target.name + ".tmp")
     mining = {}
-    if cs.hard_negatives:  # the same hard negatives as the LREM's cold start
+    if cs.hard_negatives or cs.mask_judged_negatives:  # the same negatives as the LREM's cold start
         world = load_world(data_uri)
         mining = dict(catalog=world.catalog.to_dict(orient="records"), relevant=world.relevant())
     result = train_cold_start(model, rows, cs, tmp, replay_docs=replay_docs if cs.lm_replay_weight else None,

@@ -40,11 +40,18 @@ p.add_argument("--replay-direct", action="store_true", help="the direct embedder
 p.add_argument("--query-template", default=None, help="model.short_query_template (default: the config's)")
 p.add_argument("--lambda-sft", type=float, default=0.1, help="LREM: SFT weight after the warm-up")
 p.add_argument("--hard-negatives", type=int, default=0, help="attribute-contrast hard negatives per pair (every model)")
+p.add_argument("--teacher-top-k", type=int, default=None, help="teacher.retriever_top_k")
+p.add_argument("--item-select", default=None, choices=("top", "spread"), help="teacher.item_select")
+p.add_argument("--mask-judged", action="store_true", help="mask in-batch negatives judged relevant to the query")
 p.add_argument("--negative-scope", default="batch", choices=("batch", "query"))
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 logging.basicConfig(level=logging.INFO)
 ec = ExperimentConfig()
+if a.teacher_top_k:
+    ec.teacher.retriever_top_k = a.teacher_top_k
+if a.item_select:
+    ec.teacher.item_select = a.item_select
 data = prepare_data(ec, state_path("probe", "work"))
 world = load_world(data.data_dir)
 from components.model.prompts import SHORT_QUERY_TEMPLATE, THINK, THINK_END
@@ -80,7 +87,8 @@ for which in a.models.split(","):
                          sft_warmup_ratio=a.warmup_sft if reasoning else 0.0, self_cot_ratio=a.self_cot,
                          sft_warmup_infonce=not a.warmup_no_infonce, wrong_cot_ratio=a.wrong_cot if reasoning else 0.0,
                          lm_replay_weight=a.replay if reasoning or a.replay_direct else 0.0, lm_replay_batch=a.replay_batch,
-                         hard_negatives=a.hard_negatives, hard_negative_scope=a.negative_scope)
+                         hard_negatives=a.hard_negatives, hard_negative_scope=a.negative_scope,
+                         mask_judged_negatives=a.mask_judged)
     t0 = time.time()
     from components.training.grpo import split_for_rl
     rows = split_for_rl(data.triplets, a.rl_share)[0] if reasoning else data.triplets

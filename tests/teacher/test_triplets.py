@@ -115,7 +115,10 @@ def test_deterministic(default_run, data_dir, tmp_path):
 
 
 def test_retriever_items_are_found_only_with_the_keywords(default_run, data_dir, world):
-    """On the retriever path, kept items are in B (query + keywords) and not in A (query alone)."""
+    """On the retriever path, kept items are in B (query + keywords) and not in A (query alone),
+    taken in turns over their product types (teacher.item_select: spread)."""
+    from components.teacher.triplets import spread_over_types
+
     catalog = list(world["catalog"].values())
     retriever = LexicalRetriever([i["item_id"] for i in catalog], [i["title"] for i in catalog])
     k = TeacherConfig().retriever_top_k
@@ -130,7 +133,8 @@ def test_retriever_items_are_found_only_with_the_keywords(default_run, data_dir,
         b_minus_a = [i for i in b if i not in a and i in world["relevant"][qid]]
         if b_minus_a:
             checked += 1
-            assert [r["item_id"] for r in rows] == b_minus_a[:TeacherConfig().max_items_per_query]
+            types = {i: world["catalog"][i]["product_type"] for i in b_minus_a}
+            assert [r["item_id"] for r in rows] == spread_over_types(b_minus_a, types, TeacherConfig().max_items_per_query)
     assert checked > 50
 
 
@@ -177,3 +181,31 @@ def test_lexical_retriever_ranks_by_bm25():
     assert retriever.search("red beanie", 10) == ["a", "c"]
     assert retriever.search("wool", 1) == ["a"]  # ties keep catalog order
     assert retriever.search("nothing matches", 5) == []
+
+
+def test_spread_over_types_takes_turns_between_types():
+    from components.teacher.triplets import spread_over_types
+
+    types = {"a1": "A", "a2": "A", "a3": "A", "b1": "B", "c1": "C", "x": None}
+    assert spread_over_types(["a1", "a2", "a3", "b1", "c1"], types, 4) == ["a1", "b1", "c1", "a2"]
+    assert spread_over_types(["a1", "a2", "x"], types, 2) == ["a1", "x"]
+    assert spread_over_types(["a1", "a2"], types, 5) == ["a1", "a2"]
+
+
+def test_spread_selection_trains_multi_type_queries_toward_every_type(data_dir, world, tmp_path):
+    """A query whose relevant items span several product types gets triplets of each (the
+    'top' selection, in the retriever's order, nearly always keeps one type only)."""
+    def coverage(cfg: TeacherConfig) -> float:
+        out = tmp_path / f"{cfg.item_select}_{cfg.retriever_top_k}.jsonl"
+        generate_triplets(data_dir, cfg, out)
+        kept: dict[str, set[str]] = {}
+        for r in read_jsonl(out):
+            kept.setdefault(r["query_id"], set()).add(world["catalog"][r["item_id"]]["product_type"])
+        multi = [q for q in kept if len({world["catalog"][i]["product_type"] for i in world["relevant"][q]}) > 1]
+        assert len(multi) > 50
+        return sum(len(kept[q]) > 1 for q in multi) / len(multi)
+
+    assert coverage(TeacherConfig(item_select="top", retriever_top_k=50)) < 0.1
+    assert coverage(TeacherConfig(item_select="spread", retriever_top_k=200)) > 0.95
+    with pytest.raises(ValueError):
+        generate_triplets(data_dir, TeacherConfig(item_select="nope"), tmp_path / "bad.jsonl")

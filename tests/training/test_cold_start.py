@@ -211,3 +211,17 @@ def test_cold_start_with_lm_replay_logs_it_and_needs_the_text(demo_world, tmp_pa
     assert result["last"]["cold_start/replay_lm"] > 0
     with pytest.raises(ValueError, match="replay_docs"):
         train_cold_start(model, triplets, cfg, tmp_path / "b", show_progress=False)
+
+
+def test_judged_negatives_are_masked_per_query():
+    from components.training.cold_start import TripletDataset, judged_matrix
+
+    relevant = {"q1": {"i1", "i2"}, "q2": {"i2"}}
+    rows = [{"query_id": "q1", "query": "a", "cot": "x", "item_id": "i1", "item_title": "t1"},
+            {"query_id": "q2", "query": "b", "cot": "y", "item_id": "i2", "item_title": "t2"}]
+    plain = TripletDataset(rows, relevant=relevant)
+    assert judged_matrix([plain[0], plain[1]], ["i1", "i2"]) is None  # off: nothing masked
+    ds = TripletDataset(rows, relevant=relevant, mask_judged=True)
+    m = judged_matrix([ds[0], ds[1]], ["i1", "i2"])
+    # q1 judges i2 relevant: q2's positive is no negative of q1; q2 does not judge i1
+    assert m.tolist() == [[True, True], [False, True]]

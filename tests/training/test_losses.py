@@ -53,3 +53,18 @@ def test_in_batch_rank():
     q = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
     i = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     assert in_batch_rank(q, i).tolist() == [1, 2]
+
+
+def test_info_nce_masks_judged_relevant_negatives_by_hand():
+    q = torch.eye(2)
+    items = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    keys = ["a", "b", "c"]
+    # item c is judged relevant to query 1 (not its positive): not a negative of query 1;
+    # the diagonal stays even when the matrix marks it
+    judged = torch.tensor([[True, False, False], [False, True, True]])
+    masked = info_nce(q, items, 1.0, item_keys=keys, n_positives=2, judged=judged)
+    e = math.e
+    expected = 0.5 * (-math.log(e / (e + 1 + math.exp(0.6))) - math.log(e / (1 + e)))
+    assert abs(masked.item() - expected) < 1e-5
+    unmasked = info_nce(q, items, 1.0, item_keys=keys, n_positives=2)
+    assert unmasked > masked
