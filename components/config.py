@@ -201,6 +201,9 @@ class GRPOStageConfig:
     reward_pool_size: int = 256  # N catalog items in the accuracy reward's ranking (0: the whole catalog)
     reward_refresh_steps: int = 10  # whole-catalog pool: item embeddings recomputed every this many steps
     lambda_infonce: float = 0.1  # the paper's InfoNCE term during RL (0: GRPO alone)
+    # the InfoNCE term's negatives judged relevant to the query are masked, as in the cold start
+    # (the G completions of a query carry its other teacher-kept items as their positives)
+    mask_judged_negatives: bool = True
     infonce_temperature: float = 0.05
     infonce_negatives: int = 64  # random catalog items added to the in-batch negatives
     # the RL InfoNCE term's positive for a completion: "first": the query's first teacher-kept

@@ -484,7 +484,7 @@ def grpo_on(model, data: ExperimentData, cfg: ExperimentConfig, out_dir: Path,
                          rl_query_share=cfg.rl_query_share, reward_pool_size=cfg.grpo_reward_pool,
                          temperature=cfg.grpo_temperature, lm_replay_weight=cfg.grpo_lm_replay_weight,
                          lm_replay_batch=cfg.lm_replay_batch, infonce_positive=cfg.grpo_infonce_positive,
-                         scale_rewards=cfg.grpo_scale_rewards)
+                         scale_rewards=cfg.grpo_scale_rewards, mask_judged_negatives=cfg.mask_judged_negatives)
     titles = dict(zip(data.item_ids.tolist(), data.item_titles))
     rl_rows = split_for_rl(data.triplets, cfg.rl_query_share, cfg.seed)[1]
     return train_grpo(model, rl_rows, titles, gc, out_dir, relevant=data.relevant, log_metrics=log_metrics,

@@ -190,10 +190,13 @@ def build_rewards(names: Sequence[str], ctx: RewardContext) -> list[Callable]:
 # ------------------------------------------------------------------------------ trainer
 def rl_infonce(model: LREMModel, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
                completion_mask: torch.Tensor, positives: Sequence[str], item_titles: Mapping[str, str],
-               negatives: Sequence[str], temperature: float) -> torch.Tensor:
+               negatives: Sequence[str], temperature: float,
+               judged_sets: Sequence[set[str]] | None = None) -> torch.Tensor:
     """InfoNCE of the queries embedded after their sampled CoTs (one row per completion, so the
     mean is over the G samples of each query) against their positives, the other queries'
-    positives and ``negatives`` from the catalog. Gradients flow into the policy."""
+    positives and ``negatives`` from the catalog. Gradients flow into the policy.
+    ``judged_sets`` (one per row): items judged relevant to the row's query, masked as its
+    negatives (the other completions of the same query carry its other items as positives)."""
     prompts_list = [p[m.bool()].tolist() for p, m in zip(prompt_ids, prompt_mask)]
     cots = [model.split_completion(c[m.bool()].tolist())[0] for c, m in zip(completion_ids, completion_mask)]
     batch = model.query_batch_from_ids(prompts_list, cots).to(model.device)
@@ -204,7 +207,10 @@ def rl_infonce(model: LREMModel, prompt_ids: torch.Tensor, prompt_mask: torch.Te
     emb = model.encode(ids.to(model.device), mask.to(model.device))
     where = {k: j for j, k in enumerate(unique)}
     items = emb[torch.tensor([where[k] for k in keys], device=emb.device)]
-    return info_nce(q, items, temperature, item_keys=keys)
+    judged = None
+    if judged_sets is not None:
+        judged = torch.tensor([[k in js for k in keys] for js in judged_sets], dtype=torch.bool, device=q.device)
+    return info_nce(q, items, temperature, item_keys=keys, n_positives=len(positives), judged=judged)
 
 
 def make_trainer_class():
@@ -217,8 +223,10 @@ def make_trainer_class():
         def __init__(self, *args, lrem: LREMModel, item_titles: Mapping[str, str], item_ids: Sequence[str],
                      lambda_infonce: float, temperature: float, n_negatives: int, seed: int = 0,
                      replay: ReplayStream | None = None, lm_replay_weight: float = 0.0,
-                     random_positive: bool = False, **kwargs):
+                     random_positive: bool = False, judged: Mapping[str, set[str]] | None = None, **kwargs):
             super().__init__(*args, **kwargs)
+            self.judged = judged  # query id -> judged-relevant item ids: not negatives of that query
+            self.query_ids: dict[str, int] = {}
             self.random_positive = random_positive
             self.replay = replay
             self.lm_replay_weight = lm_replay_weight if replay is not None else 0.0
@@ -236,6 +244,8 @@ def make_trainer_class():
             picks = [self.nce_rng.choice(x["item_indices"]) if self.random_positive else x["item_index"]
                      for x in inputs]
             out["lrem_positive"] = torch.tensor(picks, device=out["prompt_ids"].device)
+            out["lrem_query"] = torch.tensor([self.query_ids.setdefault(str(x["query_id"]), len(self.query_ids))
+                                              for x in inputs], device=out["prompt_ids"].device)
             return out
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -246,9 +256,13 @@ def make_trainer_class():
             if self.lambda_infonce > 0:
                 positives = [self.item_ids[i] for i in inputs["lrem_positive"].tolist()]
                 negatives = self.nce_rng.sample(self.item_ids, min(self.n_negatives, len(self.item_ids)))
+                judged_sets = None
+                if self.judged is not None:
+                    names = list(self.query_ids)
+                    judged_sets = [self.judged.get(names[i], set()) for i in inputs["lrem_query"].tolist()]
                 nce = rl_infonce(self.lrem, inputs["prompt_ids"], inputs["prompt_mask"], inputs["completion_ids"],
                                  inputs["completion_mask"], positives, self.item_titles, negatives,
-                                 self.nce_temperature)
+                                 self.nce_temperature, judged_sets=judged_sets)
                 self._metrics[mode]["infonce"].append(float(nce.detach()))
                 loss = loss + self.lambda_infonce * nce
             if self.lm_replay_weight > 0 and self.model.training:
@@ -414,6 +428,7 @@ def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[
         n_negatives=cfg.infonce_negatives, seed=cfg.seed,
         replay=replay, lm_replay_weight=cfg.lm_replay_weight,
         random_positive=cfg.infonce_positive == "random",
+        judged=relevant if cfg.mask_judged_negatives else None,
     )
     t0 = time.perf_counter()
     trainer.train()

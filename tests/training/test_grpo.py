@@ -112,7 +112,14 @@ def test_rl_infonce_matches_a_hand_computation(model):
         items = torch.from_numpy(model.embed_items([TITLES["I2"], TITLES["I3"], TITLES["I5"]]))
         logits = q @ items.T / t
         expected = -(logits[0, 0] - torch.logsumexp(logits[0], 0) + logits[1, 1] - torch.logsumexp(logits[1], 0)) / 2
+        # I5 judged relevant to the first query, I2 to the second: neither is then a negative of
+        # that query (I2 stays the first row's positive)
+        masked = rl_infonce(model, prompt_ids, prompt_mask, completion_ids, completion_mask, positives, TITLES,
+                            negatives, t, judged_sets=[{"I5", "I2"}, {"I2"}])
+        expected_masked = -(logits[0, 0] - torch.logsumexp(logits[0, :2], 0)
+                            + logits[1, 1] - torch.logsumexp(logits[1, 1:], 0)) / 2
     assert abs(float(got) - float(expected)) < 1e-4
+    assert abs(float(masked) - float(expected_masked)) < 1e-4
 
 
 def test_grpo_runs_real_trainer_steps_and_its_loss_holds_the_infonce_term(model, tmp_path):
