@@ -157,7 +157,7 @@ class ColdStartConfig:
     hard_negative_scope: str = "batch"
     # in-batch negatives that the judgments list as relevant to the query (another query's
     # positive of the same product type, often) are masked instead of pushed away; lifted the
-    # hard categories of the LREM and of the direct embedder (probes.md, "False negatives")
+    # hard categories of the LREM and of the direct embedder (probes.md, "two fixes to the training data")
     mask_judged_negatives: bool = True
     reasoning: bool = True  # False: train a direct embedder (empty CoT; use lambda_sft 0)
     # SFT warm-up: the first sft_warmup_ratio of the steps weigh SFT by sft_warmup_lambda (the

@@ -621,7 +621,12 @@ def write_markdown(payload: dict) -> str:
         "",
         f"Every trained model: {cfg['steps']} optimizer steps x batch {cfg['batch_size']} "
         f"({cfg['steps'] * cfg['batch_size']} pairs, {cfg['steps'] * cfg['batch_size'] / max(1, data['n_triplets']):.2f} "
-        f"epochs of the triplets), InfoNCE with in-batch negatives at temperature {cfg['temperature']}"
+        f"epochs of the triplets"
+        + (f"; the teacher keeps a query's items in turns over their product types, retriever top "
+           f"{cfg['teacher'].get('retriever_top_k')}" if (cfg.get("teacher") or {}).get("item_select") == "spread" else "")
+        + f"), InfoNCE with in-batch negatives at temperature {cfg['temperature']}"
+        + (" (items judged relevant to the query masked as its negatives, in GRPO's InfoNCE term too)"
+           if cfg.get("mask_judged_negatives") else "")
         + (f" plus {cfg['hard_negatives']} hard negative(s) per pair whose query names a field of its item (an item "
            "of the same product type differing in that brand or attribute value, never a judged-relevant one)"
            if cfg.get("hard_negatives") else "")
