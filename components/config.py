@@ -204,6 +204,9 @@ class GRPOStageConfig:
     # the InfoNCE term's negatives judged relevant to the query are masked, as in the cold start
     # (the G completions of a query carry its other teacher-kept items as their positives)
     mask_judged_negatives: bool = True
+    # RL prompts: this share of the training queries, those whose own greedy CoT the cold-start
+    # model ranks worst against the whole catalog (the paper picks queries where retrieval does badly)
+    hard_prompt_share: float = 1.0
     infonce_temperature: float = 0.05
     infonce_negatives: int = 64  # random catalog items added to the in-batch negatives
     # the RL InfoNCE term's positive for a completion: "first": the query's first teacher-kept

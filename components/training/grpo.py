@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from components.config import GRPOStageConfig
@@ -344,6 +345,45 @@ def check_prompt_tokens(model: LREMModel, rows: Sequence[dict], sample: int = 64
                    "the template's tail apart; train a new cold start before GRPO)"))
 
 
+@torch.no_grad()
+def greedy_rank_accuracy(model: LREMModel, rows: Sequence[dict], catalog_titles: Mapping[str, str],
+                         relevant: Mapping[str, set[str]], batch_size: int = 64) -> list[float]:
+    """Per prompt row: the accuracy reward of the model's own greedy CoT (1 - log rank / log N of
+    the query's judged-relevant items, ranked against the whole catalog, mean over the items)."""
+    catalog = sorted(catalog_titles)
+    items = model.embed_items([catalog_titles[i] for i in catalog])
+    q, _ = model.embed_queries([r["query"] for r in rows], reasoning=True, batch_size=batch_size)
+    scores = q @ items.T
+    index = {item: j for j, item in enumerate(catalog)}
+    out = []
+    for row, r in enumerate(rows):
+        rel = [index[i] for i in relevant.get(r["query_id"], ()) if i in index]
+        if not rel:
+            out.append(1.0)
+            continue
+        neg = np.ones(len(catalog), dtype=bool)
+        neg[rel] = False
+        n = int(neg.sum()) + 1
+        neg_scores = np.sort(scores[row][neg])
+        ranks = len(neg_scores) - np.searchsorted(neg_scores, scores[row][rel], side="right") + 1
+        out.append(float(np.mean(1.0 - np.log(ranks) / math.log(n))) if n > 1 else 1.0)
+    return out
+
+
+def hardest_prompts(model: LREMModel, rows: Sequence[dict], catalog_titles: Mapping[str, str],
+                    relevant: Mapping[str, set[str]], share: float) -> list[dict]:
+    """The ``share`` of the prompt rows whose greedy CoT the model ranks worst (lowest
+    :func:`greedy_rank_accuracy`): RL spends its steps where the cold start does badly."""
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"grpo.hard_prompt_share must be in (0, 1], got {share}")
+    if share >= 1.0:
+        return list(rows)
+    acc = greedy_rank_accuracy(model, rows, catalog_titles, relevant)
+    keep = max(1, round(share * len(rows)))
+    order = sorted(range(len(rows)), key=lambda i: (acc[i], i))[:keep]
+    return [rows[i] for i in sorted(order)]
+
+
 def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[str, str], cfg: GRPOStageConfig,
                out_dir: str | Path, relevant: Mapping[str, set[str]] | None = None,
                log_metrics: Callable[[dict[str, float], int], None] | None = None,
@@ -372,6 +412,10 @@ def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[
         for t in triplets:
             relevant.setdefault(t["query_id"], set()).add(t["item_id"])
     rows = grpo_prompts(model, triplets, item_index, cfg.seed)
+    if cfg.hard_prompt_share < 1.0:
+        n_all = len(rows)
+        rows = hardest_prompts(model, rows, catalog_titles, relevant, cfg.hard_prompt_share)
+        log.info("GRPO prompts: the %d of %d queries the cold start ranks worst", len(rows), n_all)
     check_prompt_tokens(model, rows)
     dataset = Dataset.from_list(rows)
 

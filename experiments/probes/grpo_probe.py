@@ -23,6 +23,7 @@ p.add_argument("--replay", type=float, default=0.0, help="weight of the LM rehea
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--negatives", type=int, default=64, help="random catalog negatives of the RL InfoNCE term")
 p.add_argument("--positive", default="first", choices=("first", "random"), help="the RL InfoNCE positive")
+p.add_argument("--hard-share", type=float, default=1.0, help="grpo.hard_prompt_share")
 p.add_argument("--no-mask-judged", action="store_true", help="judged-relevant items stay InfoNCE negatives")
 p.add_argument("--scale-rewards", default="group", choices=("group", "batch", "none"))
 a = p.parse_args()
@@ -58,7 +59,8 @@ res = train_grpo(model, split_for_rl(data.triplets, a.rl_share)[1], titles, GRPO
                  lambda_infonce=a.lambda_infonce, temperature=a.temperature,
                  reward_pool_size=a.pool, lm_replay_weight=a.replay, seed=a.seed,
                  infonce_negatives=a.negatives, infonce_positive=a.positive,
-                 scale_rewards=a.scale_rewards, mask_judged_negatives=not a.no_mask_judged), state_path("grpo-probe", f"out-{os.getpid()}"),
+                 scale_rewards=a.scale_rewards, mask_judged_negatives=not a.no_mask_judged,
+                 hard_prompt_share=a.hard_share), state_path("grpo-probe", f"out-{os.getpid()}"),
                  relevant=data.relevant, show_progress=False, replay_docs=data.corpus.train)
 print("GRPO", f"{time.time()-t0:.0f}s", json.dumps(res["first_rewards"]), json.dumps(res["last_rewards"]), flush=True)
 report("after")

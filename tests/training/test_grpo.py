@@ -224,3 +224,28 @@ def test_grpo_refuses_prompts_that_trl_tokenises_otherwise(model, tmp_path):
     run = [dict(t, cot="x", item_title=TITLES[t["item_id"]]) for t in triplets] * 2
     with pytest.raises(ValueError, match="GRPO prompt tokens differ"):
         train_grpo(old, run, TITLES, cfg, tmp_path, show_progress=False)
+
+
+def test_hardest_prompts_keep_the_queries_the_model_ranks_worst(model):
+    from components.training.grpo import greedy_rank_accuracy, hardest_prompts
+
+    rows = [{"query_id": f"q{i}", "query": q} for i, q in
+            enumerate(["keep coffee hot", "sit at work", "play tennis", "walk in rain"])]
+    relevant = {"q0": {"I2"}, "q1": {"I1", "I5"}, "q2": {"I3"}, "q3": {"I7", "I4"}}
+    acc = greedy_rank_accuracy(model, rows, TITLES, relevant)
+    assert len(acc) == 4 and all(0.0 <= a <= 1.0 for a in acc)
+    # by hand for q0: its item's rank among the other 7 catalog items, after the greedy CoT
+    import numpy as np
+    catalog = sorted(TITLES)
+    items = model.embed_items([TITLES[i] for i in catalog])
+    q, _ = model.embed_queries(["keep coffee hot"], reasoning=True)
+    s = (q @ items.T)[0]
+    rank = int((s[[j for j, i in enumerate(catalog) if i != "I2"]] > s[catalog.index("I2")]).sum()) + 1
+    assert abs(acc[0] - (1 - np.log(rank) / np.log(8))) < 1e-5
+    kept = hardest_prompts(model, rows, TITLES, relevant, 0.5)
+    assert len(kept) == 2
+    worst = sorted(range(4), key=lambda i: (acc[i], i))[:2]
+    assert [r["query_id"] for r in kept] == [rows[i]["query_id"] for i in sorted(worst)]
+    assert hardest_prompts(model, rows, TITLES, relevant, 1.0) == rows
+    with pytest.raises(ValueError):
+        hardest_prompts(model, rows, TITLES, relevant, 0.0)
