@@ -129,6 +129,10 @@ class ExperimentConfig:
     # every trained row: in-batch negatives judged relevant to the query are masked
     # (ColdStartConfig.mask_judged_negatives)
     mask_judged_negatives: bool = True
+    # the same in GRPO's InfoNCE term (GRPOStageConfig.mask_judged_negatives; off, as measured)
+    grpo_mask_judged_negatives: bool = False
+    # GRPO prompts: the share of the training queries the cold start ranks worst (GRPOStageConfig.hard_prompt_share)
+    grpo_hard_prompt_share: float = 1.0
     # the rehearsal during GRPO too: with the 'q: {query}:' template the CoT reasons with what the
     # backbone knows, and GRPO at 2e-5 with it gained +0.002 on hard (CI above 0), 5e-5 without it lost 0.020
     grpo_lm_replay_weight: float = 1.0
@@ -484,7 +488,9 @@ def grpo_on(model, data: ExperimentData, cfg: ExperimentConfig, out_dir: Path,
                          rl_query_share=cfg.rl_query_share, reward_pool_size=cfg.grpo_reward_pool,
                          temperature=cfg.grpo_temperature, lm_replay_weight=cfg.grpo_lm_replay_weight,
                          lm_replay_batch=cfg.lm_replay_batch, infonce_positive=cfg.grpo_infonce_positive,
-                         scale_rewards=cfg.grpo_scale_rewards, mask_judged_negatives=cfg.mask_judged_negatives)
+                         scale_rewards=cfg.grpo_scale_rewards,
+                         mask_judged_negatives=cfg.grpo_mask_judged_negatives,
+                         hard_prompt_share=cfg.grpo_hard_prompt_share)
     titles = dict(zip(data.item_ids.tolist(), data.item_titles))
     rl_rows = split_for_rl(data.triplets, cfg.rl_query_share, cfg.seed)[1]
     return train_grpo(model, rl_rows, titles, gc, out_dir, relevant=data.relevant, log_metrics=log_metrics,
@@ -625,7 +631,8 @@ def write_markdown(payload: dict) -> str:
         + (f"; the teacher keeps a query's items in turns over their product types, retriever top "
            f"{cfg['teacher'].get('retriever_top_k')}" if (cfg.get("teacher") or {}).get("item_select") == "spread" else "")
         + f"), InfoNCE with in-batch negatives at temperature {cfg['temperature']}"
-        + (" (items judged relevant to the query masked as its negatives, in GRPO's InfoNCE term too)"
+        + (" (items judged relevant to the query masked as its negatives"
+           + (", in GRPO's InfoNCE term too" if cfg.get("grpo_mask_judged_negatives") else "") + ")"
            if cfg.get("mask_judged_negatives") else "")
         + (f" plus {cfg['hard_negatives']} hard negative(s) per pair whose query names a field of its item (an item "
            "of the same product type differing in that brand or attribute value, never a judged-relevant one)"
@@ -642,7 +649,10 @@ def write_markdown(payload: dict) -> str:
            if cfg.get("wrong_cot_ratio") else "")
         + (f"; {cfg.get('rl_query_share', 0):.0%} of the training queries set aside for GRPO (the cold start does "
            "not see them)" if cfg.get("rl_query_share") else "")
-        + f"; then {cfg['grpo_steps']} GRPO steps (lr "
+        + f"; then {cfg['grpo_steps']} GRPO steps ("
+        + (f"prompts: the {cfg['grpo_hard_prompt_share']:.0%} of the training queries whose greedy CoT the cold start "
+           "ranks worst; " if cfg.get("grpo_hard_prompt_share", 1.0) < 1.0 else "")
+        + f"lr "
         f"{cfg['grpo_lr']:g}, sampling temperature {cfg.get('grpo_temperature', 1.0):g}, rank reward against "
         + ("the whole catalog" if not cfg.get("grpo_reward_pool", 256) else f"{cfg.get('grpo_reward_pool', 256)} "
            "catalog items")
