@@ -369,10 +369,6 @@ def train_minilm(model, triplets: Sequence[dict], cfg: ExperimentConfig,
     from components.training.optim import build_optimizer
 
     torch.manual_seed(cfg.seed)
-    if cfg.mask_judged_negatives and relevant is None:  # the triplets' own items are judged relevant too
-        relevant = {}
-        for t in triplets:
-            relevant.setdefault(t["query_id"], set()).add(t["item_id"])
     dataset = TripletDataset(triplets, cfg.hard_negatives if catalog is not None else 0, catalog, relevant,
                              seed=cfg.seed, mask_judged=cfg.mask_judged_negatives)
     bf16 = bool(cfg.minilm_bf16) and minilm_bf16_available()

@@ -54,6 +54,14 @@ def _field(item: dict, name: str) -> Any:
     return attributes.get(name.split(":", 1)[1]) if isinstance(attributes, dict) else None
 
 
+def triplet_items(triplets: Sequence[dict]) -> dict[str, set[str]]:
+    """Query id -> the items its triplets keep (each judged relevant to it by the teacher)."""
+    out: dict[str, set[str]] = {}
+    for t in triplets:
+        out.setdefault(t["query_id"], set()).add(t["item_id"])
+    return out
+
+
 class TripletDataset(Dataset):
     """Query-CoT-Item triplets, optionally with attribute-contrast hard negatives per query.
 
@@ -73,7 +81,8 @@ class TripletDataset(Dataset):
         self.rng = random.Random(seed)
         self.by_type: dict[str, list[dict]] = {}
         self.items: dict[str, dict] = {}
-        self.relevant = relevant or {}
+        # without the judgments, a query's own triplet items are what is known to be relevant to it
+        self.relevant = relevant if relevant is not None else (triplet_items(self.rows) if mask_judged else {})
         if hard_negatives:
             if catalog is None:
                 raise ValueError("hard negatives need the catalog")
@@ -302,10 +311,6 @@ def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartC
     if _use_gpu_feature(cfg.gradient_checkpointing):
         model.lm.gradient_checkpointing_enable()
 
-    if cfg.mask_judged_negatives and relevant is None:  # the triplets' own items are judged relevant too
-        relevant = {}
-        for t in triplets:
-            relevant.setdefault(t["query_id"], set()).add(t["item_id"])
     dataset = TripletDataset(triplets, cfg.hard_negatives, catalog, relevant, seed=cfg.seed,
                              mask_judged=cfg.mask_judged_negatives)
     gen = torch.Generator().manual_seed(cfg.seed)

@@ -37,7 +37,7 @@ import torch
 from components.config import GRPOStageConfig
 from components.model import prompts
 from components.model.lrem import LREMModel
-from components.training.cold_start import ReplayStream, replay_lm_loss, replay_stream
+from components.training.cold_start import ReplayStream, replay_lm_loss, replay_stream, triplet_items
 from components.training.losses import info_nce
 
 log = logging.getLogger(__name__)
@@ -227,7 +227,8 @@ def make_trainer_class():
                      random_positive: bool = False, judged: Mapping[str, set[str]] | None = None, **kwargs):
             super().__init__(*args, **kwargs)
             self.judged = judged  # query id -> judged-relevant item ids: not negatives of that query
-            self.query_ids: dict[str, int] = {}
+            self.query_index: dict[str, int] = {}  # query id -> its number in lrem_query
+            self.query_names: list[str] = []
             self.random_positive = random_positive
             self.replay = replay
             self.lm_replay_weight = lm_replay_weight if replay is not None else 0.0
@@ -245,9 +246,15 @@ def make_trainer_class():
             picks = [self.nce_rng.choice(x["item_indices"]) if self.random_positive else x["item_index"]
                      for x in inputs]
             out["lrem_positive"] = torch.tensor(picks, device=out["prompt_ids"].device)
-            out["lrem_query"] = torch.tensor([self.query_ids.setdefault(str(x["query_id"]), len(self.query_ids))
-                                              for x in inputs], device=out["prompt_ids"].device)
+            out["lrem_query"] = torch.tensor([self._query_number(str(x["query_id"])) for x in inputs],
+                                             device=out["prompt_ids"].device)
             return out
+
+        def _query_number(self, qid: str) -> int:
+            if qid not in self.query_index:
+                self.query_index[qid] = len(self.query_names)
+                self.query_names.append(qid)
+            return self.query_index[qid]
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             grpo_loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
@@ -259,8 +266,7 @@ def make_trainer_class():
                 negatives = self.nce_rng.sample(self.item_ids, min(self.n_negatives, len(self.item_ids)))
                 judged_sets = None
                 if self.judged is not None:
-                    names = list(self.query_ids)
-                    judged_sets = [self.judged.get(names[i], set()) for i in inputs["lrem_query"].tolist()]
+                    judged_sets = [self.judged.get(self.query_names[i], set()) for i in inputs["lrem_query"].tolist()]
                 nce = rl_infonce(self.lrem, inputs["prompt_ids"], inputs["prompt_mask"], inputs["completion_ids"],
                                  inputs["completion_mask"], positives, self.item_titles, negatives,
                                  self.nce_temperature, judged_sets=judged_sets)
@@ -408,9 +414,7 @@ def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[
     item_ids = sorted(catalog_titles)
     item_index = {item: i for i, item in enumerate(item_ids)}
     if relevant is None:
-        relevant = {}
-        for t in triplets:
-            relevant.setdefault(t["query_id"], set()).add(t["item_id"])
+        relevant = triplet_items(triplets)
     rows = grpo_prompts(model, triplets, item_index, cfg.seed)
     if cfg.hard_prompt_share < 1.0:
         n_all = len(rows)

@@ -225,3 +225,6 @@ def test_judged_negatives_are_masked_per_query():
     m = judged_matrix([ds[0], ds[1]], ["i1", "i2"])
     # q1 judges i2 relevant: q2's positive is no negative of q1; q2 does not judge i1
     assert m.tolist() == [[True, True], [False, True]]
+    # without the judgments, a query's own triplet items stand in for them
+    own = TripletDataset(rows, mask_judged=True)
+    assert own[0]["judged"] == {"i1"} and own[1]["judged"] == {"i2"}
