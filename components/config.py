@@ -40,6 +40,12 @@ class WorldConfig:
     eval_fraction: float = 0.2
     max_relevant: int = 40  # cap on judged-relevant items per query (drawn deterministically)
     premium_share: float = 0.15  # share of each product type's items sold by its premium brands
+    # How the hard queries (qa, alternative, knowledge) split into train/eval. "query": each query
+    # at random, so most eval queries ask about a use, fact or premium brand some training query
+    # also names. "intent": by intent (the use, the fact, the premium brand): no training query
+    # names an eval query's intent, so only what the backbone learned in pre-training (the world's
+    # knowledge as sentences) can answer it. Plain and negative queries split by query either way.
+    hard_split: str = "query"
 
 
 @dataclass
@@ -356,7 +362,10 @@ class PipelineConfig:
 
 # Choice-like fields: "section.field" -> allowed values (for a list, of each element).
 # Checked whenever a PipelineConfig is built (load_config or in code).
+HARD_SPLITS = ("query", "intent")
+
 CHOICES: dict[str, tuple[str, ...]] = {
+    "world.hard_split": HARD_SPLITS,
     "teacher.item_filter": ITEM_FILTERS,
     "teacher.item_select": ITEM_SELECTS,
     "model.pooling": POOLINGS,

@@ -774,19 +774,19 @@ def _plain(s: _Sampler, types: list[ProductType]) -> tuple[str, list[str]]:
     return text, s.cap_relevant([matches])
 
 
-def _qa(s: _Sampler, uses: list[tuple[str, tuple[str, ...]]]) -> tuple[str, list[str]]:
+def _qa(s: _Sampler, uses: list[tuple[str, tuple[str, ...]]]) -> tuple[str, list[str], str]:
     need, type_names = s.rng.choice(uses)
     text = s.rng.choice(QA_WRAPPERS).format(n=need)
-    return text, s.cap_relevant([s.by_type.get(t, []) for t in type_names])
+    return text, s.cap_relevant([s.by_type.get(t, []) for t in type_names]), need
 
 
-def _alternative(s: _Sampler, bands: dict[str, dict]) -> tuple[str, list[str]]:
+def _alternative(s: _Sampler, bands: dict[str, dict]) -> tuple[str, list[str], str]:
     brand = s.rng.choice(sorted(bands))
     band = bands[brand]
     text = s.rng.choice(ALTERNATIVE_TEMPLATES).format(b=brand.lower())
     cheaper = [i for i in s.by_type.get(band["product_type"], [])
                if i.brand not in bands and i.price < band["price_band"][0]]
-    return text, s.cap_relevant([cheaper])
+    return text, s.cap_relevant([cheaper]), brand
 
 
 def _negative(s: _Sampler, types: list[ProductType]) -> tuple[str, list[str]]:
@@ -801,10 +801,10 @@ def _negative(s: _Sampler, types: list[ProductType]) -> tuple[str, list[str]]:
     return text, s.cap_relevant([lacking])
 
 
-def _knowledge(s: _Sampler, facts: list[tuple[str, str, str, str, tuple[str, ...]]]) -> tuple[str, list[str]]:
+def _knowledge(s: _Sampler, facts: list[tuple[str, str, str, str, tuple[str, ...]]]) -> tuple[str, list[str], str]:
     phrase, kind, _, _, type_names = s.rng.choice(facts)
     text = s.rng.choice(KNOWLEDGE_WRAPPERS[kind]).format(f=phrase)
-    return text, s.cap_relevant([s.by_type.get(t, []) for t in type_names])
+    return text, s.cap_relevant([s.by_type.get(t, []) for t in type_names]), phrase
 
 
 def _knowledge_doc(departments: list[str], standard: dict[str, list[str]], premium: dict[str, list[str]],
@@ -843,6 +843,31 @@ def _knowledge_doc(departments: list[str], standard: dict[str, list[str]], premi
     }
 
 
+def _order_by_intent(members: list[int], intent_of: dict[int, str], n_eval: int,
+                     rng: random.Random) -> tuple[list[int], int]:
+    """``members`` reordered so that the first of them are eval queries whose intents no later
+    member shares, and how many they are. Whole intent groups are taken in a seeded order while
+    they fit in ``n_eval``; if they fall short, the smallest of the other groups are moved over
+    whole (so a few more than ``n_eval``), as long as one group stays for training."""
+    groups: dict[str, list[int]] = {}
+    for k in members:
+        groups.setdefault(intent_of[k], []).append(k)
+    names = sorted(groups)
+    rng.shuffle(names)
+    eval_part: list[int] = []
+    rest: list[str] = []
+    for name in names:
+        if len(eval_part) + len(groups[name]) <= n_eval:
+            eval_part += groups[name]
+        else:
+            rest.append(name)
+    while len(eval_part) < n_eval and len(rest) > 1:
+        name = min(rest, key=lambda n: len(groups[n]))
+        rest.remove(name)
+        eval_part += groups[name]
+    return eval_part + [k for name in rest for k in groups[name]], len(eval_part)
+
+
 def generate_world(cfg: WorldConfig, out_dir: Path) -> dict:
     """Write catalog, queries, judgments and knowledge for ``cfg.seed`` into ``out_dir``; return stats."""
     started = time.perf_counter()
@@ -858,29 +883,33 @@ def generate_world(cfg: WorldConfig, out_dir: Path) -> dict:
 
     sampler = _Sampler(rng, items, cfg.max_relevant)
     types = [pt for pt in PRODUCT_TYPES if sampler.by_type.get(pt.name)]
-    draws = {
-        "plain": lambda: _plain(sampler, types),
+    draws = {  # -> (text, relevant ids, intent: the use, premium brand or fact; None for plain/negative)
+        "plain": lambda: (*_plain(sampler, types), None),
         "qa": lambda: _qa(sampler, uses),
         "alternative": lambda: _alternative(sampler, bands),
-        "negative": lambda: _negative(sampler, types),
+        "negative": lambda: (*_negative(sampler, types), None),
         "knowledge": lambda: _knowledge(sampler, facts),
     }
     strict = {"qa", "alternative", "knowledge"}
     targets = dict(zip(CATEGORIES, _allocate(cfg.n_queries, len(CATEGORIES), random.Random(cfg.seed + 1))))
     drafted: list[tuple[str, str, list[str]]] = []  # (category, text, relevant)
+    intent_of: dict[int, str] = {}  # drafted index -> intent (hard categories)
     shortfall: dict[str, int] = {}
     for category in CATEGORIES:
         got, attempts = 0, 0
         while got < targets[category] and attempts < 50 * targets[category] + 100:
             attempts += 1
-            text, relevant = draws[category]()
+            text, relevant, intent = draws[category]()
             if sampler.accept(category, text, relevant, category in strict):
+                if intent is not None:
+                    intent_of[len(drafted)] = intent
                 drafted.append((category, text, relevant))
                 got += 1
         if got < targets[category]:
             shortfall[category] = targets[category] - got
 
-    # Split by query, stratified by category; then ids in a shuffled (mixed-category) order.
+    # Split by query (or, for the hard categories with hard_split "intent", by intent), stratified
+    # by category; then ids in a shuffled (mixed-category) order.
     split_of: dict[int, str] = {}
     for category in CATEGORIES:
         members = [k for k, d in enumerate(drafted) if d[0] == category]
@@ -888,6 +917,8 @@ def generate_world(cfg: WorldConfig, out_dir: Path) -> dict:
         n_eval = round(len(members) * cfg.eval_fraction)
         if cfg.eval_fraction > 0 and len(members) >= 2:  # tiny worlds still get both splits
             n_eval = min(max(1, n_eval), len(members) - 1)
+        if cfg.hard_split == "intent" and category in strict:
+            members, n_eval = _order_by_intent(members, intent_of, n_eval, rng)
         for pos, k in enumerate(members):
             split_of[k] = "eval" if pos < n_eval else "train"
     order = list(range(len(drafted)))

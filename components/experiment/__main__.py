@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int,
                    help="training processes at once (default 2: MiniLM and the direct embedders beside the LREM)")
     p.add_argument("--max-eval-queries", type=int, help="stratified subset of the eval queries (default all)")
+    p.add_argument("--hard-split", choices=("query", "intent"),
+                   help="demo world: split the hard queries by query (default) or by intent (use, fact, premium "
+                        "brand), so that no training query names an eval query's intent")
     p.add_argument("--data-dir", help="data folder (default: the demo world, generated into the state dir)")
     p.add_argument("--output-dir", help="where <name>.json/.md go (default experiments/results)")
     p.add_argument("--output-name", help="file stem (default latest)")
@@ -79,6 +82,10 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> ExperimentCon
         from components.config import BackboneConfig
 
         overrides["backbone"] = BackboneConfig(steps=args.backbone_steps)
+    if args.hard_split is not None:
+        from components.config import WorldConfig
+
+        overrides["world"] = WorldConfig(hard_split=args.hard_split)
     if args.no_progress:
         overrides["show_progress"] = False
     overrides["command"] = " ".join(["python -m components.experiment", *map(shlex.quote, argv)]).strip()

@@ -1317,7 +1317,10 @@ def run_experiment(cfg: ExperimentConfig | None = None) -> dict:
             "host": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "workers": max(1, cfg.workers),
                      "cuda": torch.cuda.is_available()},
             "config": {**asdict(cfg), "hit_ks": list(cfg.hit_ks)},
-            "data": {"source": ("demo world (WorldConfig seed %d), generated into the state dir" % cfg.world.seed)
+            "data": {"source": ("demo world (WorldConfig seed %d%s), generated into the state dir"
+                                % (cfg.world.seed, "" if cfg.world.hard_split == "query" else
+                                   ", hard queries split by intent: no training query names an eval query's use, "
+                                   "fact or premium brand"))
                      if cfg.data_dir is None else f"data folder {_display_path(data.data_dir)}",
                      "n_items": len(data.item_ids), "n_train_queries": data.n_train_queries,
                      "n_triplets": len(data.triplets), "n_eval_queries": len(data.eval_ids),
