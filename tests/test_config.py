@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.config import (GPU_SWITCHES, ITEM_FILTERS, ITEM_SELECTS, POOLINGS, REWARD_NAMES, ConfigError, PipelineConfig,
+from components.config import (GPU_SWITCHES, HARD_SPLITS, ITEM_FILTERS, ITEM_SELECTS, POOLINGS, REWARD_NAMES, ConfigError, PipelineConfig,
                                load_config)
 
 
@@ -16,6 +16,7 @@ def test_shipped_configs_load(name):
 @pytest.mark.parametrize("overrides, field, allowed", [
     ({"teacher": {"item_filter": "bm25"}}, "teacher.item_filter", ITEM_FILTERS),
     ({"teacher": {"item_select": "random"}}, "teacher.item_select", ITEM_SELECTS),
+    ({"world": {"hard_split": "category"}}, "world.hard_split", HARD_SPLITS),
     ({"model": {"pooling": "max"}}, "model.pooling", POOLINGS),
     ({"model": {"prompt_style": "long"}}, "model.prompt_style", ("auto", "chat", "short")),
     ({"grpo": {"reward_funcs": ["format", "recall"], "reward_weights": [1.0, 1.0]}}, "grpo.reward_funcs",

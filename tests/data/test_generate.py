@@ -219,3 +219,39 @@ def test_tiny_world_keeps_the_rules(tmp_path):
         if q["category"] in STRICT:
             for iid in relevant[q["query_id"]]:
                 assert not set(words(q["text"])) & set(words(catalog[iid]["title"]))
+
+
+def test_intent_split_holds_out_whole_intents(world, tmp_path):
+    """hard_split "intent": the same catalog, knowledge and query texts as the default world, but
+    no training query of a hard category names the use, fact or premium brand of an eval query of
+    that category; the eval shares stay those of the default split."""
+    from components.experiment.baselines import intent_of
+
+    generate_world(WorldConfig(hard_split="intent"), tmp_path)
+    queries = read_jsonl(tmp_path / schema.QUERIES_FILE)
+    for name in (schema.CATALOG_FILE, schema.KNOWLEDGE_FILE):
+        assert (tmp_path / name).read_bytes() == (world["dir"] / name).read_bytes()
+    assert sorted(q["text"] for q in queries) == sorted(q["text"] for q in world["queries"])
+    knowledge = load_knowledge(tmp_path)
+    frac = WorldConfig().eval_fraction
+    for category in CATEGORIES:
+        members = [q for q in queries if q["category"] == category]
+        share = sum(q["split"] == "eval" for q in members) / len(members)
+        assert abs(share - frac) < 0.02, (category, share)
+        if category not in STRICT:
+            continue
+        intents = {s: {intent_of(q["text"], category, knowledge) for q in members if q["split"] == s}
+                   for s in schema.SPLITS}
+        assert None not in intents["train"] | intents["eval"]
+        assert intents["eval"] and not intents["eval"] & intents["train"], category
+    # the default split shares most intents (what the intent split is for)
+    default = {s: {intent_of(q["text"], "qa", knowledge) for q in world["queries"]
+                   if q["category"] == "qa" and q["split"] == s} for s in schema.SPLITS}
+    assert len(default["eval"] & default["train"]) > len(default["eval"]) / 2
+
+
+def test_intent_split_on_a_tiny_world_keeps_both_splits(tmp_path):
+    generate_world(WorldConfig(n_items=120, n_queries=40, seed=11, hard_split="intent"), tmp_path)
+    queries = read_jsonl(tmp_path / schema.QUERIES_FILE)
+    for category in STRICT:
+        assert {q["split"] for q in queries if q["category"] == category} == set(schema.SPLITS), category
