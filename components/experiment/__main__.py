@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="pairs per step (default 64)")
     p.add_argument("--lr-minilm", type=float, help="MiniLM fine-tuning learning rate (default 5e-5)")
     p.add_argument("--lr-llm", type=float, help="tiny LLM learning rate (default 1e-3)")
-    p.add_argument("--grpo-steps", type=int, help="GRPO steps after the LREM cold start (default 100; quick 2)")
+    p.add_argument("--grpo-steps", type=int, help="GRPO steps after the LREM cold start (default 300; quick 2)")
     p.add_argument("--backbone-steps", type=int, help="backbone pre-training steps (default 600; cached)")
     p.add_argument("--temperature", type=float, help="InfoNCE temperature (default 0.05)")
     p.add_argument("--wrong-cot-ratio", type=float, help="LREM cold start: InfoNCE examples after another query's CoT")
@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", choices=MODEL_IDS, help="only these models (default all)")
     p.add_argument("--mlflow-experiment", help="MLflow experiment name (default lrem-baselines)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--keep-models", action="store_true",
+                   help="keep the trained tiny models under <state>/experiment/runs/<stamp>/ (default: deleted)")
     return p
 
 
@@ -88,6 +90,8 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> ExperimentCon
         overrides["world"] = WorldConfig(hard_split=args.hard_split)
     if args.no_progress:
         overrides["show_progress"] = False
+    if args.keep_models:
+        overrides["keep_models"] = True
     overrides["command"] = " ".join(["python -m components.experiment", *map(shlex.quote, argv)]).strip()
     return ExperimentConfig.quick(**overrides) if args.quick else ExperimentConfig(**overrides)
 

@@ -26,9 +26,13 @@ p.add_argument("--positive", default="first", choices=("first", "random"), help=
 p.add_argument("--hard-share", type=float, default=1.0, help="grpo.hard_prompt_share")
 p.add_argument("--no-mask-judged", action="store_true", help="judged-relevant items stay InfoNCE negatives")
 p.add_argument("--scale-rewards", default="group", choices=("group", "batch", "none"))
+p.add_argument("--hard-split", default="query", choices=("query", "intent"), help="world.hard_split of the data")
 a = p.parse_args()
 torch.set_num_threads(1)
 ec = ExperimentConfig()
+if a.hard_split != "query":
+    from components.config import WorldConfig
+    ec.world = WorldConfig(hard_split=a.hard_split)
 data = prepare_data(ec, state_path("grpo-probe", "work"))
 model = LREMModel.load(a.model_dir)
 hard = ("qa", "alternative", "knowledge")

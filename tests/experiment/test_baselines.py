@@ -35,6 +35,9 @@ def test_cli_quick_and_steps():
                            "--hard-negatives 2")
     default = config_from_args(build_parser().parse_args([]), [])
     assert (default.steps, default.batch_size, default.output_dir) == (600, 64, "experiments/results")
+    assert (default.keep_models, default.world.hard_split) == (False, "query")
+    kept = config_from_args(build_parser().parse_args(["--keep-models", "--hard-split", "intent"]), [])
+    assert (kept.keep_models, kept.world.hard_split) == (True, "intent")
 
 
 @pytest.fixture()
