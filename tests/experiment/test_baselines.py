@@ -38,6 +38,9 @@ def test_cli_quick_and_steps():
     assert (default.keep_models, default.world.hard_split) == (False, "query")
     kept = config_from_args(build_parser().parse_args(["--keep-models", "--hard-split", "intent"]), [])
     assert (kept.keep_models, kept.world.hard_split) == (True, "intent")
+    fresh = config_from_args(build_parser().parse_args(["--world-seed", "7"]), [])
+    assert (fresh.world.seed, fresh.world.hard_split) == (7, "query")
+    assert default.world.seed != 7
 
 
 @pytest.fixture()
