@@ -11,6 +11,7 @@ import argparse
 import shlex
 import sys
 
+from components.config import HARD_SPLITS
 from components.experiment.baselines import MODEL_IDS, ExperimentConfig, run_experiment
 
 
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int,
                    help="training processes at once (default 2: MiniLM and the direct embedders beside the LREM)")
     p.add_argument("--max-eval-queries", type=int, help="stratified subset of the eval queries (default all)")
-    p.add_argument("--hard-split", choices=("query", "intent"),
+    p.add_argument("--hard-split", choices=HARD_SPLITS,
                    help="demo world: split the hard queries by query (default) or by intent (use, fact, premium "
                         "brand), so that no training query names an eval query's intent")
     p.add_argument("--world-seed", type=int,

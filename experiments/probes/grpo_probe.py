@@ -7,7 +7,7 @@ import argparse, json, logging, os, time
 import numpy as np
 import torch
 
-from components.config import GRPOStageConfig
+from components.config import HARD_SPLITS, GRPOStageConfig
 from components.experiment.baselines import ExperimentConfig, keyword_f1, prepare_data, score
 from components.model.lrem import LREMModel
 from components.paths import state_path
@@ -26,7 +26,7 @@ p.add_argument("--positive", default="first", choices=("first", "random"), help=
 p.add_argument("--hard-share", type=float, default=1.0, help="grpo.hard_prompt_share")
 p.add_argument("--no-mask-judged", action="store_true", help="judged-relevant items stay InfoNCE negatives")
 p.add_argument("--scale-rewards", default="group", choices=("group", "batch", "none"))
-p.add_argument("--hard-split", default="query", choices=("query", "intent"), help="world.hard_split of the data")
+p.add_argument("--hard-split", default="query", choices=HARD_SPLITS, help="world.hard_split of the data")
 a = p.parse_args()
 torch.set_num_threads(1)
 ec = ExperimentConfig()
