@@ -106,7 +106,7 @@ class ExperimentConfig:
     # embedding can use it), the second half 0.1 x SFT + 1.0 x InfoNCE
     sft_warmup_ratio: float = 0.5
     self_cot_ratio: float = 0.5  # LREM cold start: InfoNCE after the model's own CoT on half of the later steps
-    grpo_steps: int = 100  # GRPO optimizer steps after the cold start (each: 8 queries x G = 8 completions); 300: probes.md 2026-12-03
+    grpo_steps: int = 100  # GRPO optimizer steps after the cold start (each: 8 queries x G = 8 completions); 300 gain more with --hard-split intent, nothing here (probes.md 2026-12-03)
     grpo_lr: float = 2e-5  # probes.md "GRPO on the template's cold start": 5e-5 cost 0.020 on hard, 2e-5 + rehearsal gained 0.002 (CI above 0)
     # items the rank reward ranks against; 0: the whole catalog, as evaluation ranks (probes.md)
     grpo_reward_pool: int = 0

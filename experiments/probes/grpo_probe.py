@@ -2,7 +2,7 @@
 
 python experiments/probes/grpo_probe.py MODEL_DIR --steps 60 --lr 2e-5
 """
-import argparse, json, logging, os, time
+import argparse, dataclasses, json, logging, os, time
 
 import numpy as np
 import torch
@@ -30,9 +30,7 @@ p.add_argument("--hard-split", default="query", choices=HARD_SPLITS, help="world
 a = p.parse_args()
 torch.set_num_threads(1)
 ec = ExperimentConfig()
-if a.hard_split != "query":
-    from components.config import WorldConfig
-    ec.world = WorldConfig(hard_split=a.hard_split)
+ec.world = dataclasses.replace(ec.world, hard_split=a.hard_split)
 data = prepare_data(ec, state_path("grpo-probe", "work"))
 model = LREMModel.load(a.model_dir)
 hard = ("qa", "alternative", "knowledge")
