@@ -8,6 +8,7 @@ everything to the MLflow experiment ``lrem-baselines``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 
@@ -23,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="pairs per step (default 64)")
     p.add_argument("--lr-minilm", type=float, help="MiniLM fine-tuning learning rate (default 5e-5)")
     p.add_argument("--lr-llm", type=float, help="tiny LLM learning rate (default 1e-3)")
-    p.add_argument("--grpo-steps", type=int, help="GRPO steps after the LREM cold start (default 100; quick 2)")
+    p.add_argument("--grpo-steps", type=int, help="GRPO steps after the LREM cold start (default 300; quick 2)")
     p.add_argument("--backbone-steps", type=int, help="backbone pre-training steps (default 600; cached)")
     p.add_argument("--temperature", type=float, help="InfoNCE temperature (default 0.05)")
     p.add_argument("--wrong-cot-ratio", type=float, help="LREM cold start: InfoNCE examples after another query's CoT")
@@ -49,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training processes at once (default 2: MiniLM and the direct embedders beside the LREM)")
     p.add_argument("--max-eval-queries", type=int, help="stratified subset of the eval queries (default all)")
     p.add_argument("--hard-split", choices=HARD_SPLITS,
-                   help="demo world: split the hard queries by query (default) or by intent (use, fact, premium "
-                        "brand), so that no training query names an eval query's intent")
+                   help="demo world: split the hard queries by intent (default: use, fact, premium brand, so "
+                        "that no training query names an eval query's intent) or by query (the committed data's "
+                        "split, where the target is out of reach)")
     p.add_argument("--world-seed", type=int,
                    help="demo world: generator seed (default 20251016, the committed data); another seed is a "
                         "fresh world (catalog, knowledge, queries) to confirm a result on")
@@ -89,10 +91,10 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> ExperimentCon
 
         overrides["backbone"] = BackboneConfig(steps=args.backbone_steps)
     if args.hard_split is not None or args.world_seed is not None:
-        from components.config import WorldConfig
-
+        # on top of the experiment's default world (its hard split stays unless given)
         world = {"hard_split": args.hard_split, "seed": args.world_seed}
-        overrides["world"] = WorldConfig(**{k: v for k, v in world.items() if v is not None})
+        overrides["world"] = dataclasses.replace(ExperimentConfig().world,
+                                                 **{k: v for k, v in world.items() if v is not None})
     if args.no_progress:
         overrides["show_progress"] = False
     if args.keep_models:

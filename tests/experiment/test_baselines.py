@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -35,12 +36,14 @@ def test_cli_quick_and_steps():
                            "--hard-negatives 2")
     default = config_from_args(build_parser().parse_args([]), [])
     assert (default.steps, default.batch_size, default.output_dir) == (600, 64, "experiments/results")
-    assert (default.keep_models, default.world.hard_split) == (False, "query")
-    kept = config_from_args(build_parser().parse_args(["--keep-models", "--hard-split", "intent"]), [])
-    assert (kept.keep_models, kept.world.hard_split) == (True, "intent")
+    # the reference benchmark: hard queries split by intent; 100 GRPO steps
+    assert (default.keep_models, default.world.hard_split, default.grpo_steps) == (False, "intent", 100)
+    kept = config_from_args(build_parser().parse_args(["--keep-models", "--hard-split", "query"]), [])
+    assert (kept.keep_models, kept.world.hard_split) == (True, "query")
     fresh = config_from_args(build_parser().parse_args(["--world-seed", "7"]), [])
-    assert (fresh.world.seed, fresh.world.hard_split) == (7, "query")
+    assert (fresh.world.seed, fresh.world.hard_split) == (7, "intent")  # a fresh world keeps the default split
     assert default.world.seed != 7
+    assert default.world == dataclasses.replace(WorldConfig(), hard_split="intent")  # else the demo world
 
 
 @pytest.fixture()
@@ -99,6 +102,18 @@ def test_every_model_and_category_scored_and_logged(result):
 
     saved = json.loads((tmp_path / "out" / "latest.json").read_text())
     assert set(saved["models"]) == set(MODEL_IDS)
+    # every model's HitRate@100 per eval query, whose mean is the table's (pooling across runs reads it)
+    per_query = saved["per_query"]
+    assert per_query["k"] == 100 and set(per_query["hit_rate"]) == set(MODEL_IDS)
+    for model_id, hits in per_query["hit_rate"].items():
+        assert set(hits) <= set(per_query["category"])
+        assert np.mean(list(hits.values())) == pytest.approx(
+            out["models"][model_id]["metrics"]["overall"]["hit_rate@100"], abs=1e-5)
+    from experiments.probes.pool_runs import paired_values, pooled_bootstrap
+
+    pooled = pooled_bootstrap([paired_values(saved, "lrem_rl", "lrem_cs", "hard")] * 2, n_resamples=200)
+    assert pooled["diff"] == pytest.approx(comp["lrem_rl_vs_lrem_cs"]["hard"]["diff"], abs=1e-5)
+    assert pooled["ci_low"] <= pooled["diff"] <= pooled["ci_high"] and pooled["n"] == 2 * rows["hard"]["n"]
     md = (tmp_path / "out" / "latest.md").read_text()
     for label in LABELS.values():
         assert f"| {label} |" in md
@@ -203,3 +218,27 @@ def test_intent_split_names_hard_queries_whose_intent_no_training_query_has():
                             query_groups={"new": ["q2"], "seen": ["q1", "q3"]})
     assert rows["new"]["n"] == 1 and rows["new"]["diff"] == 1.0
     assert rows["seen"]["n"] == 2 and rows["seen"]["diff"] == 0.5
+
+
+def test_rl_against_cold_start_without_a_direct_row():
+    """A run of the LREM rows alone (--models lrem_cs lrem_rl) still reports what GRPO adds, with its CI,
+    and makes no claim about the target."""
+    from types import SimpleNamespace
+
+    from components.experiment.baselines import _compare_with_direct, comparison_markdown
+
+    qids = [f"q{i}" for i in range(12)]
+    cats = ["qa", "knowledge", "alternative", "plain"] * 3
+    relevant = {q: {f"i{i}", f"j{i}"} for i, q in enumerate(qids)}
+    # RL finds both relevant items of every query, the cold start one of them
+    rl = {q: [f"i{i}", f"j{i}", "x"] for i, q in enumerate(qids)}
+    cs = {q: [f"i{i}", "x", "y"] for i, q in enumerate(qids)}
+    data = SimpleNamespace(eval_ids=qids, categories=dict(zip(qids, cats)), relevant=relevant, intent_seen={})
+    cfg = ExperimentConfig(bootstrap_resamples=100)
+    comp = _compare_with_direct({}, {"lrem_cs": cs, "lrem_rl": rl}, data, cfg)
+    hard = comp["lrem_rl_vs_lrem_cs"]["hard"]
+    assert (hard["n"], hard["diff"], hard["ci_low"]) == (9, pytest.approx(0.5), pytest.approx(0.5))
+    assert comp["rl_improves_on_cs"] is True and "target_met" not in comp
+    md = "\n".join(comparison_markdown({"comparison": comp}))
+    assert "What GRPO adds" in md and "| hard | 9 |" in md and "no verdict" in md
+    assert _compare_with_direct({}, {"lrem_cs": cs}, data, cfg) == {}  # nothing to compare
