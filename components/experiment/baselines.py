@@ -1002,13 +1002,14 @@ def _compare_with_direct(records: dict, ranked_by: dict, data: ExperimentData, c
                                 groups={"hard": HARD_CATEGORIES}, n_resamples=cfg.bootstrap_resamples,
                                 seed=cfg.seed, query_groups=intent_groups(data))
 
-    if not directs or not any(m in ranked_by for m in ("lrem_rl", "lrem_cs")):
-        if "lrem_rl" not in ranked_by or "lrem_cs" not in ranked_by:
-            return {}
+    out: dict[str, Any] = {"k": k, "hard_categories": list(HARD_CATEGORIES), "target_relative": PAPER_TARGET_RELATIVE}
+    if not directs and "lrem_rl" in ranked_by and "lrem_cs" in ranked_by:
         # a run of the LREM rows alone (--models lrem_cs lrem_rl) still measures what RL adds
-        rl_vs_cs = compare("lrem_rl", "lrem_cs")
-        return {"k": k, "hard_categories": list(HARD_CATEGORIES), "target_relative": PAPER_TARGET_RELATIVE,
-                "lrem_rl_vs_lrem_cs": rl_vs_cs, "rl_improves_on_cs": bool(rl_vs_cs["hard"]["ci_low"] > 0)}
+        out["lrem_rl_vs_lrem_cs"] = compare("lrem_rl", "lrem_cs")
+        out["rl_improves_on_cs"] = bool(out["lrem_rl_vs_lrem_cs"]["hard"]["ci_low"] > 0)
+        return out
+    if not directs or not any(m in ranked_by for m in ("lrem_rl", "lrem_cs")):
+        return {}
     hard_q = [q for q in data.eval_ids if cats[q] in HARD_CATEGORIES]
 
     def hard_mean(model_id: str) -> float:
@@ -1017,8 +1018,7 @@ def _compare_with_direct(records: dict, ranked_by: dict, data: ExperimentData, c
         return float(np.mean(vals)) if vals else 0.0
 
     best = max(directs, key=hard_mean)
-    out: dict[str, Any] = {"k": k, "best_direct": best, "best_direct_label": LABELS[best],
-                           "hard_categories": list(HARD_CATEGORIES), "target_relative": PAPER_TARGET_RELATIVE}
+    out.update(best_direct=best, best_direct_label=LABELS[best])
     pairs = [("lrem_rl", best), ("lrem_cs", best), ("lrem_rl", "lrem_cs")]
     for a, b in pairs:
         if a in ranked_by and b in ranked_by:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-HARD = ("qa", "alternative", "knowledge")
+from components.experiment.baselines import HARD_CATEGORIES
 
 
 def paired_values(run: dict, a: str, b: str, group: str) -> tuple[np.ndarray, np.ndarray]:
@@ -30,7 +30,7 @@ def paired_values(run: dict, a: str, b: str, group: str) -> tuple[np.ndarray, np
         if m not in hits:
             raise SystemExit(f"{run.get('_path')}: model {m!r} not in this run (has {sorted(hits)})")
     cats = pq["category"]
-    wanted = HARD if group == "hard" else None if group == "overall" else (group,)
+    wanted = HARD_CATEGORIES if group == "hard" else None if group == "overall" else (group,)
     qids = [q for q in cats if (wanted is None or cats[q] in wanted) and q in hits[a] and q in hits[b]]
     if not qids:
         raise SystemExit(f"{run.get('_path')}: no query of group {group!r}")
