@@ -199,6 +199,9 @@ class GRPOStageConfig:
 
     max_steps: int = 60
     num_generations: int = 8  # G completions per query
+    # policy updates per generation batch (TRL's num_iterations, the mu of GRPO): above 1, each
+    # batch of sampled CoTs is reused and the clipped ratio against the sampling policy applies
+    num_iterations: int = 1
     per_device_batch_size: int = 64  # completions; divisible by num_generations (64 = 8 queries x 8)
     learning_rate: float = 2e-5
     temperature: float = 1.0
@@ -413,6 +416,8 @@ def check_config(cfg: PipelineConfig) -> None:
     if cfg.grpo.reward_pool_size < 0 or cfg.grpo.reward_refresh_steps < 1:
         raise ConfigError(f"grpo.reward_pool_size must be >= 0 (0: the whole catalog) and grpo.reward_refresh_steps "
                           f">= 1; got {cfg.grpo.reward_pool_size} and {cfg.grpo.reward_refresh_steps}")
+    if cfg.grpo.num_iterations < 1:
+        raise ConfigError(f"grpo.num_iterations: {cfg.grpo.num_iterations!r} must be >= 1")
     if len(cfg.grpo.reward_weights) != len(cfg.grpo.reward_funcs):
         raise ConfigError(f"grpo.reward_weights: {len(cfg.grpo.reward_weights)} weights for "
                           f"{len(cfg.grpo.reward_funcs)} reward_funcs {cfg.grpo.reward_funcs}")

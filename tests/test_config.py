@@ -49,6 +49,12 @@ def test_reward_weights_match_reward_funcs():
     assert cfg.grpo.reward_funcs == ["format", "accuracy"]
 
 
+def test_grpo_num_iterations_at_least_one():
+    with pytest.raises(ConfigError, match="grpo.num_iterations: 0 must be >= 1"):
+        load_config(None, {"grpo": {"num_iterations": 0}})
+    assert load_config(None, {"grpo": {"num_iterations": 2}}).grpo.num_iterations == 2
+
+
 def test_yaml_booleans_for_gpu_switches():
     cfg = load_config(None, {"cold_start": {"bf16": True, "gradient_checkpointing": False}})
     assert (cfg.cold_start.bf16, cfg.cold_start.gradient_checkpointing) == ("true", "false")

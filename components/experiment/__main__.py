@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="pairs per step (default 64)")
     p.add_argument("--lr-minilm", type=float, help="MiniLM fine-tuning learning rate (default 5e-5)")
     p.add_argument("--lr-llm", type=float, help="tiny LLM learning rate (default 1e-3)")
-    p.add_argument("--grpo-steps", type=int, help="GRPO steps after the LREM cold start (default 300; quick 2)")
+    p.add_argument("--grpo-steps", type=int, help="GRPO steps after the LREM cold start (default 100; quick 2)")
     p.add_argument("--backbone-steps", type=int, help="backbone pre-training steps (default 600; cached)")
     p.add_argument("--temperature", type=float, help="InfoNCE temperature (default 0.05)")
     p.add_argument("--wrong-cot-ratio", type=float, help="LREM cold start: InfoNCE examples after another query's CoT")

@@ -433,6 +433,7 @@ def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.per_device_batch_size,
         num_generations=cfg.num_generations,
+        num_iterations=cfg.num_iterations,
         max_completion_length=model.spec.max_cot_tokens + 1,  # the CoT and its closing tag
         learning_rate=cfg.learning_rate,
         lr_scheduler_type="constant_with_warmup",

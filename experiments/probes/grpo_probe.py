@@ -26,11 +26,18 @@ p.add_argument("--positive", default="first", choices=("first", "random"), help=
 p.add_argument("--hard-share", type=float, default=1.0, help="grpo.hard_prompt_share")
 p.add_argument("--no-mask-judged", action="store_true", help="judged-relevant items stay InfoNCE negatives")
 p.add_argument("--scale-rewards", default="group", choices=("group", "batch", "none"))
-p.add_argument("--hard-split", default="query", choices=HARD_SPLITS, help="world.hard_split of the data")
+p.add_argument("--hard-split", default="intent", choices=HARD_SPLITS, help="world.hard_split of the data")
+p.add_argument("--world-seed", type=int, default=None, help="world.seed of the data (default: the experiment's)")
+p.add_argument("--batch", type=int, default=64, help="completions a step (grpo.per_device_batch_size)")
+p.add_argument("--generations", type=int, default=8, help="G completions a query")
+p.add_argument("--per-query-out", default=None,
+               help="write before/after per-query HitRate@100 here (as lrem_cs/lrem_rl, for pool_runs.py)")
+p.add_argument("--iterations", type=int, default=1, help="policy updates per generation batch (grpo.num_iterations)")
 a = p.parse_args()
 torch.set_num_threads(1)
 ec = ExperimentConfig()
-ec.world = dataclasses.replace(ec.world, hard_split=a.hard_split)
+ec.world = dataclasses.replace(ec.world, hard_split=a.hard_split,
+                               **({} if a.world_seed is None else {"seed": a.world_seed}))
 data = prepare_data(ec, state_path("grpo-probe", "work"))
 model = LREMModel.load(a.model_dir)
 hard = ("qa", "alternative", "knowledge")
@@ -62,7 +69,8 @@ res = train_grpo(model, split_for_rl(data.triplets, a.rl_share)[1], titles, GRPO
                  reward_pool_size=a.pool, lm_replay_weight=a.replay, seed=a.seed,
                  infonce_negatives=a.negatives, infonce_positive=a.positive,
                  scale_rewards=a.scale_rewards, mask_judged_negatives=not a.no_mask_judged,
-                 hard_prompt_share=a.hard_share), state_path("grpo-probe", f"out-{os.getpid()}"),
+                 hard_prompt_share=a.hard_share, per_device_batch_size=a.batch,
+                 num_generations=a.generations, num_iterations=a.iterations), state_path("grpo-probe", f"out-{os.getpid()}"),
                  relevant=data.relevant, show_progress=False, replay_docs=data.corpus.train)
 print("GRPO", f"{time.time()-t0:.0f}s", json.dumps(res["first_rewards"]), json.dumps(res["last_rewards"]), flush=True)
 report("after")
@@ -71,5 +79,12 @@ diff = compare_by_group(RANKED["after"], RANKED["before"], data.relevant, data.c
                         groups={"hard": hard}, n_resamples=2000, seed=0)
 print("AFTER_MINUS_BEFORE", json.dumps({g: {k: round(r[k], 4) for k in ("diff", "ci_low", "ci_high")}
                                         for g, r in diff.items()}), flush=True)
+if a.per_query_out:
+    from components.evaluation.bootstrap import per_query_hit_rate
+    hits = {m: {q: round(v, 6) for q, v in per_query_hit_rate(RANKED[name], data.relevant, 100).items()}
+            for m, name in (("lrem_cs", "before"), ("lrem_rl", "after"))}
+    with open(a.per_query_out, "w") as fh:
+        json.dump({"probe": vars(a), "per_query": {"k": 100, "category": {q: data.categories[q] for q in data.eval_ids},
+                                                   "hit_rate": hits}}, fh)
 if a.save:
     model.save(a.save)
