@@ -603,7 +603,9 @@ def comparison_markdown(payload: dict) -> list[str]:
         rl = "improves on the cold start (95% CI above 0)"
     elif rl_row["diff"] > 0:
         rl = (f"is above the cold start by {rl_row['diff']:+.4f}, but the 95% CI includes 0: "
-              "no measurable improvement")
+              "no measurable improvement in this run (one world's eval queries are too few for a gain "
+              "this small; pool the runs of several worlds with experiments/probes/pool_runs.py, "
+              "README \"Across worlds\")")
     else:
         rl = "does NOT improve on the cold start"
     lines.append(f"Target (+{comp['target_relative']:.2%} relative on the hard categories): **{verdict}**. "
