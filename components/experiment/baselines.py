@@ -980,7 +980,7 @@ def intent_groups(data: ExperimentData) -> dict[str, list[str]]:
             INTENT_NEW: [q for q, seen in data.intent_seen.items() if not seen]}
 
 
-def _per_query(ranked_by: dict, data: ExperimentData, k: int) -> dict:
+def per_query_block(ranked_by: dict, data: ExperimentData, k: int) -> dict:
     """HitRate@k of every scored model per eval query, with each query's category."""
     from components.evaluation.bootstrap import per_query_hit_rate
 
@@ -1370,7 +1370,7 @@ def run_experiment(cfg: ExperimentConfig | None = None) -> dict:
             "results": {rec["label"]: rec["metrics"] for rec in ordered.values()},
             "comparison": comparison,
             # every model's HitRate@K per eval query, for analyses across runs (experiments/probes/pool_runs.py)
-            "per_query": _per_query(ranked_by, data, max(cfg.hit_ks)),
+            "per_query": per_query_block(ranked_by, data, max(cfg.hit_ks)),
             "backbone": backbone_info,
             "mlflow": {"experiment": cfg.mlflow_experiment, "parent_run_id": parent.info.run_id},
         }

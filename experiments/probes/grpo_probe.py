@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from components.config import HARD_SPLITS, GRPOStageConfig
-from components.experiment.baselines import ExperimentConfig, keyword_f1, prepare_data, score
+from components.experiment.baselines import HARD_CATEGORIES, ExperimentConfig, keyword_f1, per_query_block, prepare_data, score
 from components.model.lrem import LREMModel
 from components.paths import state_path
 from components.training.grpo import train_grpo
@@ -40,7 +40,7 @@ ec.world = dataclasses.replace(ec.world, hard_split=a.hard_split,
                                **({} if a.world_seed is None else {"seed": a.world_seed}))
 data = prepare_data(ec, state_path("grpo-probe", "work"))
 model = LREMModel.load(a.model_dir)
-hard = ("qa", "alternative", "knowledge")
+hard = HARD_CATEGORIES
 
 RANKED = {}
 
@@ -80,11 +80,8 @@ diff = compare_by_group(RANKED["after"], RANKED["before"], data.relevant, data.c
 print("AFTER_MINUS_BEFORE", json.dumps({g: {k: round(r[k], 4) for k in ("diff", "ci_low", "ci_high")}
                                         for g, r in diff.items()}), flush=True)
 if a.per_query_out:
-    from components.evaluation.bootstrap import per_query_hit_rate
-    hits = {m: {q: round(v, 6) for q, v in per_query_hit_rate(RANKED[name], data.relevant, 100).items()}
-            for m, name in (("lrem_cs", "before"), ("lrem_rl", "after"))}
     with open(a.per_query_out, "w") as fh:
-        json.dump({"probe": vars(a), "per_query": {"k": 100, "category": {q: data.categories[q] for q in data.eval_ids},
-                                                   "hit_rate": hits}}, fh)
+        json.dump({"probe": vars(a), "per_query": per_query_block(
+            {"lrem_cs": RANKED["before"], "lrem_rl": RANKED["after"]}, data, 100)}, fh)
 if a.save:
     model.save(a.save)
