@@ -67,12 +67,39 @@ def log_lrem_model(model_dir: Path, artifact_name: str = "lrem_model", registere
 
 
 def lrem_dir_of(model_uri: str) -> Path:
-    """The LREM directory inside a logged pyfunc model (``models:/...`` or ``runs:/...``)."""
-    import mlflow
+    """The LREM directory inside a logged pyfunc model (``models:/...`` or ``runs:/...``).
 
+    Never writes into the artifact store. MLflow's download of a whole registered model
+    (``models:/<name>/<version>``) writes a ``registered_model_meta`` file into the model's
+    folder, and from a local store it makes no copy: that folder is the registry's own. So only
+    the model's ``artifacts/`` sub-folder (the LREM files, no MLmodel) is fetched, from the
+    version's storage location: read in place from a local store, downloaded once into
+    ``$LREM_HOME/model-cache`` from a served or remote one (``mlflow-artifacts:``, ``s3:``).
+    """
+    import hashlib
+    import shutil
+    import tempfile
+    from urllib.parse import urlparse
+
+    import mlflow
+    from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+
+    from components.paths import state_path
     from components.registry.pyfunc import LREM_ARTIFACT
 
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
+    base = ModelsArtifactRepository.get_underlying_uri(model_uri) if model_uri.startswith("models:") else model_uri
+    files_uri = base.rstrip("/") + "/artifacts"
+    if urlparse(files_uri).scheme in ("", "file"):
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=files_uri))
+    else:
+        local = state_path("model-cache") / hashlib.sha256(files_uri.encode()).hexdigest()[:20]
+        if not local.is_dir():  # a complete download is renamed into place; a partial one never is
+            partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=local.parent))
+            mlflow.artifacts.download_artifacts(artifact_uri=files_uri, dst_path=str(partial))
+            try:
+                partial.rename(local)
+            except OSError:  # another process finished first: theirs is as good
+                shutil.rmtree(partial, ignore_errors=True)
     found = [p.parent for p in local.rglob("lrem_config.json")]
     if not found:
         raise FileNotFoundError(f"{model_uri} holds no LREM model (no lrem_config.json under artifacts/{LREM_ARTIFACT})")
