@@ -170,7 +170,8 @@ def anchors(md: Path) -> set[str]:
     return {github_anchor(m.group(1)) for m in re.finditer(r"^#+\s+(.*)$", text, flags=re.M)}
 
 
-DOC_FILES = [README, *sorted((ROOT / "docs").glob("*.md"))]
+RESULTS = ROOT / "experiments" / "results"
+DOC_FILES = [README, *sorted((ROOT / "docs").glob("*.md")), RESULTS / "README.md", RESULTS / "archive" / "README.md"]
 
 
 @pytest.mark.parametrize("md", DOC_FILES, ids=[str(p.relative_to(ROOT)) for p in DOC_FILES])
@@ -192,3 +193,21 @@ def test_doc_links_resolve(md):
 def test_docs_pages_exist():
     for page in ("model", "experiments", "operations", "serving", "benchmarks"):
         assert (ROOT / "docs" / f"{page}.md").exists(), page
+
+
+def test_named_result_files_exist():
+    """A report path named in the docs or the probes log (e.g. after a move to archive/) exists."""
+    missing = []
+    for md in [*DOC_FILES, RESULTS / "probes.md"]:
+        for path in re.findall(r"experiments/results/[\w/]+\.(?:md|json)", md.read_text()):
+            if not (ROOT / path).exists():
+                missing.append(f"{md.relative_to(ROOT)}: {path}")
+    assert not missing, missing
+
+
+def test_every_archived_report_is_indexed():
+    index = (RESULTS / "archive" / "README.md").read_text()
+    reports = sorted(p.name for p in (RESULTS / "archive").glob("*.md") if p.name != "README.md")
+    assert reports and [r for r in reports if f"]({r})" not in index] == []
+    top = (RESULTS / "README.md").read_text()  # a current report at the top level is listed there too
+    assert [p.name for p in RESULTS.glob("*.md") if p.name != "README.md" and f"]({p.name})" not in top] == []
