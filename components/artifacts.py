@@ -205,6 +205,8 @@ class OnlineReport(Artifact):
     offline_regressions: list[str] = field(default_factory=list)  # groups whose CI lies below -margin
     offline_margin: float = 0.0
     headline: dict[str, float] = field(default_factory=dict)  # searches, CTR, HitRate on judged clicks, p95 per arm
+    # the gate's family of tests (offline per group, online user-level, interleaving) and the replay seed
+    tests: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -219,6 +221,8 @@ class GateDecision(Artifact):
     tolerance: float = 0.0
     # category -> {"challenger": x, "champion": y} where the challenger is worse (informational)
     regressions: dict[str, dict[str, float]] = field(default_factory=dict)
+    # the tests behind the decision (effect, CI, margin, power, p and Holm p per test), alpha, replay seed
+    evidence: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

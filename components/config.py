@@ -24,6 +24,8 @@ ITEM_SELECTS = ("top", "spread")  # teacher.item_select
 POOLINGS = ("emb_token", "mean")  # model.pooling
 REWARD_NAMES = ("format", "length", "accuracy")  # grpo.reward_funcs
 GPU_SWITCHES = ("auto", "true", "false")  # cold_start.bf16 / gradient_checkpointing (auto: on with CUDA)
+# validation.allow_drift: the drift bounds of the raw-data gate a run may exceed ("all": every one)
+DRIFT_BOUNDS = ("rows", "category_mix", "category_vanished", "split_mix", "null_rates", "changed_titles")
 
 
 class ConfigError(ValueError):
@@ -46,6 +48,12 @@ class WorldConfig:
     # names an eval query's intent, so only what the backbone learned in pre-training (the world's
     # knowledge as sentences) can answer it. Plain and negative queries split by query either way.
     hard_split: str = "query"
+    # How queries are worded. "varied": composed from parts as people type them (openers, the
+    # intent first, in the middle or last, trailing asks, fillers, reworded intents, typos), with
+    # held-out patterns and wordings in eval only (components/data/phrasing.py). "fixed": the
+    # short templates alone (phrasing "fixed" with hard_split "query" is the data of data.dvc
+    # before issue 29, byte for byte).
+    phrasing: str = "fixed"
 
 
 @dataclass
@@ -259,6 +267,17 @@ class IndexConfig:
     # nightly clean-up: collections of the last N champions are kept (besides champion,
     # challenger and whatever an alias points at); older ones are dropped
     keep_last_champions: int = 3
+    # build_index splits the catalog's encoding into this many shards (parallel Airflow tasks, each
+    # writing its embeddings to the run's scratch; docs/scaling.md); 1: one shard
+    shards: int = 1
+
+
+@dataclass
+class ComputeConfig:
+    """Resources of the GPU steps in production (``LREM_EXECUTION=kubernetes``; docs/scaling.md)."""
+
+    # GPUs of each GPU step's pod; the training steps run `accelerate launch` with one process a GPU
+    gpus: int = 1
 
 
 @dataclass
@@ -270,17 +289,41 @@ class EvalConfig:
 
 @dataclass
 class ValidationConfig:
-    """Outlier bounds of the raw-data gate (``validate_raw``): longer titles or queries are rejected."""
+    """The raw-data gate (``validate_raw``): outlier bounds, the grade scale, drift bounds (docs/data-contract.md)."""
 
     max_title_chars: int = 500
     max_query_chars: int = 400
+    # the relevance scale judgments.jsonl may use (its optional `relevance`; absent means 1)
+    min_relevance: int = 1
+    max_relevance: int = 3
+    # Drift against the last snapshot that passed the gate (its figures: drift_baseline, written
+    # after each pass). Each bound: null turns it off. Fractions of the last good figure (rows)
+    # or absolute changes of a share (mix, null rates, changed titles).
+    drift_max_rows_drop: Optional[float] = 0.2  # any file losing more than 20% of its rows
+    drift_max_rows_growth: Optional[float] = 1.0  # any file more than doubling
+    drift_max_category_share_change: Optional[float] = 0.1  # a query category's share (a vanished one always fails)
+    drift_max_split_share_change: Optional[float] = 0.05  # the eval split's share of queries
+    drift_max_null_rate_increase: Optional[float] = 0.05  # any contract column's share of missing values
+    drift_max_changed_titles: Optional[float] = 0.1  # items kept whose title changed (sample of drift_title_sample)
+    drift_title_sample: int = 5000  # items (the same ones every night: smallest id hashes) whose titles are compared
+    drift_baseline: Optional[str] = None  # None: <state dir>/validation/last_good_<config name>.json
+    # drift bounds this run may exceed (an intended change): names from DRIFT_BOUNDS or "all";
+    # set by the run conf {"allow_drift": true | [...]}, logged as a param and the tag drift_allowed
+    allow_drift: list[str] = field(default_factory=list)
 
 
 @dataclass
 class GateConfig:
     metric: str = "hit_rate@100"
-    # the challenger is promoted when challenger >= champion - tolerance
+    # each test's null: effect (challenger - champion) >= -tolerance; a veto needs Holm to reject it
     tolerance: float = 0.0
+    alpha: float = 0.05  # family-wise error of one night's decision (Holm over every test; docs/gate.md)
+    margin: float = 0.03  # smallest regression of the gate metric that matters: power and MDE are stated at it
+    category_margins: dict[str, float] = field(default_factory=dict)  # per-category margin (default: margin)
+    min_queries: int = 30  # a group with fewer eval queries is reported, not tested
+    power: float = 0.8  # target power (MDE, interleaving's minimum of decided queries)
+    online_margin: float = 0.1  # smallest regression of judged-click HitRate@online.k that matters
+    interleaving_margin: float = 0.05  # a challenger preference of 0.5 - this is a loss that matters
 
 
 @dataclass
@@ -299,7 +342,9 @@ class ServeConfig:
     max_batch: int = 8  # queries generated together across concurrent requests
     batch_wait_ms: float = 5.0  # how long the first request of a batch waits for company
     poll_seconds: float = 10.0  # registry polling for alias moves
-    event_store_url: Optional[str] = None  # SQLAlchemy URL; None: sqlite under <state>/serving/events.db
+    # SQLAlchemy URL; None: sqlite under <state>/serving/events.db. Default: $LREM_EVENT_STORE_URL
+    # (`make up` points it at the stack's Postgres)
+    event_store_url: Optional[str] = field(default_factory=lambda: os.environ.get("LREM_EVENT_STORE_URL") or None)
     recent_requests: int = 100000  # request ids kept in memory for feedback validation (the store is the fallback)
 
 
@@ -344,6 +389,7 @@ class PipelineConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     online: OnlineConfig = field(default_factory=OnlineConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
 
     def __post_init__(self) -> None:
         check_config(self)
@@ -366,9 +412,11 @@ class PipelineConfig:
 # Choice-like fields: "section.field" -> allowed values (for a list, of each element).
 # Checked whenever a PipelineConfig is built (load_config or in code).
 HARD_SPLITS = ("query", "intent")
+PHRASINGS = ("fixed", "varied")
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "world.hard_split": HARD_SPLITS,
+    "world.phrasing": PHRASINGS,
     "teacher.item_filter": ITEM_FILTERS,
     "teacher.item_select": ITEM_SELECTS,
     "model.pooling": POOLINGS,
@@ -379,6 +427,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "cold_start.hard_negative_scope": ("batch", "query"),
     "cold_start.bf16": GPU_SWITCHES,
     "cold_start.gradient_checkpointing": GPU_SWITCHES,
+    "validation.allow_drift": ("all", *DRIFT_BOUNDS),
 }
 
 
@@ -416,6 +465,9 @@ def check_config(cfg: PipelineConfig) -> None:
     if cfg.grpo.reward_pool_size < 0 or cfg.grpo.reward_refresh_steps < 1:
         raise ConfigError(f"grpo.reward_pool_size must be >= 0 (0: the whole catalog) and grpo.reward_refresh_steps "
                           f">= 1; got {cfg.grpo.reward_pool_size} and {cfg.grpo.reward_refresh_steps}")
+    if cfg.index.shards < 1 or cfg.compute.gpus < 0:
+        raise ConfigError(f"index.shards must be >= 1 and compute.gpus >= 0; got {cfg.index.shards} and "
+                          f"{cfg.compute.gpus}")
     if cfg.grpo.num_iterations < 1:
         raise ConfigError(f"grpo.num_iterations: {cfg.grpo.num_iterations!r} must be >= 1")
     if len(cfg.grpo.reward_weights) != len(cfg.grpo.reward_funcs):
@@ -423,6 +475,9 @@ def check_config(cfg: PipelineConfig) -> None:
                           f"{len(cfg.grpo.reward_funcs)} reward_funcs {cfg.grpo.reward_funcs}")
     if cfg.gate.metric not in gate_metrics(cfg):
         raise _choice_error("gate.metric", cfg.gate.metric, gate_metrics(cfg))
+    if not 1 <= cfg.validation.min_relevance <= cfg.validation.max_relevance:
+        raise ConfigError(f"validation.min_relevance and max_relevance: need 1 <= min <= max; got "
+                          f"{cfg.validation.min_relevance} and {cfg.validation.max_relevance}")
 
 
 def _build(cls: type, values: dict[str, Any], where: str, key: str = "") -> Any:

@@ -302,3 +302,66 @@ def write_report(
     paths["html"] = out_dir / "index.html"
     paths["html"].write_text("\n".join(parts), encoding="utf-8")
     return paths
+
+
+# ------------------------------------------------------------------------- gate report
+GATE_REPORT = "gate_report.html"
+
+
+def _num(value: Any, signed: bool = False, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+    return _e(value)
+
+
+def gate_rows_html(family: Mapping[str, Mapping[str, Any]], deciding: str | None) -> str:
+    """One row per test of the family: effect, CI, margin, power at the margin, p, Holm p, status."""
+    head = ("<tr><th>test</th><th>metric</th><th>group</th><th>n</th><th>challenger</th><th>champion</th>"
+            "<th>effect</th><th>95% CI</th><th>margin</th><th>power at margin</th><th>MDE</th><th>test used</th>"
+            "<th>p</th><th>Holm p</th><th>status</th><th>decided</th></tr>")
+    rows = []
+    for name, r in family.items():
+        ci = (f"[{_num(r.get('ci_low'), True)}, {_num(r.get('ci_high'), True)}]"
+              if r.get("ci_low") is not None else "-")
+        status = r.get("status", "")
+        if r.get("rejected"):
+            status += ": REJECTED (regression)"
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in (
+            _e(name), _e(r.get("metric", "")), _e(r.get("group", "")), _num(r.get("n"), digits=0),
+            _num(r.get("challenger")), _num(r.get("champion")), _num(r.get("effect"), True), ci,
+            _num(r.get("margin")), _num(r.get("power"), digits=2), _num(r.get("mde")), _e(r.get("test", "")),
+            _num(r.get("p_value"), digits=4), _num(r.get("p_holm"), digits=4), _e(status),
+            "&#9664; decided" if name == deciding else "")) + "</tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def write_gate_report(out_dir: Path, decision: Any, title: str = "Promotion gate") -> Path:
+    """``gate_report.html``: the decision, its reason, and per test of the family the effect, its
+    CI, the margin, the power at that margin and which test decided (docs/gate.md)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ev = dict(getattr(decision, "evidence", {}) or {})
+    family = ev.get("family") or {}
+    verdict = "PROMOTE" if decision.promote else "KEEP CHAMPION"
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title>",
+             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}</style></head><body>",
+             f"<h1>{_e(title)}</h1><p><b>{verdict}</b>: {_e(decision.reason)}</p>",
+             f"<p>Gate metric {_e(decision.metric)}: challenger {_num(decision.challenger_value)}, champion "
+             f"{_num(decision.champion_value)}. Family-wise alpha {_num(ev.get('alpha'), digits=3)} (Holm over "
+             f"{_e(ev.get('family_size', 0))} tests); each test: H0 effect &ge; -tolerance, a veto needs Holm to reject "
+             f"it. Power is stated at the margin (the smallest regression that matters) at the worst-case Holm "
+             f"level; replay seed {_e(ev.get('replay_seed'))}.</p>"]
+    expected = ev.get("expected_online_from_offline")
+    if expected:
+        parts.append("<p>Offline expectation of the online primary metric (judged-click HitRate under the click "
+                     "model, from each model's ranking): " + ", ".join(f"{_e(k)} {_num(v)}" for k, v in expected.items())
+                     + "</p>")
+    parts.append("<h2>Tests</h2>" + (gate_rows_html(family, ev.get("deciding")) if family else
+                                     "<p>No tests: nothing to compare (no champion).</p>"))
+    parts.append("</body></html>")
+    path = out_dir / GATE_REPORT
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path

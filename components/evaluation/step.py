@@ -130,9 +130,17 @@ def run_gate(cfg: PipelineConfig, snapshot: DataSnapshot, report: EvalReport, on
 
     tracking.configure(cfg)
     challenger, champion = load_metrics(report)
-    # offline point estimates, then re-decided on significance: paired bootstrap per category + online tests
-    decision = combine(decide(challenger, champion, cfg.gate), online, cfg.gate.metric)
+    # offline point estimates, then re-decided on the family of tests (Holm; docs/gate.md)
+    decision = combine(decide(challenger, champion, cfg.gate), online, cfg.gate)
+    from components.evaluation.report import write_gate_report
+
+    out = run_dir(snapshot.run_key) / "gate"
+    write_gate_report(out, decision)
+    (out / "decision.json").write_text(decision.to_json())
     with tracking.resume(cfg, snapshot.mlflow_run_id):
-        mlflow.set_tags({"gate.promote": str(decision.promote), "gate.reason": decision.reason})
+        mlflow.set_tags({"gate.promote": str(decision.promote), "gate.reason": decision.reason[:5000],
+                         "gate.deciding_test": str(decision.evidence.get("deciding")),
+                         "gate.replay_seed": str(decision.evidence.get("replay_seed"))})
+        mlflow.log_artifacts(str(out), "gate")
     log.info("gate: %s: %s", "PROMOTE" if decision.promote else "KEEP CHAMPION", decision.reason)
     return decision

@@ -4,29 +4,33 @@ Metrics (split mode; a search is one ``search_events`` row):
 
 - ``ctr``: share of searches with at least one click
 - ``hit_rate_judged``: share of searches with at least one click on an item the data
-  judges relevant to the query ("HitRate on judged clicks")
+  judges relevant to the query ("judged-click HitRate@k", k = the results shown,
+  ``online.k``). This is the online primary metric. Its offline counterpart is the same
+  quantity expected under the click model from a model's ranking
+  (:func:`expected_judged_hit`): the gate reports both, so online and offline can be
+  checked against each other (docs/gate.md, "The online metric").
 - ``purchase_rate``: share of searches with at least one purchase
 - ``latency_p50_ms`` / ``latency_p95_ms``: server-side latency
 
-Tests (all from scipy.stats):
+Tests, all at the user level (a user's searches are correlated: the unit of
+randomisation is the user, so the unit of analysis is the user too):
 
+- arm difference of ``hit_rate_judged`` and ``ctr``: the difference of two ratio metrics
+  (sum over a user's searches / number of searches) with the delta-method variance over
+  users (Deng, Knoblich and Lu, KDD 2018), one-sided for "regresses" (H0: challenger -
+  champion >= -tolerance) and two-sided for "differs" (:func:`user_level_test`).
+- interleaving: the challenger's share of decided (non-tied) queries, a ratio over users
+  with the delta-method variance, one-sided against 0.5; the exact binomial test
+  (``scipy.stats.binomtest``, searches as independent) is reported beside it. It enters
+  the gate only when the decided queries reach the power the config asks for
+  (:func:`interleaving_queries_needed`); below that it is reported, not a veto.
 - sample-ratio mismatch: Pearson chi-square goodness of fit (``scipy.stats.chisquare``)
   of the users seen per arm against the configured challenger share; flagged when
   p < ``online.srm_alpha`` (0.001), and a flagged experiment is not trusted.
-- arm difference of ``hit_rate_judged`` and ``ctr``: Fisher's exact test on the 2x2 table
-  (``scipy.stats.fisher_exact``), two-sided for "differs" and one-sided
-  (challenger < champion) for "regresses", each at ``online.alpha``. Fisher's test is
-  exact, so under no effect it rejects at most ``alpha`` of the time.
-- interleaving: the challenger's share of decided (non-tied) queries against 0.5 with an
-  exact binomial test (``scipy.stats.binomtest``), two-sided.
 
-The tests treat searches as independent; searches of one user are correlated, so with
-few users and many searches each the p-values are optimistic (a user-level or
-cluster-robust test would be the next step).
-
-The online verdict is a regression when the challenger's ``hit_rate_judged`` is
-significantly lower (one-sided), or it significantly loses the interleaving, or the
-split shows a sample-ratio mismatch (the comparison cannot be trusted).
+The online verdict of :func:`analyze` (``regression``) is the online family alone under
+Holm at ``alpha`` (:func:`components.evaluation.gate.family_decision`); the gate puts the
+same online rows in one family with the offline tests.
 """
 
 from __future__ import annotations
@@ -117,8 +121,120 @@ def proportion_test(success_champ: int, n_champ: int, success_chal: int, n_chal:
             "regression": p_less < alpha, "alpha": alpha, "test": "scipy.stats.fisher_exact"}
 
 
+# ------------------------------------------------------------------ user-level tests
+def ratio_and_variance(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
+    """sum(num) / sum(den) over users and its delta-method variance (users i.i.d., Deng et al. 2018)."""
+    num, den = np.asarray(num, float), np.asarray(den, float)
+    n = num.size
+    mean_den = den.mean()
+    ratio = float(num.sum() / den.sum())
+    if n < 2:
+        return ratio, float("nan")
+    cov = np.cov(num, den, ddof=1)
+    var = (cov[0, 0] - 2 * ratio * cov[0, 1] + ratio ** 2 * cov[1, 1]) / (n * mean_den ** 2)
+    return ratio, float(max(var, 0.0))
+
+
+def user_level_test(num_champion, den_champion, num_challenger, den_challenger, tolerance: float = 0.0,
+                    alpha: float = 0.05) -> dict[str, Any]:
+    """Challenger minus champion of a per-search rate, users as the unit: one row per user of
+    (searches with the outcome, searches). One-sided p of H0: effect >= -tolerance; two-sided p
+    and (1 - alpha) CI. Arms with fewer than 2 users give no test (``p_value`` None)."""
+    from scipy.stats import norm
+
+    out: dict[str, Any] = {"users": [int(np.size(den_champion)), int(np.size(den_challenger))],
+                           "searches": [int(np.sum(den_champion)), int(np.sum(den_challenger))],
+                           "champion": None, "challenger": None, "effect": None, "se": None, "ci_low": None,
+                           "ci_high": None, "p_value": None, "p_two_sided": None, "regression": False,
+                           "significant": False, "tolerance": tolerance, "alpha": alpha,
+                           "test": "user-level delta method (ratio of sums over users), one-sided z"}
+    if min(np.size(den_champion), np.size(den_challenger)) < 2:
+        return out
+    r0, v0 = ratio_and_variance(num_champion, den_champion)
+    r1, v1 = ratio_and_variance(num_challenger, den_challenger)
+    effect, se = r1 - r0, float(np.sqrt(v0 + v1))
+    out.update(champion=r0, challenger=r1, effect=effect, diff=effect, se=se)
+    if se > 0:
+        z = norm.ppf(1 - alpha / 2)
+        p = float(norm.cdf((effect + tolerance) / se))
+        p_two = float(2 * norm.sf(abs(effect) / se))
+        out.update(ci_low=effect - z * se, ci_high=effect + z * se, p_value=p, p_two_sided=p_two)
+    else:  # every user had the same rate in both arms
+        p = 0.0 if effect < -tolerance else 1.0
+        out.update(ci_low=effect, ci_high=effect, p_value=p, p_two_sided=1.0 if effect == 0 else 0.0)
+    out["p_regression"] = out["p_value"]
+    out["regression"] = bool(out["p_value"] < alpha)
+    out["significant"] = bool(out["p_two_sided"] < alpha)
+    return out
+
+
+def preference_test(wins_challenger, decided) -> dict[str, Any]:
+    """The challenger's share of decided interleaved queries, users as the unit: one row per user of
+    (queries the challenger won, queries decided). One-sided p of H0: preference >= 0.5."""
+    from scipy.stats import norm
+
+    w, d = np.asarray(wins_challenger, float), np.asarray(decided, float)
+    keep = d > 0
+    w, d = w[keep], d[keep]
+    out: dict[str, Any] = {"users": int(d.size), "decided": int(d.sum()), "preference": None, "effect": None,
+                           "se": None, "ci_low": None, "ci_high": None, "p_value": None,
+                           "test": "user-level delta method on the preference, one-sided z against 0.5"}
+    if d.size < 2:
+        return out
+    pref, var = ratio_and_variance(w, d)
+    se = float(np.sqrt(var))
+    out.update(preference=pref, effect=pref - 0.5, se=se, challenger=pref, champion=0.5)
+    if se > 0:
+        out.update(p_value=float(norm.cdf((pref - 0.5) / se)), ci_low=pref - 0.5 - 1.96 * se,
+                   ci_high=pref - 0.5 + 1.96 * se)
+    else:
+        out.update(p_value=0.0 if pref < 0.5 else 1.0, ci_low=pref - 0.5, ci_high=pref - 0.5)
+    return out
+
+
+def interleaving_queries_needed(margin: float, level: float, power: float) -> int:
+    """Decided queries a one-sided test of preference >= 0.5 at ``level`` needs to detect a
+    preference of 0.5 - margin with probability ``power`` (normal approximation to the binomial)."""
+    from scipy.stats import norm
+
+    p1 = 0.5 - margin
+    if not 0 < p1 < 0.5:
+        raise ValueError(f"interleaving margin must be in (0, 0.5), got {margin}")
+    n = ((norm.ppf(1 - level) * 0.5 + norm.ppf(power) * np.sqrt(p1 * (1 - p1))) / margin) ** 2
+    return int(np.ceil(n))
+
+
+def expected_judged_hit(ranked: Mapping[str, list[str]], relevant: Mapping[str, set[str]], k: int,
+                        click_model=None) -> dict[str, float]:
+    """Offline counterpart of the online primary metric: per query, P(at least one click on a judged
+    item among the top k) under the click model, from a model's ranking."""
+    from components.service.clicks import ClickModel
+
+    model = click_model or ClickModel()
+    out = {}
+    for q, items in ranked.items():
+        rel = relevant.get(q) or set()
+        miss = 1.0
+        for rank, item in enumerate(items[:k], start=1):
+            if item in rel:
+                miss *= 1.0 - model.click_prob(rank, True)
+        out[q] = 1.0 - miss
+    return out
+
+
+def user_sums(outcomes: pd.DataFrame, column: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """arm -> (per-user sum of ``column``, per-user searches)."""
+    out = {}
+    for arm in (CHAMPION, CHALLENGER):
+        part = outcomes[outcomes["arm"] == arm]
+        g = part.groupby("user_id")[column].agg(["sum", "count"]) if len(part) else pd.DataFrame(
+            {"sum": [], "count": []})
+        out[arm] = (g["sum"].to_numpy(float), g["count"].to_numpy(float))
+    return out
+
+
 def interleaving_outcomes(searches: pd.DataFrame, feedback: pd.DataFrame) -> dict[str, Any]:
-    """Team-draft credit per interleaved search; challenger preference and binomial test."""
+    """Team-draft credit per interleaved search; challenger preference, user-level and binomial tests."""
     from scipy.stats import binomtest
 
     from components.service.interleave import credit
@@ -126,31 +242,84 @@ def interleaving_outcomes(searches: pd.DataFrame, feedback: pd.DataFrame) -> dic
     inter = searches[searches["mode"] == "interleave"]
     clicks = feedback[feedback["event"] == "click"].groupby("request_id")["item_id"].apply(list).to_dict()
     wins = {CHAMPION: 0, CHALLENGER: 0, "tie": 0}
-    for rid, items, teams in zip(inter["request_id"], inter["item_ids"], inter["teams"]):
+    per_user: dict[str, list[int]] = {}
+    for rid, user, items, teams in zip(inter["request_id"], inter["user_id"], inter["item_ids"], inter["teams"]):
         if rid in clicks and teams:
-            wins[credit(clicks[rid], items, teams)] += 1
+            winner = credit(clicks[rid], items, teams)
+            wins[winner] += 1
+            if winner != "tie":
+                won_decided = per_user.setdefault(user, [0, 0])
+                won_decided[0] += winner == CHALLENGER
+                won_decided[1] += 1
     decided = wins[CHAMPION] + wins[CHALLENGER]
     result: dict[str, Any] = {"queries": int(len(inter)), "with_clicks": int(sum(wins.values())), "wins": wins,
-                              "preference": None, "p_value": None, "test": "scipy.stats.binomtest (two-sided, p=0.5)"}
+                              "decided": int(decided), "preference": None, "p_value": None,
+                              "test": "scipy.stats.binomtest (two-sided, p=0.5; searches as independent)"}
     if decided:
         result["preference"] = wins[CHALLENGER] / decided
         result["p_value"] = float(binomtest(wins[CHALLENGER], decided, 0.5).pvalue)
+    counts = np.array(list(per_user.values()), dtype=float).reshape(-1, 2)
+    result["user_level"] = preference_test(counts[:, 0], counts[:, 1])
     return result
+
+
+def online_rows(result: Mapping[str, Any], gate_cfg, k: int, offline_tested: int = 0) -> dict[str, dict[str, Any]]:
+    """The online members of the gate's family, from :func:`analyze`'s result.
+
+    ``online/hit_rate_judged@k``: the user-level test of the primary metric (tested when both arms
+    have at least 2 users). ``online/interleaving``: tested only when its decided queries reach
+    :func:`interleaving_queries_needed` at the worst-case Holm level of the whole family
+    (``offline_tested`` offline tests + these two); else reported as underpowered.
+    """
+    from components.evaluation.gate import TESTED, UNDERPOWERED, normal_mde, normal_power
+
+    family = offline_tested + 2
+    level = gate_cfg.alpha / family
+    rows: dict[str, dict[str, Any]] = {}
+    primary = dict(result.get("user_level", {}).get("hit_rate_judged", {}))
+    if primary:
+        primary.update(source="online", metric=f"hit_rate_judged@{k}", group=OVERALL,
+                       margin=gate_cfg.online_margin, tolerance=primary.get("tolerance", 0.0),
+                       n=int(sum(primary.get("users", [0, 0]))))
+        primary["status"] = TESTED if primary.get("p_value") is not None else "too few users"
+        primary["power"] = normal_power(gate_cfg.online_margin, primary["tolerance"], primary["se"], level) \
+            if primary.get("se") else None
+        primary["mde"] = normal_mde(primary["tolerance"], primary["se"], level, gate_cfg.power) \
+            if primary.get("se") else None
+        rows[f"online/hit_rate_judged@{k}"] = primary
+    inter = result.get("interleaving") or {}
+    user = dict(inter.get("user_level") or {})
+    if inter.get("queries"):
+        needed = interleaving_queries_needed(gate_cfg.interleaving_margin, level, gate_cfg.power)
+        user.update(source="online", metric="interleaving preference", group=OVERALL, n=int(inter.get("decided", 0)),
+                    margin=gate_cfg.interleaving_margin, tolerance=0.0, needed=needed,
+                    binomial_p_two_sided=inter.get("p_value"))
+        user["status"] = TESTED if (inter.get("decided", 0) >= needed and user.get("p_value") is not None) \
+            else UNDERPOWERED
+        user["power"] = normal_power(gate_cfg.interleaving_margin, 0.0, 0.5 / np.sqrt(max(1, user["n"])), level)
+        user["mde"] = None
+        rows["online/interleaving"] = user
+    return rows
 
 
 def analyze(searches: pd.DataFrame, feedback: pd.DataFrame, relevant: Mapping[str, set[str]],
             categories: Mapping[str, str], challenger_share: float, alpha: float = 0.05,
-            srm_alpha: float = 0.001) -> dict[str, Any]:
-    """The whole online analysis of one experiment's events."""
+            srm_alpha: float = 0.001, gate=None, k: int = 10) -> dict[str, Any]:
+    """The whole online analysis of one experiment's events.
+
+    ``gate``: the GateConfig whose margins and power the online rows of the family use
+    (default: ``GateConfig(alpha=alpha)``); ``k``: the results shown per search.
+    """
+    from components.config import GateConfig
+    from components.evaluation.gate import family_decision
+
+    gate = gate or GateConfig(alpha=alpha)
     split = searches[searches["mode"] == "split"]
     outcomes = per_search_outcomes(split, feedback, relevant)
     table = arm_table(outcomes, categories) if len(outcomes) else {}
     users = split.groupby("arm")["user_id"].nunique().to_dict() if len(split) else {}
     srm = srm_check(int(users.get(CHAMPION, 0)), int(users.get(CHALLENGER, 0)), challenger_share, srm_alpha)
-
-    def counts(metric: str, arm: str, rows: pd.DataFrame) -> tuple[int, int]:
-        part = rows[rows["arm"] == arm]
-        return int(part[metric].sum()), int(len(part))
+    srm["alpha"] = srm_alpha
 
     tests: dict[str, dict[str, Any]] = {}
     cats = [categories.get(q, "unknown") for q in outcomes["query"]] if len(outcomes) else []
@@ -158,39 +327,45 @@ def analyze(searches: pd.DataFrame, feedback: pd.DataFrame, relevant: Mapping[st
     for group, rows in [(OVERALL, outcomes), *sorted(outcomes.groupby("category"), key=lambda g: g[0])]:
         for metric in ("hit_rate_judged", "ctr"):
             col = "judged_hit" if metric == "hit_rate_judged" else "clicked"
-            sc, nc = counts(col, CHAMPION, rows)
-            sx, nx = counts(col, CHALLENGER, rows)
-            tests[f"{group}/{metric}"] = proportion_test(sc, nc, sx, nx, alpha)
+            sums = user_sums(rows, col)
+            tests[f"{group}/{metric}"] = user_level_test(*sums[CHAMPION], *sums[CHALLENGER], 0.0, alpha)
     inter = interleaving_outcomes(searches, feedback)
     inter_by_category = {}
     if len(searches):
         cat_of = searches["query"].map(lambda q: categories.get(q, "unknown"))
         for cat in sorted(set(cat_of[searches["mode"] == "interleave"])):
             inter_by_category[cat] = interleaving_outcomes(searches[cat_of == cat], feedback)
-    inter_loss = bool(inter["p_value"] is not None and inter["p_value"] < alpha and inter["preference"] < 0.5)
-    primary = tests.get(f"{OVERALL}/hit_rate_judged", {})
+    result: dict[str, Any] = {"table": table, "tests": tests, "srm": srm, "interleaving": inter,
+                              "interleaving_by_category": inter_by_category, "alpha": alpha, "k": k,
+                              "user_level": {"hit_rate_judged": tests.get(f"{OVERALL}/hit_rate_judged", {})},
+                              "searches": int(len(searches)), "feedback": int(len(feedback))}
+    rows = online_rows(result, gate, k)
+    fam = family_decision(rows, gate, srm)
+    result["gate_rows"] = fam["rows"]
+    primary = fam["rows"].get(f"online/hit_rate_judged@{k}", {})
     reasons = []
-    if primary.get("regression"):
-        reasons.append(f"hit_rate_judged {primary['challenger']:.4f} vs champion {primary['champion']:.4f} "
-                       f"(Fisher one-sided p={primary['p_regression']:.4g} < {alpha})")
-    if inter_loss:
-        reasons.append(f"interleaving preference {inter['preference']:.3f} (binomial p={inter['p_value']:.4g})")
+    for name in fam["rejected"]:
+        r = fam["rows"][name]
+        reasons.append(f"{r['metric']} {r['challenger']:.4f} vs champion {r['champion']:.4f} "
+                       f"({r['test']}, p={r['p_value']:.4g}, Holm p={r['p_holm']:.4g} < {alpha})")
     if srm["mismatch"]:
         reasons.append(f"sample-ratio mismatch (users {srm['observed']}, p={srm['p_value']:.3g})")
-    regression = bool(reasons)
+    result["regression"] = bool(reasons)
     if not reasons:
         bits = []
         if primary.get("challenger") is not None:
-            bits.append(f"hit_rate_judged {primary['challenger']:.4f} vs champion {primary['champion']:.4f} "
-                        f"(Fisher one-sided p={primary['p_regression']:.4g})")
-        if inter["preference"] is not None:
-            bits.append(f"interleaving preference {inter['preference']:.3f} (p={inter['p_value']:.4g})")
-        reason = "no significant online regression: " + ("; ".join(bits) if bits else "no online data")
+            bits.append(f"{primary['metric']} {primary['challenger']:.4f} vs champion {primary['champion']:.4f} "
+                        f"(user-level, one-sided p={primary['p_value']:.4g})")
+        il = fam["rows"].get("online/interleaving")
+        if il and inter["preference"] is not None:
+            state = "tested" if il["status"] == "tested" else \
+                f"{il['n']} decided < {il['needed']} needed for power {gate.power:g}: reported, not a veto"
+            bits.append(f"interleaving preference {inter['preference']:.3f} (user-level p={il.get('p_value') or 1:.4g}; "
+                        f"{state})")
+        result["reason"] = "no significant online regression: " + ("; ".join(bits) if bits else "no online data")
     else:
-        reason = "online regression: " + "; ".join(reasons)
-    return {"table": table, "tests": tests, "srm": srm, "interleaving": inter,
-            "interleaving_by_category": inter_by_category, "regression": regression,
-            "reason": reason, "alpha": alpha, "searches": int(len(searches)), "feedback": int(len(feedback))}
+        result["reason"] = "online regression: " + "; ".join(reasons)
+    return result
 
 
 def flat_metrics(result: Mapping[str, Any]) -> dict[str, float]:
@@ -304,6 +479,7 @@ def log_to_mlflow(cfg, result: Mapping[str, Any], out_dir: Path, run_id: str | N
            mlflow.start_run(experiment_id=exp_id, run_name=f"online-ab-{time.strftime('%Y%m%dT%H%M%S')}"))
     with ctx as run:
         mlflow.log_metrics(flat_metrics(result))
-        mlflow.set_tags({"online.regression": str(result["regression"]), "online.reason": result["reason"][:5000]})
+        mlflow.set_tags({"online.regression": str(result["regression"]), "online.reason": result["reason"][:5000],
+                         "online.replay_seed": str(result.get("replay_seed"))})
         mlflow.log_artifacts(str(out_dir), "online")
         return run.info.run_id

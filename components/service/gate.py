@@ -55,14 +55,25 @@ def offline_comparison(per_query_challenger: Mapping[str, float], per_query_cham
     return out
 
 
-def combine(decision, online: Any, metric: str):
+def combine(decision, online: Any, metric: Any):
     """The offline gate's decision, re-decided on significance with the online evidence.
 
     ``decision``: the GateDecision of :func:`components.evaluation.gate.decide` (its
-    values are kept); ``online``: an OnlineReport. Returns a new GateDecision.
+    values are kept); ``online``: an OnlineReport; ``metric``: the GateConfig (or, for an
+    OnlineReport written before the family of tests existed, the metric name). With a
+    GateConfig and an OnlineReport that carries its family of tests, the decision is
+    :func:`components.evaluation.gate.decide_on_evidence` (Holm over every test; docs/gate.md).
+    Returns a new GateDecision.
     """
     if decision.champion_value is None or online is None or not online.compared:
         return decision
+    if not isinstance(metric, str) and online.tests.get("family"):
+        from components.evaluation.gate import decide_on_evidence
+
+        return decide_on_evidence(decision, online.tests["family"], metric, online.tests.get("srm"),
+                                  {"replay_seed": online.tests.get("replay_seed"),
+                                   "expected_online_from_offline": online.tests.get("expected_online_from_offline")})
+    metric = metric if isinstance(metric, str) else metric.metric
     parts = []
     regress = list(online.offline_regressions)
     for group in regress:

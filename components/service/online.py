@@ -54,13 +54,18 @@ class InProcessService:
 
 
 def evaluate_online(cfg: PipelineConfig, data_uri: str, out_dir: Path, url: str | None = None,
-                    mlflow_run_id: str | None = None, modes: tuple[str, ...] = ("split", "interleave")) -> dict[str, Any]:
-    """Replay the eval queries with simulated users, analyse, write the report, log to MLflow."""
+                    mlflow_run_id: str | None = None, modes: tuple[str, ...] = ("split", "interleave"),
+                    seed: int | None = None) -> dict[str, Any]:
+    """Replay the eval queries with simulated users, analyse, write the report, log to MLflow.
+
+    ``seed``: the replay seed (the pipeline derives it from the run key: ``replay.replay_seed``);
+    None: ``online.seed``."""
     from components.data.io import load_world
 
     world = load_world(data_uri)
     queries, relevant, categories = eval_queries(world)
     on = cfg.online
+    seed = on.seed if seed is None else int(seed)
     since = time.time()
     per_mode = max(1, on.max_requests // len(modes))
     runs = {}
@@ -69,7 +74,7 @@ def evaluate_online(cfg: PipelineConfig, data_uri: str, out_dir: Path, url: str 
         for i, mode in enumerate(modes):
             runs[mode] = replay(target, queries, relevant, mode=mode, n_users=on.n_users, max_requests=per_mode,
                                 max_seconds=on.max_seconds / len(modes), concurrency=on.concurrency, k=on.k,
-                                click_model=ClickModel.from_config(on), seed=on.seed + i)
+                                click_model=ClickModel.from_config(on), seed=seed + i)
 
     if url is None:
         with InProcessService(cfg) as svc:
@@ -81,8 +86,10 @@ def evaluate_online(cfg: PipelineConfig, data_uri: str, out_dir: Path, url: str 
         searches, feedback = store.frames(experiment=on.experiment, since=since)
     finally:
         store.close()
-    result = analysis.analyze(searches, feedback, relevant, categories, on.challenger_share, on.alpha, on.srm_alpha)
+    result = analysis.analyze(searches, feedback, relevant, categories, on.challenger_share, on.alpha, on.srm_alpha,
+                              gate=cfg.gate, k=on.k)
     result["replay"] = runs
+    result["replay_seed"] = seed
     paths = analysis.write_report(Path(out_dir), result, title="Online A/B test: champion vs challenger")
     result["report"] = str(paths["html"])
     result["mlflow_run_id"] = analysis.log_to_mlflow(cfg, result, Path(out_dir), run_id=mlflow_run_id)

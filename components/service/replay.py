@@ -91,3 +91,13 @@ def eval_queries(world) -> tuple[list[str], dict[str, set[str]], dict[str, str]]
     relevant = {text: by_id.get(qid, set()) for qid, text in zip(eval_q["query_id"], eval_q["text"])}
     categories = dict(zip(eval_q["text"], eval_q["category"]))
     return eval_q["text"].tolist(), relevant, categories
+
+
+def replay_seed(run_key: str, data_md5: str = "", base: int = 0) -> int:
+    """The replay seed of one pipeline run: a hash of the run key and the data hash (and the
+    configured base seed), so every night replays fresh users and clicks, and a rerun of the
+    same run (a retried task) replays the same ones. Recorded in the decision and in MLflow."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{run_key}|{data_md5}|{base}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "big")

@@ -67,3 +67,31 @@ def test_combine_without_champion_keeps_the_offline_decision():
                         reason="no champion yet", report_uri="")
     first = GateDecision(True, "no champion yet: challenger hit_rate@100 = 0.4", "hit_rate@100", 0.4)
     assert combine(first, none, "hit_rate@100") == first
+
+
+def test_combine_with_the_family_of_tests_decides_by_holm_and_records_the_seed():
+    from components.config import GateConfig
+    from components.evaluation.gate import offline_tests
+    from components.service.analysis import online_rows, preference_test, user_level_test
+
+    rng = np.random.default_rng(7)
+    qids = [f"q{i}" for i in range(300)]
+    cats = {q: ("plain", "qa")[i % 2] for i, q in enumerate(qids)}
+    champ = {q: float(rng.random()) for q in qids}
+    chal = {q: champ[q] + float(rng.normal(0, 0.01)) for q in qids}
+    cfg = GateConfig()
+    family = {f"offline/{g}": r for g, r in offline_tests(chal, champ, cats, cfg).items()}
+    users = np.full(100, 2.0)
+    online = {"user_level": {"hit_rate_judged": user_level_test(rng.binomial(2, 0.5, 100), users,
+                                                                rng.binomial(2, 0.2, 100), users)},
+              "interleaving": {"queries": 200, "decided": 100,
+                               "user_level": preference_test(rng.binomial(1, 0.5, 100), np.ones(100))}}
+    family.update(online_rows(online, cfg, 10, offline_tested=3))
+    report = OnlineReport(model_version="2", champion_version="1", compared=True, regression=True,
+                          reason="online regression", report_uri="",
+                          tests={"family": family, "srm": {"mismatch": False}, "replay_seed": 99})
+    out = combine(_decision(), report, cfg)
+    assert not out.promote and out.evidence["deciding"] == "online/hit_rate_judged@10"
+    assert "hit_rate_judged@10" in out.reason and "user-level delta method" in out.reason
+    assert out.evidence["replay_seed"] == 99 and out.evidence["family_size"] == 4  # interleaving: reported only
+    assert out.evidence["family"]["online/interleaving"]["status"].startswith("underpowered")
