@@ -28,6 +28,7 @@ from typing import Any
 from components.config import CATEGORIES, WorldConfig
 from components.data import schema
 from components.data.io import write_jsonl
+from components.data.phrasing import HELDOUT_WORDINGS, WORDINGS, Phrased, Phraser
 
 _WORD_RE = re.compile(r"[a-z0-9]+")
 
@@ -843,6 +844,13 @@ def _knowledge_doc(departments: list[str], standard: dict[str, list[str]], premi
     }
 
 
+def _wordings_doc() -> list[dict[str, str]]:
+    """Language knowledge: words and what people also say for them (the phrasing's word rules).
+    ``eval_only``: a rule only eval queries use; the pre-training corpus states it as a word
+    (a glossary line) but never says a use or a fact with it."""
+    return [{"word": src, "also_said": dst, "eval_only": name in HELDOUT_WORDINGS} for name, src, dst in WORDINGS]
+
+
 def _order_by_intent(members: list[int], intent_of: dict[int, str], n_eval: int,
                      rng: random.Random) -> tuple[list[int], int]:
     """``members`` reordered so that the first of them are eval queries whose intents no later
@@ -866,6 +874,39 @@ def _order_by_intent(members: list[int], intent_of: dict[int, str], n_eval: int,
         rest.remove(name)
         eval_part += groups[name]
     return eval_part + [k for name in rest for k in groups[name]], len(eval_part)
+
+
+def _phrase_all(cfg: WorldConfig, drafted: list[tuple[str, str, list[str]]], said_as: dict[int, str],
+                split_of: dict[int, str], sampler: "_Sampler") -> dict[int, Phrased]:
+    """Each drafted query's final text (``world.phrasing: varied``), in drafted order. A draw whose
+    text repeats another query's, or (hard categories) shares a word with a relevant title, is
+    drawn again; after ``tries`` the core is kept as it is (unique and checked already)."""
+    phraser = Phraser(cfg.seed)
+    strict = {"qa", "alternative", "knowledge"}
+    taken = {text for _, text, _ in drafted}
+    out: dict[int, Phrased] = {}
+    for k, (category, core, relevant) in enumerate(drafted):
+        taken.discard(core)
+        intent = said_as.get(k, core)
+        for _ in range(20):
+            got = phraser.phrase(category, core, intent, split_of[k])
+            if got.text not in taken and not (category in strict and sampler.overlaps(got.text, relevant)):
+                break
+        else:
+            before, _, after = core.partition(intent)
+            got = Phrased(core, "bare", "only" if not before.strip() and not after.strip() else
+                          ("middle" if before.strip() and after.strip() else "last" if before.strip() else "first"),
+                          "verbatim", [], False, False, False)
+        taken.add(got.text)
+        out[k] = got
+    return out
+
+
+def _phrasing_stats(queries: list[dict]) -> dict:
+    def count(key: str) -> dict:
+        return {f"{split}/{v}": n for (split, v), n in sorted(Counter((q["split"], str(q[key])) for q in queries).items())}
+
+    return {"phrasing": {key: count(key) for key in ("pattern", "intent_position", "wording", "typo", "heldout_phrasing")}}
 
 
 def generate_world(cfg: WorldConfig, out_dir: Path) -> dict:
@@ -894,6 +935,7 @@ def generate_world(cfg: WorldConfig, out_dir: Path) -> dict:
     targets = dict(zip(CATEGORIES, _allocate(cfg.n_queries, len(CATEGORIES), random.Random(cfg.seed + 1))))
     drafted: list[tuple[str, str, list[str]]] = []  # (category, text, relevant)
     intent_of: dict[int, str] = {}  # drafted index -> intent (hard categories)
+    said_as: dict[int, str] = {}  # drafted index -> the intent's words as the text says them
     shortfall: dict[str, int] = {}
     for category in CATEGORIES:
         got, attempts = 0, 0
@@ -903,6 +945,7 @@ def generate_world(cfg: WorldConfig, out_dir: Path) -> dict:
             if sampler.accept(category, text, relevant, category in strict):
                 if intent is not None:
                     intent_of[len(drafted)] = intent
+                    said_as[len(drafted)] = intent.lower() if category == "alternative" else intent
                 drafted.append((category, text, relevant))
                 got += 1
         if got < targets[category]:
@@ -921,6 +964,7 @@ def generate_world(cfg: WorldConfig, out_dir: Path) -> dict:
             members, n_eval = _order_by_intent(members, intent_of, n_eval, rng)
         for pos, k in enumerate(members):
             split_of[k] = "eval" if pos < n_eval else "train"
+    phrased = _phrase_all(cfg, drafted, said_as, split_of, sampler) if cfg.phrasing == "varied" else {}
     order = list(range(len(drafted)))
     rng.shuffle(order)
     width = max(5, len(str(len(order))))
@@ -928,10 +972,17 @@ def generate_world(cfg: WorldConfig, out_dir: Path) -> dict:
     for idx, k in enumerate(order, start=1):
         category, text, relevant = drafted[k]
         qid = f"Q{idx:0{width}d}"
-        queries.append({"query_id": qid, "text": text, "category": category, "split": split_of[k]})
+        row = {"query_id": qid, "text": text, "category": category, "split": split_of[k]}
+        if k in phrased:
+            row["text"] = phrased[k].text
+            row.update(phrased[k].fields())
+            row["intent"] = intent_of.get(k, text)
+        queries.append(row)
         judgments += [{"query_id": qid, "item_id": iid} for iid in relevant]
 
     knowledge = _knowledge_doc(departments, standard, premium, bands, uses, facts)
+    if cfg.phrasing == "varied":
+        knowledge["wordings"] = _wordings_doc()
     write_jsonl(out_dir / schema.CATALOG_FILE, [i.row() for i in items])
     write_jsonl(out_dir / schema.QUERIES_FILE, queries)
     write_jsonl(out_dir / schema.JUDGMENTS_FILE, judgments)
@@ -959,6 +1010,7 @@ def generate_world(cfg: WorldConfig, out_dir: Path) -> dict:
         "relevant_per_query": {"min": min(n_rel, default=0), "max": max(n_rel, default=0),
                                "mean": round(sum(n_rel) / max(1, len(n_rel)), 2)},
         "rejected_queries": dict(sorted(sampler.rejected.items())),
+        **(_phrasing_stats(queries) if phrased else {}),
         "query_shortfall": shortfall,
         "generation_seconds": round(time.perf_counter() - started, 3),
     }

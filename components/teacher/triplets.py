@@ -103,6 +103,41 @@ def _contains(haystack: Sequence[str], needle: Sequence[str]) -> bool:
     return n > 0 and any(tuple(haystack[i:i + n]) == tuple(needle) for i in range(len(haystack) - n + 1))
 
 
+def _replace(haystack: list[str], needle: Sequence[str], by: Sequence[str]) -> list[str]:
+    """``haystack`` with the first occurrence of ``needle`` replaced by ``by``."""
+    n = len(needle)
+    for i in range(len(haystack) - n + 1):
+        if tuple(haystack[i:i + n]) == tuple(needle):
+            return haystack[:i] + list(by) + haystack[i + n:]
+    return list(haystack)
+
+
+class _Speller:
+    """A word not in the vocabulary, one edit (drop, insert, swap, replace) from exactly one
+    vocabulary word of at least 4 letters, is read as that word."""
+
+    def __init__(self, vocabulary: set[str]) -> None:
+        self.vocabulary = vocabulary
+        self._deletes: dict[str, set[str]] = {}
+        for w in sorted(vocabulary):
+            if len(w) >= 4:
+                for d in self._drops(w):
+                    self._deletes.setdefault(d, set()).add(w)
+
+    @staticmethod
+    def _drops(w: str) -> list[str]:
+        return [w[:i] + w[i + 1:] for i in range(len(w))]
+
+    def correct(self, w: str) -> str:
+        if w in self.vocabulary or len(w) < 4 or not w.isalpha():
+            return w
+        near = set(self._deletes.get(w, ()))  # w lost a letter
+        near |= {d for d in self._drops(w) if d in self.vocabulary and len(d) >= 4}  # w gained one
+        for d in self._drops(w):  # replaced or swapped letters
+            near |= {v for v in self._deletes.get(d, ()) if len(v) == len(w)}
+        return next(iter(near)) if len(near) == 1 else w
+
+
 def _listing(values: Sequence[str]) -> str:
     return ", ".join(values) if values else "nothing specific"
 
@@ -131,6 +166,12 @@ class Teacher:
         self._brand_words = {b.lower(): b for b in sorted(self.brands)}
         self._banned = [tuple(words(t)) for t in cfg.banned_terms if words(t)]
         self.drops: Counter = Counter()
+        # Queries as people type them (components/data/phrasing.py): the teacher reads a misspelt
+        # word as the knowledge word one edit away, and a reworded intent back through the word
+        # rules the knowledge states ("wordings": word -> what people also say).
+        self._wordings = [(tuple(words(w["also_said"])), tuple(words(w["word"])))
+                          for w in knowledge.get("wordings", []) if words(w["also_said"]) and words(w["word"])]
+        self._speller = _Speller(self._knowledge_words(knowledge)) if self._wordings else None
 
     # -- step 1: reasoning -----------------------------------------------------------
 
@@ -220,8 +261,33 @@ class Teacher:
                 f"{_listing(info.get('keywords', []))}; popular brands include {_listing(brands)}.")
         return Reasoning("product_type", text, [*terms[1:], terms[0], *brands])
 
+    @staticmethod
+    def _knowledge_words(knowledge: dict) -> set[str]:
+        texts: list[str] = list(knowledge.get("brands", {}))
+        for name, info in knowledge.get("product_types", {}).items():
+            texts += [name, *info.get("synonyms", []), *info.get("keywords", [])]
+            texts += [v for values in (info.get("attributes") or {}).values() for v in values]
+        texts += [u["use"] for u in knowledge.get("uses", [])] + [f["fact"] for f in knowledge.get("facts", [])]
+        texts += [w[k] for w in knowledge.get("wordings", []) for k in ("word", "also_said")]
+        return {w for t in texts for w in words(t)}
+
+    def readings(self, qwords: list[str]) -> list[list[str]]:
+        """The query's words as typed, then spelled right, then with one or two word rules read back."""
+        out = [qwords]
+        if self._speller is None:
+            return out
+        fixed = [self._speller.correct(w) for w in qwords]
+        if fixed != qwords:
+            out.append(fixed)
+        found = [(said, word) for said, word in self._wordings if _contains(fixed, said)]
+        singles = [_replace(fixed, said, word) for said, word in found]
+        out += singles
+        for i, (said, word) in enumerate(found):
+            out += [_replace(single, said, word) for single in singles[i + 1:]]
+        return out
+
     def reason(self, query: str, category: str) -> Reasoning:
-        qwords = words(query)
+        readings = self.readings(words(query))
         by_category = {"qa": self._reason_qa, "alternative": self._reason_alternative,
                        "knowledge": self._reason_knowledge, "negative": self._reason_negative,
                        "plain": self._reason_plain}
@@ -230,9 +296,10 @@ class Teacher:
         order += [by_category[c] for c in ("knowledge", "qa", "alternative", "negative", "plain")
                   if by_category[c] not in order]
         for reason in order:
-            result = reason(qwords)
-            if result is not None:
-                return result
+            for qwords in readings:
+                result = reason(qwords)
+                if result is not None:
+                    return result
         if self.feedback is not None:
             terms = self.feedback(query)
             if terms:

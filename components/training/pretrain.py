@@ -11,7 +11,8 @@ backbone learns that world first, from plain sentences:
   uses ("<use>: a <type> does that"), and facts ("<statement> <fact>: <answer>");
 - the same knowledge said again in other words and orders (:func:`knowledge_paraphrases`,
   ``backbone.knowledge_paraphrases``): a small LM reads a fact in one fixed sentence and
-  cannot get it out in another form;
+  cannot get it out in another form; with varied phrasing also what people say for a word
+  (:func:`wording_sentences`);
 - the training queries, as text (never the eval queries); with ``backbone.train_cots`` also
   their teacher CoT in the query prompt format (off by default: measured no better).
 
@@ -160,6 +161,27 @@ def knowledge_paraphrases(knowledge: Mapping[str, Any]) -> list[str]:
         kinds = [k.lower() for k in fact.get("product_types", [])]
         out += [f"{fact['fact']} is {fact['answer']}.",
                 f"{fact['fact']}? {fact['answer']}, so {', '.join(kinds)}."]
+    return out + wording_sentences(knowledge)
+
+
+def wording_sentences(knowledge: Mapping[str, Any]) -> list[str]:
+    """What people also say for a word (``knowledge.json`` ``wordings``), as glossary lines in
+    several orders, and each use and fact said again with every rule that applies to it, except
+    the rules marked ``eval_only`` (those stay word knowledge: the backbone must put the pieces
+    together for a query that words an intent that way)."""
+    rules = [(str(w["word"]), str(w["also_said"]), bool(w.get("eval_only"))) for w in knowledge.get("wordings") or []]
+    out: list[str] = []
+    for word, said, _ in rules:
+        out += [f"{said} means {word}.", f"people who say {said} mean {word}.", f"{word}, or {said}."]
+    for entries, key in ((knowledge.get("uses") or [], "use"), (knowledge.get("facts") or [], "fact")):
+        for entry in entries:
+            kinds = " or ".join(_a(k.lower()) for k in entry.get("product_types", []))
+            text = f" {entry[key]} "
+            for word, said, eval_only in rules:
+                if eval_only or f" {word} " not in text:
+                    continue
+                reworded = text.replace(f" {word} ", f" {said} ", 1).strip()
+                out.append(f"{reworded}: {kinds}." if key == "use" else f"{reworded} means {entry['fact']}: {kinds}.")
     return out
 
 

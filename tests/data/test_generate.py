@@ -1,4 +1,8 @@
-"""The seeded demo world: determinism, sizes, splits, judgments and the no-overlap rule."""
+"""The seeded demo world: determinism, sizes, splits, judgments and the no-overlap rule.
+
+These tests read the world in its short templates (``phrasing="fixed"``, split by query: the data
+of data.dvc before issue 29); the varied phrasing of the committed world has its own tests in
+test_generate_phrasing.py."""
 
 from __future__ import annotations
 
@@ -18,13 +22,14 @@ from components.paths import REPO_ROOT
 
 FILES = (schema.CATALOG_FILE, schema.QUERIES_FILE, schema.JUDGMENTS_FILE, schema.KNOWLEDGE_FILE)
 STRICT = ("qa", "alternative", "knowledge")
+FIXED = {"phrasing": "fixed", "hard_split": "query"}
 FUNCTION_WORDS = {"for", "with", "the", "and", "a", "an", "of", "to", "in", "on", "not", "no", "without", "but"}
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     out = tmp_path_factory.mktemp("world")
-    stats = generate_world(WorldConfig(), out)
+    stats = generate_world(WorldConfig(**FIXED), out)
     catalog = {r["item_id"]: r for r in read_jsonl(out / schema.CATALOG_FILE)}
     queries = read_jsonl(out / schema.QUERIES_FILE)
     relevant: dict[str, list[str]] = {}
@@ -47,7 +52,8 @@ def test_words_tokenisation():
 def test_same_seed_is_byte_identical_across_processes(world, tmp_path):
     # A fresh interpreter with another hash seed: set/dict-hash order must not leak into the files.
     code = ("import sys; from pathlib import Path; from components.config import WorldConfig; "
-            "from components.data.generate import generate_world; generate_world(WorldConfig(), Path(sys.argv[1]))")
+            "from components.data.generate import generate_world; "
+            f"generate_world(WorldConfig(**{FIXED!r}), Path(sys.argv[1]))")
     env = dict(os.environ, PYTHONHASHSEED="12345")
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, cwd=REPO_ROOT, env=env)
     for name in FILES:
@@ -55,7 +61,7 @@ def test_same_seed_is_byte_identical_across_processes(world, tmp_path):
 
 
 def test_same_seed_in_process_and_other_seed_differs(tmp_path):
-    small = dict(n_items=400, n_queries=150)
+    small = dict(n_items=400, n_queries=150, **FIXED)
     generate_world(WorldConfig(seed=3, **small), tmp_path / "a")
     generate_world(WorldConfig(seed=3, **small), tmp_path / "b")
     generate_world(WorldConfig(seed=4, **small), tmp_path / "c")
@@ -206,7 +212,7 @@ def test_knowledge_shape(world):
 
 
 def test_tiny_world_keeps_the_rules(tmp_path):
-    stats = generate_world(WorldConfig(n_items=120, n_queries=40, seed=11), tmp_path)
+    stats = generate_world(WorldConfig(n_items=120, n_queries=40, seed=11, **FIXED), tmp_path)
     catalog = {r["item_id"]: r for r in read_jsonl(tmp_path / schema.CATALOG_FILE)}
     queries = read_jsonl(tmp_path / schema.QUERIES_FILE)
     relevant: dict[str, list[str]] = {}
@@ -227,7 +233,7 @@ def test_intent_split_holds_out_whole_intents(world, tmp_path):
     that category; the eval shares stay those of the default split."""
     from components.experiment.baselines import intent_of
 
-    generate_world(WorldConfig(hard_split="intent"), tmp_path)
+    generate_world(WorldConfig(hard_split="intent", phrasing="fixed"), tmp_path)
     queries = read_jsonl(tmp_path / schema.QUERIES_FILE)
     for name in (schema.CATALOG_FILE, schema.KNOWLEDGE_FILE):
         assert (tmp_path / name).read_bytes() == (world["dir"] / name).read_bytes()
@@ -251,7 +257,7 @@ def test_intent_split_holds_out_whole_intents(world, tmp_path):
 
 
 def test_intent_split_on_a_tiny_world_keeps_both_splits(tmp_path):
-    generate_world(WorldConfig(n_items=120, n_queries=40, seed=11, hard_split="intent"), tmp_path)
+    generate_world(WorldConfig(n_items=120, n_queries=40, seed=11, hard_split="intent", phrasing="fixed"), tmp_path)
     queries = read_jsonl(tmp_path / schema.QUERIES_FILE)
     for category in STRICT:
         assert {q["split"] for q in queries if q["category"] == category} == set(schema.SPLITS), category
