@@ -47,13 +47,13 @@ class WorldConfig:
     # also names. "intent": by intent (the use, the fact, the premium brand): no training query
     # names an eval query's intent, so only what the backbone learned in pre-training (the world's
     # knowledge as sentences) can answer it. Plain and negative queries split by query either way.
-    hard_split: str = "query"
+    hard_split: str = "intent"
     # How queries are worded. "varied": composed from parts as people type them (openers, the
     # intent first, in the middle or last, trailing asks, fillers, reworded intents, typos), with
     # held-out patterns and wordings in eval only (components/data/phrasing.py). "fixed": the
     # short templates alone (phrasing "fixed" with hard_split "query" is the data of data.dvc
-    # before issue 29, byte for byte).
-    phrasing: str = "fixed"
+    # before issue 29, byte for byte: configs/world-v1.yaml).
+    phrasing: str = "varied"
 
 
 @dataclass
