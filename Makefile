@@ -21,6 +21,7 @@ FIND_LINKS := $(shell pip config get global.find-links 2>/dev/null)
 UV_FLAGS := $(if $(FIND_LINKS),--find-links $(FIND_LINKS))
 
 .PHONY: demo test env clean milvus-start milvus-stop mlflow-ui bench experiment serve serve-stop browser-deps
+.PHONY: up down status stack-deps
 
 env: $(VENV)/.installed
 
@@ -55,6 +56,26 @@ browser-deps:
 	    { apt-get install -y -q --no-install-recommends chromium > /dev/null 2>&1 || \
 	      { apt-get update -q > /dev/null 2>&1 && apt-get install -y -q --no-install-recommends chromium > /dev/null 2>&1; }; } \
 	  || echo "chromium not installed: the browser test will skip"; }
+
+# The long-running stack (docs/stack.md): Postgres (a cluster under $(LREM_HOME), or LREM_PG_URL), mlflow server,
+# Airflow 3 api-server + scheduler + dag-processor, Milvus Lite, the search service; prints every URL and the
+# Airflow admin login. Ports: LREM_PG_PORT, LREM_MLFLOW_PORT, LREM_AIRFLOW_PORT, LREM_SERVE_PORT, LREM_MILVUS_URI.
+up: env stack-deps
+	LREM_CONFIG=$(CONFIG) $(BIN)/lrem stack up
+
+down: env
+	LREM_CONFIG=$(CONFIG) $(BIN)/lrem stack down
+
+status: env
+	@LREM_CONFIG=$(CONFIG) $(BIN)/lrem stack status
+
+# PostgreSQL for `make up`, from the distribution's packages where this runs as root with apt
+stack-deps:
+	@[ -n "$$LREM_PG_URL" ] || ls /usr/lib/postgresql/*/bin/initdb > /dev/null 2>&1 || command -v initdb > /dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null 2>&1 && \
+	    { apt-get install -y -q --no-install-recommends postgresql > /dev/null 2>&1 || \
+	      { apt-get update -q > /dev/null 2>&1 && apt-get install -y -q --no-install-recommends postgresql > /dev/null 2>&1; }; } \
+	  || { echo "PostgreSQL is not installed and cannot be installed here: install it or set LREM_PG_URL"; exit 1; }; }
 
 bench: env
 	$(BIN)/python bench/run_all.py

@@ -259,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     from components.service.cli import add_commands as add_service_commands
 
     add_service_commands(sub)  # serve, serve-stop, serve-status, replay, online-eval, history, rollback
+    from components.stack.cli import add_commands as add_stack_commands
+
+    add_stack_commands(sub)  # stack up|down|status (make up / down / status)
 
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:  # steps report through logging
