@@ -106,6 +106,21 @@ def run_key_from(run_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", run_id).strip("-")
 
 
+def run_conf_overrides(params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Config overrides from a DAG run conf (or ``lrem --allow-drift``): ``dvc_rev`` pins the data;
+    ``allow_drift`` (true: every drift bound; a list or comma-separated names: those bounds) lets
+    this run's data exceed the raw-data gate's drift bounds for an intended change. It becomes
+    ``validation.allow_drift``, logged as an MLflow param and the ``drift_allowed`` tag."""
+    overrides: dict[str, Any] = {}
+    if params.get("dvc_rev"):
+        overrides["data"] = {"dvc_rev": params["dvc_rev"]}
+    allow = params.get("allow_drift")
+    if allow:
+        names = ["all"] if allow is True else allow.split(",") if isinstance(allow, str) else list(allow)
+        overrides["validation"] = {"allow_drift": [str(n).strip() for n in names if str(n).strip()]}
+    return overrides or None
+
+
 def step_inputs(name: str, ctx: Mapping[str, Any]) -> dict[str, Artifact]:
     """The typed inputs of step ``name`` from ``ctx`` (step name -> artefact, or its JSON dict).
 

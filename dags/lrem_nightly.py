@@ -12,7 +12,9 @@ registry `components/pipeline.py` (table below). Each task returns a small typed
 (URIs and scalars, `components/artifacts.py`) as its XCom, so any task can be cleared and
 retried alone. A data validation failure fails its task at once, without retries.
 
-Run conf (all optional): `{"config": "configs/demo.yaml", "dvc_rev": "<git rev>"}`.
+Run conf (all optional): `{"config": "configs/demo.yaml", "dvc_rev": "<git rev>", "allow_drift": false}`;
+`allow_drift` (true, or a list of bounds such as `["rows"]`) lets an intended change of the data
+pass the raw-data gate's drift bounds, recorded in the run's lineage (docs/data-contract.md).
 `LREM_EXECUTION=kubernetes` runs each step as `lrem step <name>` in the training image
 through KubernetesPodOperator (GPUs for the training tasks), its inputs passed as JSON
 with `--ctx-json`; the default runs them in the worker.
@@ -70,7 +72,7 @@ def _local_task(step: Step):
         from components.artifacts import ArtifactError
         from components.config import ConfigError, load_config
         from components.faults import InjectedFault, inject
-        from components.pipeline import run_step as run_pipeline_step
+        from components.pipeline import run_conf_overrides, run_step as run_pipeline_step
         from components.runlock import RunLockError, holding_run_lock
         from components.validation.errors import DataValidationError
 
@@ -80,7 +82,7 @@ def _local_task(step: Step):
         context = get_current_context()
         ti = context["ti"]
         params = context["params"]
-        overrides = {"data": {"dvc_rev": params["dvc_rev"]}} if params.get("dvc_rev") else None
+        overrides = run_conf_overrides(params)
         try:
             cfg = load_config(params["config"], overrides)
             # the registry names each input by its producing step: re-key the XComs the same way
@@ -112,7 +114,9 @@ def _kubernetes_task(step: Step):
         name=f"lrem-{step.name.replace('_', '-')}",
         image=TRAINING_IMAGE,
         cmds=["lrem"],
-        arguments=["--config", "{{ params.config }}", "step", step.name, *ctx_arg,
+        arguments=["--config", "{{ params.config }}",
+                   "--allow-drift", "{{ 'all' if params.allow_drift is sameas true else (params.allow_drift or []) | join(',') }}",
+                   "step", step.name, *ctx_arg,
                    "--run-key", "{{ run_id }}",
                    "--out", "/airflow/xcom/return.json"],
         do_xcom_push=True,
@@ -135,6 +139,9 @@ def _kubernetes_task(step: Step):
     params={
         "config": Param(DEFAULT_CONFIG, type="string", description="pipeline YAML config"),
         "dvc_rev": Param(None, type=["null", "string"], description="git revision of data.dvc (default: HEAD)"),
+        "allow_drift": Param(False, type=["boolean", "array"],
+                             description="drift bounds of the raw-data gate this run may exceed: true (all) or "
+                                         "a list, e.g. [\"rows\"] (docs/data-contract.md)"),
     },
 )
 def lrem_nightly():

@@ -26,3 +26,24 @@ class DataValidationError(Exception):
 
     def __reduce__(self):  # keep the structured fields when pickled across processes
         return (type(self), (self.args[0], self.failures, self.docs_index, self.summary))
+
+
+class DataFileError(DataValidationError, ValueError):
+    """A loader met a data file that breaks the data contract (docs/data-contract.md).
+
+    Raised by :mod:`components.data.io` where a later step reads the data; names the file,
+    the line (None for a whole-file problem) and the rule. A DataValidationError, so the
+    task fails at once without retries; a ValueError for callers that catch those.
+    """
+
+    def __init__(self, file: str, line: int | None, rule: str, detail: str = "") -> None:
+        where = f"{file}: line {line}" if line is not None else file
+        message = f"{where}: {detail} -- {rule}" if detail else f"{where}: {rule}"
+        failure = {"file": file, "expectation": "data_contract", "column": None, "description": rule,
+                   "rows": [line] if line is not None else [], "unexpected_count": 1, "sample_values": [],
+                   "message": message}
+        super().__init__(message, [failure])
+        self.file, self.line, self.rule, self.detail = file, line, rule, detail
+
+    def __reduce__(self):
+        return (type(self), (self.file, self.line, self.rule, self.detail))

@@ -7,6 +7,7 @@ so the failure can be read in the UI.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import mlflow
@@ -35,10 +36,45 @@ def _run_suite(cfg: PipelineConfig, snapshot: DataSnapshot, name: str, validate)
                 mlflow.log_artifacts(str(docs), f"data_docs/{name}")
 
 
+def baseline_path(cfg: PipelineConfig) -> Path:
+    """Where the last good snapshot's drift figures live (``validation.drift_baseline``)."""
+    from components.validation.drift import default_baseline_path
+
+    return Path(cfg.validation.drift_baseline) if cfg.validation.drift_baseline else default_baseline_path(cfg.name)
+
+
+def _drift_tags(cfg: PipelineConfig, drift: dict | None) -> None:
+    """Lineage of the drift check: what it compared with, what was exceeded, what the run conf allowed."""
+    last_good = (drift or {}).get("last_good_snapshot") or {}
+    mlflow.set_tags({
+        "drift_baseline": f"{last_good.get('data_md5', '?')} (run {last_good.get('run_key', '?')})" if drift
+                          else "none (no snapshot passed before: nothing compared)",
+        "drift_exceeded": ",".join((drift or {}).get("exceeded", [])) or "none",
+        "drift_allowed": ",".join(cfg.validation.allow_drift) or "none",
+    })
+
+
 def run_validate_raw(cfg: PipelineConfig, snapshot: DataSnapshot) -> ValidationReport:
+    """The raw-data gate; once it passes, this snapshot becomes the last good one for drift."""
+    from components.validation.drift import save_baseline
+    from components.validation.errors import DataValidationError
     from components.validation.suites import validate_raw
 
-    return _run_suite(cfg, snapshot, "raw", lambda docs: validate_raw(Path(snapshot.data_uri), docs, cfg.validation))
+    baseline = baseline_path(cfg)
+
+    def validate(docs: Path) -> dict:
+        try:
+            summary = validate_raw(Path(snapshot.data_uri), docs, cfg.validation, baseline)
+        except DataValidationError as exc:
+            _drift_tags(cfg, exc.summary.get("drift"))
+            raise
+        _drift_tags(cfg, summary.get("drift"))
+        save_baseline(baseline, summary["figures"], {
+            "data_md5": snapshot.data_md5, "dvc_rev": snapshot.dvc_rev, "run_key": snapshot.run_key,
+            "mlflow_run_id": snapshot.mlflow_run_id, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        return summary
+
+    return _run_suite(cfg, snapshot, "raw", validate)
 
 
 def run_validate_triplets(cfg: PipelineConfig, snapshot: DataSnapshot, triplets: TripletSet) -> ValidationReport:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from components.data import schema
 from components.data.io import write_jsonl
@@ -37,6 +40,27 @@ def good_judgments() -> list[dict]:
     ]
 
 
+def good_knowledge() -> dict:
+    return {
+        "source": "test",
+        "product_types": {"shoe": {"department": "shoes", "synonyms": ["sneaker"], "keywords": ["footwear"],
+                                   "attributes": {"color": ["red", "blue"]}, "negatable_attributes": ["color"],
+                                   "standard_brands": ["acme"], "premium_brands": [], "price_range": [5.0, 50.0]}},
+        "brands": {"acme": {"department": "shoes", "product_types": ["shoe"], "tier": "standard"}},
+        "premium_brands": {},
+        "uses": [{"use": "running", "product_types": ["shoe"]}],
+        "facts": [{"fact": "what sprinters wear", "answer": "spikes", "statement": "Sprinters wear spikes.",
+                   "product_types": ["shoe"]}],
+        "budget_words": ["budget"],
+        "negation_words": ["not"],
+    }
+
+
+def write_knowledge(data_dir: Path, knowledge: dict) -> None:
+    (data_dir / schema.KNOWLEDGE_FILE).write_text(json.dumps(knowledge, indent=2, sort_keys=True) + "\n",
+                                                  encoding="utf-8")
+
+
 def good_triplets() -> list[dict]:
     return [
         {"query_id": "Q1", "query": "red shoes", "category": "plain", "cot": "red, shoe",
@@ -53,12 +77,13 @@ def make_data(tmp_path: Path):
     """Write a data folder; any file given replaces the good one."""
 
     def _make(catalog: list[dict] | None = None, queries: list[dict] | None = None,
-              judgments: list[dict] | None = None) -> Path:
-        data_dir = tmp_path / "data"
+              judgments: list[dict] | None = None, knowledge: dict | None = None, name: str = "data") -> Path:
+        data_dir = tmp_path / name
         data_dir.mkdir(exist_ok=True)
         write_jsonl(data_dir / schema.CATALOG_FILE, good_catalog() if catalog is None else catalog)
         write_jsonl(data_dir / schema.QUERIES_FILE, good_queries() if queries is None else queries)
         write_jsonl(data_dir / schema.JUDGMENTS_FILE, good_judgments() if judgments is None else judgments)
+        write_knowledge(data_dir, good_knowledge() if knowledge is None else knowledge)
         return data_dir
 
     return _make
@@ -79,3 +104,9 @@ def rows() -> dict[str, list[dict]]:
     """Fresh copies of the good rows, for a test to break."""
     return {"catalog": good_catalog(), "queries": good_queries(),
             "judgments": good_judgments(), "triplets": good_triplets()}
+
+
+# Hypothesis: derandomized (CI runs the same examples every time), no deadline (the gate's
+# runtime varies with the machine's load); example counts are set per test.
+settings.register_profile("lrem", derandomize=True, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "lrem"))

@@ -35,7 +35,7 @@ def test_good_raw_data_passes_and_writes_data_docs(make_data, tmp_path):
     docs = tmp_path / "docs"
     summary = validate_raw(make_data(), docs)
     assert summary["success"] is True and summary["failed"] == 0
-    assert set(summary["files"]) == {"catalog.jsonl", "queries.jsonl", "judgments.jsonl"}
+    assert set(summary["files"]) == {"catalog.jsonl", "queries.jsonl", "judgments.jsonl", "knowledge.json"}
     assert summary["files"]["catalog.jsonl"]["rows"] == 5
     assert all(f["expectations"] > 0 for f in summary["files"].values())
     assert summary["expectations"] == sum(f["expectations"] for f in summary["files"].values())
@@ -75,16 +75,17 @@ def test_bad_price_and_blank_title(make_data, rows, tmp_path):
     error = _raw_error(make_data(catalog=rows["catalog"]), tmp_path / "docs")
     assert "catalog.jsonl: expect_column_values_to_be_between(price) failed at rows [2]: sample values [0.0]" \
         in str(error)
-    assert _failure(error, "catalog.jsonl", "expect_column_values_to_match_regex", "title")["rows"] == [5]
+    blank = _failure(error, "catalog.jsonl", "expect_column_values_to_be_null", "issue_of_title")
+    assert blank["rows"] == [5] and "blank after removing invisible and control characters" in blank["message"]
 
 
 def test_judged_item_missing_from_catalog(make_data, rows, tmp_path):
     rows["judgments"].append({"query_id": "Q2", "item_id": "I404"})  # line 6
     rows["judgments"].append({"query_id": "Q9", "item_id": "I1"})  # line 7
     error = _raw_error(make_data(judgments=rows["judgments"]), tmp_path / "docs")
-    assert ("judgments.jsonl: expect_column_values_to_be_in_set(item_id) failed at rows [6]: "
-            "sample values ['I404']") in str(error)
-    assert _failure(error, "judgments.jsonl", "expect_column_values_to_be_in_set", "query_id")["rows"] == [7]
+    assert ("judgments.jsonl: expect_column_values_to_be_null(item_id_not_in_catalog) failed at rows [6]: "
+            "sample values ['I404'] -- judged item_id exists in catalog.jsonl") in str(error)
+    assert _failure(error, "judgments.jsonl", "expect_column_values_to_be_null", "query_id_not_in_queries")["rows"] == [7]
     assert len(error.failures) == 2
 
 
