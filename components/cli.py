@@ -34,7 +34,9 @@ from components.config import load_config
 
 
 def _config(args):
-    return load_config(args.config)
+    from components.pipeline import run_conf_overrides
+
+    return load_config(args.config, run_conf_overrides({"allow_drift": getattr(args, "allow_drift", "")}))
 
 
 def cmd_data(args) -> int:
@@ -200,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         return experiment_main(argv[1:])
     parser = argparse.ArgumentParser(prog="lrem", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/demo.yaml", help="YAML config (default: configs/demo.yaml)")
+    parser.add_argument("--allow-drift", default="", metavar="BOUNDS",
+                        help="drift bounds of the raw-data gate this run may exceed: 'all' or names, comma-separated "
+                             "(the run conf's allow_drift; docs/data-contract.md)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("data", help="generate or bootstrap the demo data; import a public data set")
