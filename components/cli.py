@@ -16,6 +16,7 @@
     lrem replay | online-eval           simulated users against the service; the online A/B analysis
     lrem history | rollback [--to V]    audit trail of alias moves; move champion back, serving follows
     lrem summary                        metrics, versions, aliases, collection, MLflow UI command
+    lrem gate calibrate [--twin URI]    the gate's false-veto rate and power on simulated nights (docs/gate.md)
     lrem reproduce scifact              MiniLM on BEIR SciFact through import, Milvus and the metrics vs MTEB
     lrem clean-up [--keep N] [--dry-run]  drop collections neither champion, challenger, serving nor recent champions
     lrem experiment [--quick] ...       LREM against the paper's baselines on the demo world
@@ -264,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     from components.service.cli import add_commands as add_service_commands
 
     add_service_commands(sub)  # serve, serve-stop, serve-status, replay, online-eval, history, rollback
+    from components.evaluation.calibrate import add_commands as add_gate_commands
+
+    add_gate_commands(sub)  # gate calibrate (docs/gate.md)
     from components.stack.cli import add_commands as add_stack_commands
 
     add_stack_commands(sub)  # stack up|down|status (make up / down / status)

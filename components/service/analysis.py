@@ -24,7 +24,7 @@ randomisation is the user, so the unit of analysis is the user too):
   (``scipy.stats.binomtest``, searches as independent) is reported beside it. It enters
   the gate only when the decided queries reach the power the config asks for
   (:func:`interleaving_queries_needed`); below that it is reported, not a veto.
-- sample-ratio mismatch: Pearson chi-square goodness of fit (``scipy.stats.chisquare``)
+- sample-ratio mismatch: Pearson chi-square goodness of fit (1 df, :func:`srm_check`)
   of the users seen per arm against the configured challenger share; flagged when
   p < ``online.srm_alpha`` (0.001), and a flagged experiment is not trusted.
 
@@ -92,16 +92,19 @@ def arm_table(outcomes: pd.DataFrame, categories: Mapping[str, str]) -> dict[str
 
 
 def srm_check(n_champion: int, n_challenger: int, challenger_share: float, alpha: float = 0.001) -> dict[str, Any]:
-    """Sample-ratio mismatch: chi-square goodness of fit of the counts per arm to the share."""
-    from scipy.stats import chisquare
+    """Sample-ratio mismatch: Pearson chi-square goodness of fit (1 degree of freedom) of the counts
+    per arm to the share (what ``scipy.stats.chisquare`` computes, as a ufunc: the calibration runs it
+    per simulated night)."""
+    from scipy.special import chdtrc
 
     total = n_champion + n_challenger
     if total == 0 or challenger_share in (0.0, 1.0):
         return {"p_value": None, "mismatch": False, "observed": [n_champion, n_challenger], "expected_share": challenger_share}
     expected = [total * (1 - challenger_share), total * challenger_share]
-    p = float(chisquare([n_champion, n_challenger], f_exp=expected).pvalue)
+    stat = sum((o - e) ** 2 / e for o, e in zip((n_champion, n_challenger), expected))
+    p = float(chdtrc(1, stat))
     return {"p_value": p, "mismatch": p < alpha, "observed": [n_champion, n_challenger],
-            "expected_share": challenger_share, "test": "scipy.stats.chisquare (Pearson goodness of fit)"}
+            "expected_share": challenger_share, "test": "Pearson chi-square goodness of fit (1 df)"}
 
 
 def proportion_test(success_champ: int, n_champ: int, success_chal: int, n_chal: int,
@@ -140,7 +143,7 @@ def user_level_test(num_champion, den_champion, num_challenger, den_challenger, 
     """Challenger minus champion of a per-search rate, users as the unit: one row per user of
     (searches with the outcome, searches). One-sided p of H0: effect >= -tolerance; two-sided p
     and (1 - alpha) CI. Arms with fewer than 2 users give no test (``p_value`` None)."""
-    from scipy.stats import norm
+    from scipy.special import ndtr, ndtri
 
     out: dict[str, Any] = {"users": [int(np.size(den_champion)), int(np.size(den_challenger))],
                            "searches": [int(np.sum(den_champion)), int(np.sum(den_challenger))],
@@ -155,9 +158,9 @@ def user_level_test(num_champion, den_champion, num_challenger, den_challenger, 
     effect, se = r1 - r0, float(np.sqrt(v0 + v1))
     out.update(champion=r0, challenger=r1, effect=effect, diff=effect, se=se)
     if se > 0:
-        z = norm.ppf(1 - alpha / 2)
-        p = float(norm.cdf((effect + tolerance) / se))
-        p_two = float(2 * norm.sf(abs(effect) / se))
+        z = ndtri(1 - alpha / 2)
+        p = float(ndtr((effect + tolerance) / se))
+        p_two = float(2 * ndtr(-abs(effect) / se))
         out.update(ci_low=effect - z * se, ci_high=effect + z * se, p_value=p, p_two_sided=p_two)
     else:  # every user had the same rate in both arms
         p = 0.0 if effect < -tolerance else 1.0
@@ -171,7 +174,7 @@ def user_level_test(num_champion, den_champion, num_challenger, den_challenger, 
 def preference_test(wins_challenger, decided) -> dict[str, Any]:
     """The challenger's share of decided interleaved queries, users as the unit: one row per user of
     (queries the challenger won, queries decided). One-sided p of H0: preference >= 0.5."""
-    from scipy.stats import norm
+    from scipy.special import ndtr
 
     w, d = np.asarray(wins_challenger, float), np.asarray(decided, float)
     keep = d > 0
@@ -185,7 +188,7 @@ def preference_test(wins_challenger, decided) -> dict[str, Any]:
     se = float(np.sqrt(var))
     out.update(preference=pref, effect=pref - 0.5, se=se, challenger=pref, champion=0.5)
     if se > 0:
-        out.update(p_value=float(norm.cdf((pref - 0.5) / se)), ci_low=pref - 0.5 - 1.96 * se,
+        out.update(p_value=float(ndtr((pref - 0.5) / se)), ci_low=pref - 0.5 - 1.96 * se,
                    ci_high=pref - 0.5 + 1.96 * se)
     else:
         out.update(p_value=0.0 if pref < 0.5 else 1.0, ci_low=pref - 0.5, ci_high=pref - 0.5)
@@ -195,12 +198,12 @@ def preference_test(wins_challenger, decided) -> dict[str, Any]:
 def interleaving_queries_needed(margin: float, level: float, power: float) -> int:
     """Decided queries a one-sided test of preference >= 0.5 at ``level`` needs to detect a
     preference of 0.5 - margin with probability ``power`` (normal approximation to the binomial)."""
-    from scipy.stats import norm
+    from scipy.special import ndtri
 
     p1 = 0.5 - margin
     if not 0 < p1 < 0.5:
         raise ValueError(f"interleaving margin must be in (0, 0.5), got {margin}")
-    n = ((norm.ppf(1 - level) * 0.5 + norm.ppf(power) * np.sqrt(p1 * (1 - p1))) / margin) ** 2
+    n = ((ndtri(1 - level) * 0.5 + ndtri(power) * np.sqrt(p1 * (1 - p1))) / margin) ** 2
     return int(np.ceil(n))
 
 
@@ -450,8 +453,9 @@ def write_report(out_dir: Path, result: Mapping[str, Any], title: str = "Online 
 {html.escape(json.dumps(result['srm']))}</p>
 <h2>Per arm and category</h2><table><tr><th>group</th><th>arm</th><th>searches</th><th>users</th><th>CTR</th>
 <th>HitRate (judged clicks)</th><th>purchase rate</th><th>p50 ms</th><th>p95 ms</th></tr>{''.join(rows)}</table>
-<h2>Tests</h2><p>Fisher's exact test (scipy.stats.fisher_exact), alpha {result['alpha']}; interleaving: exact binomial test
-(scipy.stats.binomtest).</p><table><tr><th>group/metric</th><th>champion</th><th>challenger</th><th>p two-sided</th>
+<h2>Tests</h2><p>User-level tests (delta-method variance of each arm's ratio over users), one-sided p of a
+regression and two-sided p, alpha {result['alpha']}; interleaving: user-level preference test, the exact binomial test
+(searches as independent) beside it. The gate's family and Holm: the gate report.</p><table><tr><th>group/metric</th><th>champion</th><th>challenger</th><th>p two-sided</th>
 <th>p regression</th><th>regression</th></tr>{''.join(test_rows)}</table>
 <h2>Interleaving</h2><p>{html.escape(json.dumps(inter))}</p>
 <table><tr><th>category</th><th>interleaved queries</th><th>with clicks</th><th>wins champion / challenger / tie</th>
