@@ -137,3 +137,23 @@ def test_replay_seed_is_fixed_by_the_run_and_fresh_per_night():
     assert replay_seed("scheduled__2026-12-01", "abc.dir") == replay_seed("scheduled__2026-12-01", "abc.dir")
     seeds = {replay_seed(f"scheduled__2026-12-{d:02d}", "abc.dir") for d in range(1, 31)}
     assert len(seeds) == 30 and replay_seed("r", "a") != replay_seed("r", "b")
+
+
+def test_gate_report_shows_effect_ci_margin_power_and_the_deciding_test(tmp_path):
+    from components.evaluation.report import write_gate_report
+
+    chal, champ, cats = _offline(qa_drop=0.3)
+    cfg = GateConfig()
+    rows = {f"offline/{g}": r for g, r in offline_tests(chal, champ, cats, cfg).items()}
+    out = decide_on_evidence(GateDecision(True, "", "hit_rate@100", 0.5, 0.5), rows, cfg,
+                             extra={"replay_seed": 4242})
+    page = write_gate_report(tmp_path, out).read_text()
+    qa = out.evidence["family"]["offline/qa"]
+    assert "KEEP CHAMPION" in page and "4242" in page
+    for header in ("effect", "95% CI", "margin", "power at margin", "test used", "Holm p", "decided"):
+        assert f"<th>{header}</th>" in page
+    row = next(line for line in page.split("<tr>") if line.startswith("<td>offline/qa</td>"))
+    assert f"{qa['effect']:+.4f}" in row and f"{qa['ci_low']:+.4f}" in row and "0.0300" in row
+    assert "paired t-test" in row and "REJECTED" in row and "decided" in row
+    rare = next(line for line in page.split("<tr>") if line.startswith("<td>offline/rare</td>"))
+    assert "too few queries" in rare
