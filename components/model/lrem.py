@@ -102,6 +102,10 @@ class LREMModel(nn.Module):
         # a tokenizer that puts a space before a text's first word (the normalised tiny BPE):
         # the template's own trailing space is then dropped, or every text would start with two
         self._prefix_space = tokenizer.decode(tokenizer("x", add_special_tokens=False)["input_ids"]).startswith(" ")
+        # greedy reasoning: "static" (components.model.fastgen, where the backbone allows it) or "hf_loop"
+        # (the Hugging Face decoder with its dynamic cache); bench/bench_generation.py measures both
+        self.generation = "static"
+        self._static = None
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -423,10 +427,36 @@ class LREMModel(nn.Module):
                 cots.extend(self.decode_cot(ids) for ids in c)
         return torch.cat(embs).numpy(), cots
 
+    def static_generator(self):
+        """The preallocated-cache greedy loop for this backbone (None where it cannot run it)."""
+        if self._static is None:
+            from components.model import fastgen
+
+            self._static = fastgen.StaticGreedy(self.lm) if fastgen.supports(self.lm) else False
+        return self._static or None
+
+    def hf_generate_cot_ids(self, queries: Sequence[str], budget: int | None = None) -> list[list[int]]:
+        """Greedy CoTs by Hugging Face ``generate`` under the same rules (the reference of the fast loop)."""
+        budget = self.spec.max_cot_tokens if budget is None else budget
+        ids, mask = self._left_pad(self.query_prompts_ids(queries))
+        with self._eval_mode():
+            out = self.lm.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                   max_new_tokens=budget, do_sample=False, suppress_tokens=self._banned_in_cot,
+                                   eos_token_id=self.close_id, pad_token_id=self.pad_id, num_beams=1,
+                                   temperature=None, top_p=None, top_k=None)
+        return [self.split_completion(row)[0] for row in out[:, ids.shape[1]:].tolist()]
+
     def _reason_and_embed(self, queries, budget, do_sample, temperature, generator):
         device = self.device
         ids, mask = self._left_pad(self.query_prompts_ids(queries))
         ids, mask = ids.to(device), mask.to(device)
+        static = self.static_generator() if (self.generation == "static" and not do_sample) else None
+        if static is not None:
+            stops = torch.tensor(sorted(self._stop_ids), device=device)
+            banned = torch.tensor(self._banned_in_cot, device=device)
+            emb, cots = static.reason_and_embed(ids, mask, budget, banned, stops, self.close_id, self.emb_id,
+                                                self.pad_id)
+            return self._finish(emb).cpu(), cots
         pos = _positions(mask)
         n = len(queries)
         out = self.decoder(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
