@@ -324,6 +324,9 @@ class GateConfig:
     power: float = 0.8  # target power (MDE, interleaving's minimum of decided queries)
     online_margin: float = 0.1  # smallest regression of judged-click HitRate@online.k that matters
     interleaving_margin: float = 0.05  # a challenger preference of 0.5 - this is a loss that matters
+    # an inconclusive challenger (not vetoed, offline CI not above 0) is kept, not promoted, and its
+    # online evidence pooled over the nights it is compared (always-valid mSPRT; docs/gate.md)
+    sequential: bool = False
 
 
 @dataclass

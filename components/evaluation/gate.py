@@ -12,6 +12,7 @@ from scipy.special import ndtr, ndtri, stdtr, stdtrit  # the normal and Student 
 from components.artifacts import GateDecision
 from components.config import GateConfig
 from components.evaluation.metrics import OVERALL
+from components.evaluation.sequential import clearly_better
 
 # Metrics computed the same way on the same queries compare equal; this only absorbs
 # float noise so that "equal" always promotes.
@@ -257,6 +258,13 @@ def decide_on_evidence(decision: GateDecision, tests: Mapping[str, Mapping[str, 
         closest = f"; closest: {_describe(first, fam['rows'][first])}" if first else ""
         reason = "no significant regression" + closest + note
         promote = True
+        overall = fam["rows"].get(f"offline/{OVERALL}", {})
+        if cfg.sequential and not clearly_better(overall):  # inconclusive: keep it and pool more nights
+            promote = False
+            reason = ("inconclusive, kept as challenger (gate.sequential): no significant regression and the "
+                      f"offline {cfg.metric} overall CI [{overall.get('ci_low', float('nan')):+.4f}, "
+                      f"{overall.get('ci_high', float('nan')):+.4f}] is not above 0; the online evidence is pooled "
+                      f"over the nights it is compared (mSPRT)" + closest + note)
     evidence = {"family": fam["rows"], "family_size": fam["family_size"], "alpha": cfg.alpha,
                 "deciding": first, "untrusted": fam["untrusted"], **(extra or {})}
     return dataclasses.replace(decision, promote=promote, reason=reason, evidence=json_safe(evidence))

@@ -84,6 +84,15 @@ def run_evaluate_online(cfg: PipelineConfig, snapshot: DataSnapshot, model: Regi
                 for arm, ranked in (("challenger", chal_ranked), ("champion", champ_ranked))}
     tests = {f"offline/{g}": row for g, row in offline.items()}
     tests.update(online_rows(result, cfg.gate, cfg.online.k, sum(r["status"] == TESTED for r in offline.values())))
+    primary = f"online/hit_rate_judged@{cfg.online.k}"
+    if cfg.gate.sequential and tests.get(primary, {}).get("status") == TESTED:  # pool tonight with earlier nights
+        from components.evaluation.sequential import Ledger, sequential_row
+        from components.paths import state_path
+
+        row = tests[primary]
+        nights = Ledger(state_path("gate", "sequential"), str(champ.version), str(model.model_version)).add(
+            snapshot.run_key, row["effect"], row["se"])
+        tests[primary] = sequential_row(nights, row, cfg.gate.online_margin)
     headline = {k: float(v) for k, v in (
         ("searches", result["searches"]), ("feedback", result["feedback"]),
         ("interleaving_preference", result["interleaving"].get("preference")),
