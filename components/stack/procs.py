@@ -2,7 +2,8 @@
 
 Each service runs in its own session (its pid is its process group id), so it outlives the
 ``lrem stack up`` that started it, and ``down`` stops it with everything it forked (uvicorn
-workers, LocalExecutor workers, task processes) and nothing else. A record per service,
+workers, LocalExecutor workers, and the task processes, which Airflow's supervisor puts in
+sessions of their own, found as descendants) and nothing else. A record per service,
 ``$LREM_HOME/stack/pids/<name>.json``, keeps the pid, the process's start time (so a pid that
 the kernel reused for an unrelated process is never signalled) and the command.
 """
@@ -79,17 +80,51 @@ def alive(rec: Record) -> bool:
     return rec.start_ticks is None or ticks is None or ticks == rec.start_ticks
 
 
-def group_alive(rec: Record) -> bool:
-    """Any process of the recorded group is left (the leader may be gone, its workers not)."""
-    if alive(rec):
-        return True
+def _process_table() -> dict[int, tuple[int, int]]:
+    """pid -> (ppid, pgid) of every live (non-zombie) process."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields[0] != "Z":
+                table[int(entry)] = (int(fields[1]), int(fields[2]))
+    return table
+
+
+def members(rec: Record) -> set[int]:
+    """The recorded group's processes and all their descendants, wherever their own session is.
+
+    Airflow's task supervisor runs each task in a session of its own: signalling the scheduler's
+    group alone would leave a running task behind, orphaned."""
     if rec.start_ticks is not None and _start_ticks(rec.pid) not in (None, rec.start_ticks):
-        return False  # the pid now belongs to another process: its group is not ours
-    try:
-        os.killpg(rec.pid, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
+        return set()  # the pid now belongs to another process: its group is not ours
+    table = _process_table()
+    found = {pid for pid, (_, pgid) in table.items() if pgid == rec.pid}
+    grew = True
+    while grew:
+        more = {pid for pid, (ppid, _) in table.items() if ppid in found and pid not in found}
+        found |= more
+        grew = bool(more)
+    return found
+
+
+def group_alive(rec: Record) -> bool:
+    """Any process of the recorded group (or one it started) is left; the leader may be gone."""
+    return bool(members(rec))
+
+
+def kill_tree(rec: Record, sig: int) -> set[int]:
+    """Send ``sig`` to every member (see :func:`members`); returns the pids signalled."""
+    pids = members(rec)
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+    return pids
 
 
 def start(name: str, cmd: list[str], env: dict[str, str], cwd: Path = REPO_ROOT) -> Record:
@@ -111,19 +146,15 @@ def forget(name: str) -> None:
 
 
 def stop(name: str, timeout: float = 30.0) -> bool:
-    """SIGTERM to the recorded group, SIGKILL after ``timeout``; True if something was stopped."""
+    """SIGTERM to the recorded group and its descendants, SIGKILL after ``timeout``; True if something was stopped."""
     rec = read(name)
     if rec is None:
         return False
     stopped = False
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        if not group_alive(rec):
+        if not kill_tree(rec, sig):
             break
-        try:
-            os.killpg(rec.pid, sig)
-            stopped = True
-        except ProcessLookupError:
-            break
+        stopped = True
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and group_alive(rec):
             time.sleep(0.2)

@@ -4,7 +4,7 @@
 - ``LREM_STACK_HOST`` (``127.0.0.1``): the interface every service binds to
 - ``LREM_PG_PORT`` (``5433``): the local cluster's port (not 5432: the distribution's own cluster may hold it)
 - ``LREM_PG_URL`` (none): an existing Postgres server instead of the local cluster,
-  ``postgresql://USER:PASSWORD@HOST:PORT``; its databases are created where the user may
+  ``postgresql://USER:<PASSWORD>@HOST:PORT``; its databases are created where the user may
 - ``LREM_MLFLOW_PORT`` (``5000``): ``mlflow server``
 - ``LREM_AIRFLOW_PORT`` (``8080``): the Airflow api-server (UI, REST API, execution API)
 - ``LREM_MILVUS_URI`` (``http://127.0.0.1:19530``): the Milvus Lite server
@@ -84,7 +84,7 @@ class StackSettings:
     def from_env(cls) -> "StackSettings":
         pg_url = os.environ.get("LREM_PG_URL") or None
         if pg_url and urlparse(pg_url).scheme.split("+")[0] not in ("postgresql", "postgres"):
-            raise StackError(f"LREM_PG_URL={pg_url!r}: expected postgresql://USER:PASSWORD@HOST:PORT[/DB]")
+            raise StackError(f"LREM_PG_URL={pg_url!r}: expected postgresql://USER:<PASSWORD>@HOST:PORT[/DB]")
         config = os.environ.get("LREM_CONFIG", "configs/demo.yaml")
         if not (Path(config).exists() or (REPO_ROOT / config).exists()):
             raise StackError(f"LREM_CONFIG={config!r}: no such config file")
@@ -160,6 +160,9 @@ class StackSettings:
             "MLFLOW_TRACKING_URI": self.mlflow_url,
             "LREM_EVENT_STORE_URL": self.db_url("events"),
             "TOKENIZERS_PARALLELISM": "false",
+            # mlflow server: no job runner (seven huey consumers, about 1.5 GB resident, for GenAI
+            # scorers and trace roll-ups this pipeline does not use)
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false"),
             "PYTHONUNBUFFERED": "1",
             "AIRFLOW_HOME": str(self.home / "airflow"),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.db_url("airflow"),

@@ -57,16 +57,21 @@ def _pids_of_group(pgid: int) -> list[int]:
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to list a process group")
 def test_a_service_is_its_own_group_and_stop_ends_all_of_it(monkeypatch, tmp_path):
     monkeypatch.setenv("LREM_HOME", str(tmp_path))
-    # a leader with a forked worker, as uvicorn or the LocalExecutor have
-    rec = procs.start("probe", ["sh", "-c", "sleep 300 & echo worker started; wait"], dict(os.environ))
+    # a leader with a forked worker (as uvicorn or the LocalExecutor have) and a grandchild in a
+    # session of its own (as Airflow's task supervisor puts each task)
+    rec = procs.start("probe", ["sh", "-c", "sleep 300 & setsid sleep 301 & echo worker started; wait"],
+                      dict(os.environ))
     deadline = time.monotonic() + 10
-    while len(_pids_of_group(rec.pid)) < 2 and time.monotonic() < deadline:
+    while len(procs.members(rec)) < 3 and time.monotonic() < deadline:
         time.sleep(0.1)
-    group = _pids_of_group(rec.pid)
-    assert len(group) >= 2 and os.getpgid(rec.pid) == rec.pid != os.getpgid(0)
+    tree = procs.members(rec)
+    own_session = [pid for pid in tree if os.getsid(pid) != rec.pid]
+    assert len(tree) == 3 and len(own_session) == 1, tree
+    assert len(_pids_of_group(rec.pid)) == 2 and os.getpgid(rec.pid) == rec.pid != os.getpgid(0)
     assert procs.alive(procs.read("probe"))
     assert procs.stop("probe", timeout=5)
     assert _pids_of_group(rec.pid) == [] and procs.read("probe") is None
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in own_session), "the own-session grandchild survived"
     assert "worker started" in procs.tail(rec.log)
     assert procs.stop("probe") is False  # nothing recorded: nothing signalled
     # a record whose pid now belongs to another process (start time differs) is never signalled
