@@ -1,16 +1,15 @@
 """The gate on offline and online evidence together.
 
-Offline: the challenger's and the champion's per-query ``hit_rate@K`` (K = the gate metric's,
-100 by default) on the same eval queries, compared with a paired bootstrap (queries
-resampled with replacement, ``online.bootstrap_samples`` times, seeded) per category and
-overall. A group regresses significantly when the upper end of the 95% interval of
-(challenger - champion) lies below ``-online.offline_margin``.
+:func:`combine` is what the `gate` step calls. With the GateConfig and an OnlineReport that
+carries its family of tests (``OnlineReport.tests``, written by `evaluate_online`), it
+decides with :func:`components.evaluation.gate.decide_on_evidence`: one family of one-sided
+tests (offline per group, online user-level, interleaving when powered) under Holm at
+``gate.alpha``; docs/gate.md.
 
-Online: :mod:`components.service.analysis` (Fisher's exact test on HitRate on judged
-clicks, interleaving binomial test, sample-ratio check).
-
-Promote when there is no champion; otherwise only when neither offline (overall or any
-category) nor online shows a significant regression. The reason names the numbers.
+An OnlineReport written before the family of tests existed (no ``tests``) is decided the
+old way, kept so that such a context can still be re-gated: a paired bootstrap per group
+(:func:`offline_comparison`) vetoes when the upper end of a group's 95% interval lies below
+``-offline_margin``, and the online verdict of that report vetoes when it says regression.
 """
 
 from __future__ import annotations
