@@ -238,8 +238,21 @@ class World:
 
 
 def _frame(rows: list[dict], columns: tuple[str, ...]) -> pd.DataFrame:
-    # an empty file still has the contract's columns, so column lookups name no KeyError
-    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(columns))
+    """Rows as a frame; an empty file still has the contract's columns. In text (object) columns a
+    JSON null or a missing key stays None: pandas would make it NaN, which is truthy, so
+    ``if item.get("brand")`` would take a missing brand for one."""
+    if not rows:
+        return pd.DataFrame(columns=list(columns))
+    frame = pd.DataFrame(rows)
+    for column in frame.columns:
+        values = frame[column]
+        if not pd.api.types.is_numeric_dtype(values) and values.isna().any():  # object or pandas' str dtype
+            frame[column] = pd.Series([None if _missing(v) else v for v in values], index=frame.index, dtype=object)
+    return frame
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def load_world(data_dir: str | Path, max_items: int | None = None, max_queries: int | None = None) -> World:
