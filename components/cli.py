@@ -6,6 +6,7 @@
     lrem steps                          the pipeline's steps, in order, with their inputs and outputs
     lrem step NAME --ctx ctx.json       run one pipeline step on the artefacts in ctx.json
                                         (step name -> artefact; --save adds the result to it)
+    lrem step build_index --shard I     one shard of a sharded step (index.shards); without --shard, the gathering
     lrem pipeline                       run all steps in this process, no Airflow
                                         (writes the context to .lrem/runs/<run key>/ctx.json)
     lrem run-lock [--clear]             the run holding the pipeline's run lock (one run at a time)
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -94,8 +96,19 @@ def cmd_step(args) -> int:
     ctx = json.loads(ctx_file.read_text()) if ctx_file is not None and ctx_file.exists() else {}
     if args.ctx_json:
         ctx.update(json.loads(args.ctx_json))
+    if args.shard is not None:  # one shard of a sharded step (a mapped Airflow task)
+        from components.pipeline import run_shard
+
+        text = json.dumps(run_shard(args.name, cfg, args.shard, ctx), default=str)
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(text)
+        print(text)
+        return 0
     result = run_step(args.name, cfg, ctx, run_key=args.run_key)
     text = result.to_json()
+    if os.environ.get("RANK", "0") != "0":  # a worker of `accelerate launch`: rank 0 writes the outputs
+        return 0
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
@@ -227,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-key", help="run key (the first step, pull_data, only)")
     p.add_argument("--out", help="also write the step's artefact here (e.g. /airflow/xcom/return.json)")
     p.add_argument("--save", action="store_true", help="add the step's artefact to the --ctx file")
+    p.add_argument("--shard", type=int, default=os.environ.get("LREM_SHARD"),
+                   help="run only this shard of a sharded step (build_index: index.shards); $LREM_SHARD")
     p.set_defaults(fn=cmd_step)
 
     p = sub.add_parser("pipeline", help="run every step in this process")

@@ -36,6 +36,24 @@ class Step:
     inputs: Mapping[str, str] = field(default_factory=dict)  # parameter -> step whose artefact it gets
     gpu: bool = False  # a GPU in production (KubernetesPodOperator)
     trigger_rule: str = "all_success"  # Airflow trigger rule of its task
+    # runs under `accelerate launch`, one process a GPU, when its pod has several (compute.gpus)
+    multi_process: bool = False
+    # A step split into parallel shards: the config field holding their number ("index.shards")
+    # and "module:function" running one, fn(cfg, shard=i, **inputs) -> JSON-safe dict. The DAG
+    # maps one task over the shards before the step's own task; `lrem pipeline` runs them in
+    # order first; the step's own function then gathers their output (failing on a missing one).
+    shards: str | None = None
+    shard_target: str | None = None
+
+    def num_shards(self, cfg: PipelineConfig) -> int:
+        if not self.shards:
+            return 0
+        section, name = self.shards.split(".")
+        return int(getattr(getattr(cfg, section), name))
+
+    def shard_function(self) -> Callable[..., dict[str, Any]]:
+        module, func = str(self.shard_target).split(":")
+        return getattr(importlib.import_module(module), func)
 
     @property
     def upstream(self) -> list[str]:
@@ -58,13 +76,14 @@ STEPS: dict[str, Step] = {s.name: s for s in (
     Step("prepare_backbone", "components.training.step:run_prepare_backbone", Backbone,
          {**_SNAP, "triplets": "generate_triplets"}, gpu=True),
     Step("train_cold_start", "components.training.step:run_cold_start", TrainedModel,
-         {**_SNAP, "triplets": "generate_triplets", "backbone": "prepare_backbone"}, gpu=True),
+         {**_SNAP, "triplets": "generate_triplets", "backbone": "prepare_backbone"}, gpu=True, multi_process=True),
     Step("train_grpo", "components.training.step:run_grpo", TrainedModel,
-         {**_SNAP, "triplets": "generate_triplets", "cold_start": "train_cold_start"}, gpu=True),
+         {**_SNAP, "triplets": "generate_triplets", "cold_start": "train_cold_start"}, gpu=True, multi_process=True),
     Step("register_challenger", "components.registry.step:run_register", RegisteredModel,
          {**_SNAP, "triplets": "generate_triplets", "trained": "train_grpo"}),
     Step("build_index", "components.index.step:run", ItemIndex,
-         {**_SNAP, "model": "register_challenger"}, gpu=True),
+         {**_SNAP, "model": "register_challenger"}, gpu=True,
+         shards="index.shards", shard_target="components.index.step:run_encode_shard"),
     Step("evaluate_offline", "components.evaluation.step:run_evaluate", EvalReport,
          {**_SNAP, "model": "register_challenger", "index": "build_index", "backbone": "prepare_backbone"}, gpu=True),
     Step("evaluate_online", "components.service.step:run_evaluate_online", OnlineReport,
@@ -152,6 +171,14 @@ def run_step(name: str, cfg: PipelineConfig, ctx: Mapping[str, Any] | None = Non
     return result
 
 
+def run_shard(name: str, cfg: PipelineConfig, shard: int, ctx: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Run shard ``shard`` of a sharded step (:attr:`Step.shards`); returns its JSON-safe summary."""
+    step = get_step(name)
+    if not step.shards:
+        raise ValueError(f"step {name} is not sharded")
+    return step.shard_function()(cfg, shard=int(shard), **step_inputs(name, ctx or {}))
+
+
 def run_all(cfg: PipelineConfig, run_key: str, ctx_file: Path | None = None) -> dict[str, dict[str, Any]]:
     """Every step in order, in this process (the same functions the DAG's tasks call).
 
@@ -166,6 +193,9 @@ def run_all(cfg: PipelineConfig, run_key: str, ctx_file: Path | None = None) -> 
     with holding_run_lock(run_key, "lrem pipeline", last=True, final_try=True):
         for name in STEPS:
             log.info("step %s", name)
+            for shard in range(STEPS[name].num_shards(cfg)):  # what the DAG's mapped tasks run
+                log.info("step %s, shard %d", name, shard)
+                run_shard(name, cfg, shard, ctx)
             ctx[name] = run_step(name, cfg, ctx, run_key=run_key).to_dict()
             if ctx_file is not None:
                 ctx_file.write_text(json.dumps(ctx, indent=2))

@@ -44,6 +44,10 @@ TRAINING_IMAGE = os.environ.get("LREM_IMAGE", "lrem-pipeline:latest")
 # AWS_ACCESS_KEY_ID, ...; infra/README.md); empty: none
 RUNTIME_SECRET = os.environ.get("LREM_RUNTIME_SECRET", "lrem-runtime")
 SCHEDULE = os.environ.get("LREM_SCHEDULE", "0 2 * * *")
+# the PersistentVolumeClaim holding the runs' scratch for the pods of a sharded step (the shards
+# write their files there, the gathering pod reads them); mounted where `run_dir` puts it
+SCRATCH_PVC = os.environ.get("LREM_SCRATCH_PVC", "lrem-scratch")
+SCRATCH_MOUNT = "/opt/lrem/.lrem/runs"  # <state dir>/runs in the image of infra/Dockerfile
 LAST_STEP = list(STEPS)[-1]  # releases the run lock
 
 default_args = {
@@ -62,16 +66,36 @@ def _wiring_table() -> str:
     return "\n".join(rows)
 
 
-def _local_task(step: Step):
-    """A worker task running the step in-process; ``inputs`` maps each parameter to an upstream XCom."""
+def _shard_task_id(step: Step) -> str:
+    return f"{step.name}_shard"
 
-    @task(task_id=step.name, trigger_rule=step.trigger_rule)
-    def run_step(inputs: dict[str, dict] | None = None) -> dict:
+
+def _shard_plan_task(step: Step, as_env: bool = False):
+    """A small task returning the shards of a sharded step for this run's config (what the step's
+    shard task is mapped over): ``[0, 1, ...]``, or for pods ``[{"LREM_SHARD": "0"}, ...]``."""
+
+    @task(task_id=f"{step.name}_plan_shards")
+    def plan_shards() -> list:
+        from components.config import load_config
+
+        shards = range(step.num_shards(load_config(get_current_context()["params"]["config"])))
+        return [{"LREM_SHARD": str(i)} for i in shards] if as_env else list(shards)
+
+    return plan_shards
+
+
+def _local_task(step: Step, sharded: bool = False):
+    """A worker task running the step in-process; ``inputs`` maps each parameter to an upstream XCom.
+    ``sharded``: the task running ONE shard of a sharded step (mapped over ``shard``)."""
+
+    @task(task_id=_shard_task_id(step) if sharded else step.name, trigger_rule=step.trigger_rule)
+    def run_step(inputs: dict[str, dict] | None = None, shard: int | None = None) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
         from components.artifacts import ArtifactError
         from components.config import ConfigError, load_config
         from components.faults import InjectedFault, inject
+        from components.pipeline import run_shard as run_pipeline_shard
         from components.pipeline import run_conf_overrides, run_step as run_pipeline_step
         from components.runlock import RunLockError, holding_run_lock
         from components.validation.errors import DataValidationError
@@ -87,10 +111,13 @@ def _local_task(step: Step):
             cfg = load_config(params["config"], overrides)
             # the registry names each input by its producing step: re-key the XComs the same way
             ctx = {step.inputs[param]: value for param, value in (inputs or {}).items()}
-            with holding_run_lock(context["run_id"], step.name, dag_id=ti.dag_id, last=step.name == LAST_STEP,
+            with holding_run_lock(context["run_id"], ti.task_id, dag_id=ti.dag_id,
+                                  last=step.name == LAST_STEP and not sharded,
                                   final_try=ti.try_number > ti.max_tries, ends_run=not_transient,
                                   run_state=lambda run_id: ti.get_dagrun_state(ti.dag_id, run_id)):
-                inject(step.name)
+                inject(ti.task_id)
+                if sharded:
+                    return run_pipeline_shard(step.name, cfg, shard, ctx)
                 return run_pipeline_step(step.name, cfg, ctx, run_key=context["run_id"]).to_dict()
         except not_transient as exc:
             raise AirflowFailException(str(exc)) from exc
@@ -98,8 +125,23 @@ def _local_task(step: Step):
     return run_step
 
 
-def _kubernetes_task(step: Step):
-    """A pod running ``lrem step NAME --ctx-json {producer: artefact, ...}`` in the training image."""
+def _compute_config():
+    """``compute`` of the deployment's config (``LREM_CONFIG``): pod resources are fixed when the
+    DAG is parsed, so a run's ``config`` param does not change them (its shard count it does)."""
+    from components.config import load_config
+
+    return load_config(DEFAULT_CONFIG).compute
+
+
+def _kubernetes_task(step: Step, shard_plan=None):
+    """A pod running ``lrem step NAME --ctx-json {producer: artefact, ...}`` in the training image.
+
+    A multi-process GPU step (training) gets ``compute.gpus`` GPUs and, with more than one, runs
+    under ``accelerate launch``, one process a GPU; any other GPU step one GPU (0 when
+    ``compute.gpus`` is 0). A sharded step (``shard_plan``: the XCom of its
+    plan task) is a pod per shard (``$LREM_SHARD``) mapped over the plan, then the step's own pod;
+    they share the run's scratch, the PersistentVolumeClaim ``LREM_SCRATCH_PVC``
+    (``infra/k8s/scratch-pvc.yaml``) mounted where ``run_dir`` puts it."""
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import models as k8s
 
@@ -107,13 +149,24 @@ def _kubernetes_task(step: Step):
     if step.upstream:
         pulls = ", ".join(f"'{up}': ti.xcom_pull(task_ids='{up}')" for up in step.upstream)
         ctx_arg = ["--ctx-json", "{{ {%s} | tojson }}" % pulls]
-    resources = k8s.V1ResourceRequirements(limits={"nvidia.com/gpu": "1"}) if step.gpu else None
+    gpus = _compute_config().gpus if step.gpu else 0
+    if not step.multi_process:  # one process: one GPU (a shard encodes on one; gathering them needs none)
+        gpus = min(gpus, 0 if step.shards and shard_plan is None else 1)
+    resources = k8s.V1ResourceRequirements(limits={"nvidia.com/gpu": str(gpus)}) if gpus else None
+    cmds = ["lrem"]
+    if step.multi_process and gpus > 1:
+        cmds = ["accelerate", "launch", "--multi_gpu", "--num_processes", str(gpus), "-m", "components.cli"]
     env_from = [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=RUNTIME_SECRET))] if RUNTIME_SECRET else None
-    return KubernetesPodOperator(
-        task_id=step.name,
-        name=f"lrem-{step.name.replace('_', '-')}",
+    scratch = {}
+    if step.shards and SCRATCH_PVC:
+        scratch = dict(
+            volumes=[k8s.V1Volume(name="run-scratch", persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
+                claim_name=SCRATCH_PVC))],
+            volume_mounts=[k8s.V1VolumeMount(name="run-scratch", mount_path=SCRATCH_MOUNT)],
+        )
+    kwargs = dict(
         image=TRAINING_IMAGE,
-        cmds=["lrem"],
+        cmds=cmds,
         arguments=["--config", "{{ params.config }}",
                    "--allow-drift", "{{ 'all' if params.allow_drift is sameas true else (params.allow_drift or []) | join(',') }}",
                    "step", step.name, *ctx_arg,
@@ -124,7 +177,13 @@ def _kubernetes_task(step: Step):
         env_from=env_from,
         trigger_rule=step.trigger_rule,
         get_logs=True,
+        **scratch,
     )
+    if shard_plan is not None:
+        return KubernetesPodOperator.partial(task_id=_shard_task_id(step),
+                                             name=f"lrem-{step.name.replace('_', '-')}-shard",
+                                             **kwargs).expand(env_vars=shard_plan)
+    return KubernetesPodOperator(task_id=step.name, name=f"lrem-{step.name.replace('_', '-')}", **kwargs)
 
 
 @dag(
@@ -148,14 +207,27 @@ def lrem_nightly():
     tasks = {}  # step name -> its task (its XCom is the step's artefact)
     previous = None
     for step in STEPS.values():
+        shards = None  # a sharded step: its shard tasks, mapped over the plan, run before its own task
+        if step.shards:
+            plan = _shard_plan_task(step, as_env=EXECUTION == "kubernetes")()
+            if previous is not None:
+                previous >> plan
         if EXECUTION == "kubernetes":
+            if step.shards:
+                shards = _kubernetes_task(step, shard_plan=plan)
             tasks[step.name] = _kubernetes_task(step)
             for up in step.upstream:
                 tasks[up] >> tasks[step.name]
+                if shards is not None:
+                    tasks[up] >> shards
         else:
             # e.g. gate gets {"snapshot": <XCom of pull_data>, "report": <XCom of evaluate_offline>}
             inputs = {param: tasks[up] for param, up in step.inputs.items()}
+            if step.shards:
+                shards = _local_task(step, sharded=True).partial(inputs=inputs).expand(shard=plan)
             tasks[step.name] = _local_task(step)(inputs) if inputs else _local_task(step)()
+        if shards is not None:
+            shards >> tasks[step.name]
         if previous is not None:  # the registry's order: a step starts when the one before it succeeded
             previous >> tasks[step.name]
         previous = tasks[step.name]

@@ -39,7 +39,9 @@ def test_nightly_dag_follows_the_step_registry(dagbag):
 
     dag = dagbag.dags["lrem_nightly"]
     order = list(STEPS)
-    assert sorted(dag.task_ids) == sorted(order)
+    # a sharded step also has its plan task and its shard task, mapped over the plan
+    sharded = [f"{s.name}_{suffix}" for s in STEPS.values() if s.shards for suffix in ("plan_shards", "shard")]
+    assert sorted(dag.task_ids) == sorted(order + sharded)
     assert dag.max_active_runs == 1
     for upstream, downstream in zip(order, order[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids
@@ -71,53 +73,38 @@ def test_registry_inputs_come_from_earlier_steps():
 
 
 def test_kubernetes_tasks_pass_each_input_artefact_as_json(monkeypatch, tmp_path):
-    """LREM_EXECUTION=kubernetes: one pod a step, `--ctx-json` carrying the XCom of each input's step."""
-    import importlib.util
+    """LREM_EXECUTION=kubernetes: one pod a step (KubernetesPodOperator), `--ctx-json` carrying the
+    XCom of each input's step."""
     import json
-    import sys
-    import types
 
     import jinja2
+    from airflow.dag_processing.dagbag import DagBag
 
     from components.pipeline import STEPS
 
-    made = {}
-
-    class FakePodOperator:  # stands in for KubernetesPodOperator (the provider is not installed here)
-        def __init__(self, task_id, arguments, container_resources=None, env_from=None, **kwargs):
-            self.task_id, self.arguments, self.resources = task_id, arguments, container_resources
-            self.env_from = env_from
-            self.upstream: set[str] = set()
-            made[task_id] = self
-
-        def __rshift__(self, other):
-            other.upstream.add(self.task_id)
-            return other
-
-    pod = types.ModuleType("pod")
-    pod.KubernetesPodOperator = FakePodOperator
-    k8s = types.SimpleNamespace(V1ResourceRequirements=lambda limits: limits,
-                                V1EnvFromSource=lambda secret_ref: {"secret_ref": secret_ref},
-                                V1SecretEnvSource=lambda name: {"name": name})
-    monkeypatch.setitem(sys.modules, "airflow.providers.cncf.kubernetes.operators.pod", pod)
-    monkeypatch.setitem(sys.modules, "kubernetes.client", types.SimpleNamespace(models=k8s))
     monkeypatch.setenv("LREM_EXECUTION", "kubernetes")
     monkeypatch.delenv("LREM_RUNTIME_SECRET", raising=False)
+    monkeypatch.delenv("LREM_CONFIG", raising=False)  # configs/demo.yaml: compute.gpus 1
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
-    spec = importlib.util.spec_from_file_location("lrem_nightly_k8s", DAGS_DIR / "lrem_nightly.py")
-    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    monkeypatch.setenv("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "300")  # the provider's first import is slow
+    import airflow.providers.cncf.kubernetes.operators.pod  # noqa: F401  (imported once, outside the timeout)
 
-    assert list(made) == list(STEPS)
+    bag = DagBag(dag_folder=str(DAGS_DIR / "lrem_nightly.py"))
+    assert not bag.import_errors
+    dag = bag.dags["lrem_nightly"]
 
     class TI:
         def xcom_pull(self, task_ids):
             return {"artifact": STEPS[task_ids].produces.__name__, "from": task_ids}
 
     for step in STEPS.values():
-        op = made[step.name]
-        assert set(step.upstream) <= op.upstream
-        assert (op.resources is not None) == step.gpu
-        assert op.env_from == [{"secret_ref": {"name": "lrem-runtime"}}]  # credentials from the Secret
+        op = dag.get_task(step.name)
+        assert type(op).__name__ == "KubernetesPodOperator" and op.cmds == ["lrem"]
+        assert set(step.upstream) <= op.upstream_task_ids
+        gpu = (op.container_resources.limits or {}).get("nvidia.com/gpu") if op.container_resources else None
+        # one GPU a GPU step's pod; the gathering pod of a sharded step only inserts (its shards encode)
+        assert gpu == ("1" if step.gpu and not step.shards else None), step.name
+        assert [e.secret_ref.name for e in op.env_from] == ["lrem-runtime"]  # credentials from the Secret
         args = op.arguments
         assert args[args.index("step") + 1] == step.name
         if not step.inputs:
@@ -125,3 +112,25 @@ def test_kubernetes_tasks_pass_each_input_artefact_as_json(monkeypatch, tmp_path
             continue
         rendered = jinja2.Environment().from_string(args[args.index("--ctx-json") + 1]).render(ti=TI())
         assert json.loads(rendered) == {up: TI().xcom_pull(up) for up in step.upstream}
+
+
+def test_sharded_step_maps_its_shard_task_over_the_plan(dagbag):
+    """build_index (index.shards): plan -> shard task mapped over the plan (Airflow dynamic task
+    mapping, one task instance a shard, each with the step's inputs) -> the gathering task."""
+    from airflow.sdk import XComArg
+
+    from components.pipeline import STEPS
+
+    dag = dagbag.dags["lrem_nightly"]
+    for step in (s for s in STEPS.values() if s.shards):
+        plan, shard = dag.get_task(f"{step.name}_plan_shards"), dag.get_task(f"{step.name}_shard")
+        assert shard.is_mapped and not dag.get_task(step.name).is_mapped
+        assert plan.task_id in shard.upstream_task_ids
+        assert shard.task_id in dag.get_task(step.name).upstream_task_ids
+        assert set(step.upstream) <= shard.upstream_task_ids
+        previous = list(STEPS)[list(STEPS).index(step.name) - 1]
+        assert previous in plan.upstream_task_ids
+        mapped_over = shard.op_kwargs_expand_input.value["shard"]
+        assert isinstance(mapped_over, XComArg) and mapped_over.operator.task_id == plan.task_id
+        partial_inputs = shard.partial_kwargs["op_kwargs"]["inputs"]
+        assert {p: a.operator.task_id for p, a in partial_inputs.items()} == dict(step.inputs)

@@ -16,7 +16,7 @@ import math
 import os
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -29,6 +29,7 @@ ID_FIELD = "item_id"
 VECTOR_FIELD = "embedding"
 SEARCH_BATCH_SIZE = 256  # queries per search request
 MAX_TOPK = 16384  # Milvus's limit on topk per search
+INSERT_BATCH_ROWS = 4096  # rows per insert request (each well under gRPC's message limit)
 
 
 class IndexBuildError(RuntimeError):
@@ -270,11 +271,39 @@ def build_item_index(
 
     Returns {collection, rows, dim, index_type, metric_type, index_params, seconds}.
     """
-    started = time.monotonic()
-    item_ids = [str(i) for i in item_ids]
     titles = list(titles)
     if len(item_ids) != len(titles):
         raise ValueError(f"{len(item_ids)} item ids but {len(titles)} titles")
+    batch_size = max(1, int(cfg.batch_size))
+
+    def batches() -> Iterator[tuple[int, np.ndarray]]:
+        for start in range(0, len(titles), batch_size):
+            chunk = titles[start:start + batch_size]
+            yield start, _as_matrix(embed_fn(chunk), len(chunk), f"batch at {start}")
+
+    return insert_item_vectors(uri, collection, item_ids, batches(), cfg, protected)
+
+
+def insert_item_vectors(
+    uri: str,
+    collection: str,
+    item_ids: Sequence[str],
+    batches: Iterable[tuple[int, np.ndarray]],
+    cfg: IndexConfig,
+    protected: set[str] = frozenset(),
+    probes: int = 0,
+) -> dict[str, Any]:
+    """Build a new, loaded, verified collection from precomputed vectors.
+
+    ``batches`` yields ``(start, matrix)``: rows ``start .. start + len(matrix)`` of ``item_ids``,
+    in order (the embeddings of a sharded encoding, read back shard by shard). The collection is
+    dropped and rebuilt if it exists, under the same guard as :func:`build_item_index`. Verified
+    before anyone can point at it: the row count, the load state and, with ``probes`` > 0, a probe
+    search: that many stored items, spread over the collection, must each find themselves in their
+    own top 10 (:class:`IndexBuildError` otherwise).
+    """
+    started = time.monotonic()
+    item_ids = [str(i) for i in item_ids]
     if not item_ids:
         raise ValueError("no items to index")
     if len(set(item_ids)) != len(item_ids):
@@ -284,8 +313,9 @@ def build_item_index(
         raise ValueError(f"duplicate item ids: {dupes[:10]}{' ...' if len(dupes) > 10 else ''}")
     if collection == cfg.serving_alias:
         raise ValueError(f"{collection!r} is the serving alias name; collections need their own name")
-    batch_size = max(1, int(cfg.batch_size))
     id_max_length = min(65535, max(64, max(len(i.encode("utf-8")) for i in item_ids)))
+    probe_rows = sorted({round(k * (len(item_ids) - 1) / max(1, probes - 1)) for k in range(probes)}) if probes else []
+    probe_vectors: dict[int, np.ndarray] = {}
 
     with milvus_client(uri) as client:
         if collection in _all_aliases(client):
@@ -297,20 +327,32 @@ def build_item_index(
 
         dim: int | None = None
         inserted = 0
-        with tqdm(total=len(item_ids), desc=f"embedding {collection}", unit="item") as bar:
-            for start in range(0, len(item_ids), batch_size):
-                ids = item_ids[start:start + batch_size]
-                vectors = _as_matrix(embed_fn(titles[start:start + batch_size]), len(ids),
-                                     f"batch at {start}")
+        expected_start = 0
+        with tqdm(total=len(item_ids), desc=f"inserting {collection}", unit="item") as bar:
+            for start, vectors in batches:
+                if start != expected_start:
+                    raise IndexBuildError(f"vectors for rows from {start} arrived, expected rows from {expected_start}")
+                ids = item_ids[start:start + len(vectors)]
+                vectors = _as_matrix(vectors, len(ids), f"batch at {start}")
                 if dim is None:
                     dim = int(vectors.shape[1])
                     _create_collection(client, collection, dim, id_max_length)
                 elif vectors.shape[1] != dim:
                     raise IndexBuildError(f"batch at {start}: dim {vectors.shape[1]}, first batch had {dim}")
-                rows = [{ID_FIELD: i, VECTOR_FIELD: v} for i, v in zip(ids, vectors.tolist())]
-                inserted += int(client.insert(collection, rows)["insert_count"])
+                for row in probe_rows:
+                    if start <= row < start + len(ids):
+                        probe_vectors[row] = vectors[row - start]
+                # insert in requests of at most INSERT_BATCH_ROWS rows (gRPC message size)
+                for at in range(0, len(ids), INSERT_BATCH_ROWS):
+                    rows = [{ID_FIELD: i, VECTOR_FIELD: v}
+                            for i, v in zip(ids[at:at + INSERT_BATCH_ROWS], vectors[at:at + INSERT_BATCH_ROWS].tolist())]
+                    inserted += int(client.insert(collection, rows)["insert_count"])
                 bar.update(len(ids))
-        assert dim is not None
+                expected_start = start + len(ids)
+        if dim is None:
+            raise IndexBuildError(f"no vectors arrived for {collection!r}")
+        if expected_start != len(item_ids):
+            raise IndexBuildError(f"vectors for {expected_start} rows arrived, expected {len(item_ids)}")
         client.flush(collection)
         params = _build_index(client, collection, cfg, len(item_ids), dim)
         client.load_collection(collection)
@@ -323,6 +365,8 @@ def build_item_index(
         state = _load_state(client, collection)
         if state != "Loaded":
             raise IndexBuildError(f"collection {collection!r} is {state} after load_collection")
+        if probe_vectors:
+            _probe_search(client, collection, cfg, params, {item_ids[r]: v for r, v in probe_vectors.items()})
 
     seconds = round(time.monotonic() - started, 3)
     log.info("built %s: %d rows, dim %d, %s/%s in %.1fs", collection, rows, dim, cfg.index_type,
@@ -334,8 +378,23 @@ def build_item_index(
         "index_type": cfg.index_type.upper(),
         "metric_type": cfg.metric_type.upper(),
         "index_params": params,
+        "probes": len(probe_vectors),
         "seconds": seconds,
     }
+
+
+def _probe_search(client: Any, collection: str, cfg: IndexConfig, build_params: dict[str, Any],
+                  probes: dict[str, np.ndarray], k: int = 10) -> None:
+    """Each probe item, searched by its own stored vector, must be among its top ``k`` hits."""
+    ids = list(probes)
+    result = client.search(collection, data=[probes[i].tolist() for i in ids], limit=k, anns_field=VECTOR_FIELD,
+                           search_params={"metric_type": cfg.metric_type.upper(),
+                                          "params": index_search_params(cfg.index_type, build_params, k)},
+                           output_fields=[ID_FIELD])
+    missed = [i for i, hits in zip(ids, result) if i not in {str(hit.id) for hit in hits}]
+    if missed:
+        raise IndexBuildError(f"probe search on {collection!r}: {len(missed)} of {len(ids)} items are not in their "
+                              f"own top {k}: {missed[:5]}")
 
 
 def search(

@@ -1,0 +1,95 @@
+"""The sharded index build: shard files, their reuse on a retry, a missing shard, the gathering build."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from components.config import IndexConfig, ModelConfig
+from components.index.collections import collection_row_count, insert_item_vectors, search
+from components.index.step import MissingShardError, encode_shard, gather_shards, shard_bounds, shard_name
+
+MODEL_URI = "models:/lrem-retriever/7"
+TITLES = [f"{c} {t} {n}" for c in ("red", "blue", "green", "black") for t in ("mug", "chair", "shoe", "lamp")
+          for n in range(6)]  # 96 items
+IDS = [f"item-{i:03d}" for i in range(len(TITLES))]
+
+
+@pytest.fixture(scope="module")
+def lrem():
+    """A real (untrained) tiny LREM: what build_index encodes the catalog with."""
+    from components.model.lrem import LREMModel
+
+    cfg = ModelConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=4, num_key_value_heads=2, max_cot_tokens=4)
+    return LREMModel.create(cfg, TITLES * 3)
+
+
+def test_shard_bounds_cover_the_catalog_in_whole_batches():
+    assert shard_bounds(96, 1, 10) == [(0, 96)]
+    bounds = shard_bounds(96, 3, 10)  # 10 batches over 3 shards: 4, 3, 3
+    assert bounds == [(0, 40), (40, 70), (70, 96)]
+    assert shard_bounds(5, 3, 10) == [(0, 5), (5, 5), (5, 5)]  # more shards than batches: empty ones
+    with pytest.raises(ValueError):
+        shard_bounds(5, 0, 10)
+
+
+def test_shard_files_equal_the_unsharded_embeddings(lrem, tmp_path):
+    batch = 16
+    embed = lambda titles: lrem.embed_items(titles, batch_size=batch)  # noqa: E731
+    whole = np.concatenate([embed(TITLES[at:at + batch]) for at in range(0, len(TITLES), batch)])
+    for shard in range(3):
+        encode_shard(tmp_path, shard, 3, IDS, TITLES, embed, MODEL_URI, batch)
+    parts = list(gather_shards(tmp_path, 3, IDS, MODEL_URI))
+    assert [start for start, _ in parts] == [0, 32, 64]
+    np.testing.assert_array_equal(np.concatenate([v for _, v in parts]), whole)
+    # and one shard is the whole catalog, as with index.shards 1
+    one = tmp_path / "one"
+    one.mkdir()
+    encode_shard(one, 0, 1, IDS, TITLES, embed, MODEL_URI, batch)
+    np.testing.assert_array_equal(next(gather_shards(one, 1, IDS, MODEL_URI))[1], whole)
+
+
+def test_a_retried_shard_reuses_complete_files_and_redoes_bad_ones(tmp_path):
+    calls = []
+
+    def embed(titles):
+        calls.append(len(titles))
+        return np.ones((len(titles), 4), np.float32)
+
+    first = encode_shard(tmp_path, 1, 2, IDS, TITLES, embed, MODEL_URI, 16)
+    assert not first["reused"] and sum(calls) == first["rows"] == 48
+    again = encode_shard(tmp_path, 1, 2, IDS, TITLES, embed, MODEL_URI, 16)
+    assert again["reused"] and sum(calls) == 48  # nothing encoded again
+    other_model = encode_shard(tmp_path, 1, 2, IDS, TITLES, embed, "models:/lrem-retriever/8", 16)
+    assert not other_model["reused"] and sum(calls) == 96  # another model: a different fingerprint
+    vectors = tmp_path / f"{shard_name(1, 2)}.npy"
+    vectors.write_bytes(vectors.read_bytes()[:-8])  # a torn write: the checksum no longer matches
+    redone = encode_shard(tmp_path, 1, 2, IDS, TITLES, embed, "models:/lrem-retriever/8", 16)
+    assert not redone["reused"] and sum(calls) == 144
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically: no temporary file left
+
+
+def test_a_missing_shard_fails_the_gathering_naming_it(tmp_path):
+    embed = lambda titles: np.ones((len(titles), 4), np.float32)  # noqa: E731
+    for shard in (0, 2):
+        encode_shard(tmp_path, shard, 3, IDS, TITLES, embed, MODEL_URI, 16)
+    with pytest.raises(MissingShardError, match=r"shard-00001-of-00003 \(missing"):
+        gather_shards(tmp_path, 3, IDS, MODEL_URI)  # raises before anything is read or inserted
+    encode_shard(tmp_path, 1, 3, IDS, TITLES, embed, MODEL_URI, 16)
+    with pytest.raises(MissingShardError, match="encoded by models:/lrem-retriever/7, not"):
+        gather_shards(tmp_path, 3, IDS, "models:/lrem-retriever/9")
+    with pytest.raises(MissingShardError, match="not catalog rows"):
+        gather_shards(tmp_path, 3, list(reversed(IDS)), MODEL_URI)
+    assert sum(len(v) for _, v in gather_shards(tmp_path, 3, IDS, MODEL_URI)) == len(IDS)
+
+
+def test_gathered_shards_build_a_verified_collection(milvus_uri, embed_titles, tmp_path):
+    for shard in range(3):
+        encode_shard(tmp_path, shard, 3, IDS, TITLES, embed_titles, MODEL_URI, 16)
+    cfg = IndexConfig(milvus_uri=milvus_uri, index_type="HNSW", shards=3)
+    result = insert_item_vectors(milvus_uri, "sharded_v1", IDS, gather_shards(tmp_path, 3, IDS, MODEL_URI), cfg,
+                                 probes=8)
+    assert result["rows"] == len(IDS) and result["probes"] == 8
+    assert collection_row_count(milvus_uri, "sharded_v1") == len(IDS)
+    assert search(milvus_uri, "sharded_v1", embed_titles(TITLES[40:41]), limit=1) == [[IDS[40]]]
