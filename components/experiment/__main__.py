@@ -13,7 +13,8 @@ import shlex
 import sys
 
 from components.config import HARD_SPLITS
-from components.experiment.baselines import MODEL_IDS, ExperimentConfig, run_experiment
+from components.experiment.config import MODEL_IDS, ExperimentConfig
+from components.experiment.run import run_experiment
 
 
 def build_parser() -> argparse.ArgumentParser:
