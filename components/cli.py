@@ -21,6 +21,7 @@
     lrem reproduce scifact              MiniLM on BEIR SciFact through import, Milvus and the metrics vs MTEB
     lrem clean-up [--keep N] [--dry-run]  drop collections neither champion, challenger, serving nor recent champions
     lrem experiment [--quick] ...       LREM against the paper's baselines on the demo world
+    lrem config [--show | --reference]  the config's resolved values; every field's reference (docs/config.md)
 """
 
 from __future__ import annotations
@@ -201,6 +202,18 @@ def cmd_reproduce(args) -> int:
     return 0 if result.passed else 1
 
 
+def cmd_config(args) -> int:
+    if args.reference:  # docs/config.md: `lrem config --reference > docs/config.md`
+        from components.config_reference import markdown
+
+        print(markdown())
+        return 0
+    import yaml
+
+    print(yaml.safe_dump(_config(args).to_dict(), sort_keys=False), end="")
+    return 0
+
+
 def cmd_summary(args) -> int:
     from components.summary import print_summary
 
@@ -276,6 +289,13 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("summary", help="print the state of the registry and the index")
     p.set_defaults(fn=cmd_summary)
+
+    p = sub.add_parser("config", help="print the config's resolved values, or the reference of every field")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--show", action="store_true", help="the --config file's resolved values as YAML (the default)")
+    shown.add_argument("--reference", action="store_true",
+                       help="every field: type, default, allowed values, what it does (markdown: docs/config.md)")
+    p.set_defaults(fn=cmd_config)
 
     from components.service.cli import add_commands as add_service_commands
 

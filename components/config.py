@@ -36,10 +36,10 @@ class ConfigError(ValueError):
 class WorldConfig:
     """The seeded demo e-commerce world (``lrem data generate``)."""
 
-    seed: int = 20251016
-    n_items: int = 6000
-    n_queries: int = 2500
-    eval_fraction: float = 0.2
+    seed: int = 20251016  # seed of the world generator (the same seed and fields: byte-identical data)
+    n_items: int = 6000  # catalog items generated
+    n_queries: int = 2500  # queries generated, train and eval together
+    eval_fraction: float = 0.2  # share of each category's queries put in the eval split
     max_relevant: int = 40  # cap on judged-relevant items per query (drawn deterministically)
     premium_share: float = 0.15  # share of each product type's items sold by its premium brands
     # How the hard queries (qa, alternative, knowledge) split into train/eval. "query": each query
@@ -65,27 +65,30 @@ class DataConfig:
     # After the pull, optionally keep only the first N items / queries (tiny test runs).
     # Items judged relevant to a kept query are always kept.
     max_items: Optional[int] = None
-    max_queries: Optional[int] = None
+    max_queries: Optional[int] = None  # after the pull, keep only the first N queries (None: all; tiny test runs)
 
 
 @dataclass
 class TeacherConfig:
     """Query-CoT-Item triplet generation."""
 
-    max_cot_tokens: int = 16
+    max_cot_tokens: int = 16  # at most this many words in the teacher's keyword CoT
     max_items_per_query: int = 4  # triplets per (query) kept from its relevant items
-    seed: int = 7
+    seed: int = 7  # seed of the teacher's per-query random choices
     # "retriever_then_judged": judged-relevant items of B minus A (B: top-k for "query (keywords)",
     # A: top-k for the query), falling back to the judged-relevant items when that is empty;
     # "retriever": the paper's rule, the query is dropped when B minus A has no relevant item;
     # "judged": judged-relevant items only.
     item_filter: str = "retriever_then_judged"
-    retriever_top_k: int = 200  # 50 found one product type only for 153 of 160 multi-type queries
+    # BM25 depth of the teacher's two retrievals (B: "query (keywords)", A: the query); 50 found one
+    # product type only for 153 of 160 multi-type queries
+    retriever_top_k: int = 200
     # which of a query's kept items become its triplets (at most max_items_per_query):
     # "top": the first in the retriever's order; "spread": round robin over the product types
     # of the kept items (in the retriever's order within a type), so a query whose relevant
     # items span two or three types trains toward all of them
     item_select: str = "spread"
+    # terms never kept as CoT keywords (words that say nothing about the product)
     banned_terms: list[str] = field(default_factory=lambda: [
         "best", "cheap", "sale", "discount", "deal", "free shipping", "official store", "buy", "online"])
 
@@ -99,14 +102,15 @@ class ModelConfig:
     # tiny: the BPE lowercases and puts a space before the first word, so a word has one
     # spelling in tokens wherever it stands (query start, inside a query, title, knowledge)
     tokenizer_normalize: bool = True
-    # tiny: 3.4M parameters, chosen from the size sweep in the README ("Choosing the backbone")
+    # tiny: hidden width (4 layers of 256: 3.4M parameters, chosen from the size sweep in docs/model.md,
+    # "A backbone sized to learn")
     hidden_size: int = 256
-    intermediate_size: int = 512
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
-    max_position_embeddings: int = 512
-    max_cot_tokens: int = 16
+    intermediate_size: int = 512  # tiny: width of each layer's MLP
+    num_hidden_layers: int = 4  # tiny: decoder layers
+    num_attention_heads: int = 4  # tiny: attention heads
+    num_key_value_heads: int = 2  # tiny: key/value heads (grouped-query attention)
+    max_position_embeddings: int = 512  # tiny: the longest sequence, in tokens
+    max_cot_tokens: int = 16  # the longest CoT the model generates before <emb>, in tokens
     pooling: str = "emb_token"  # "emb_token" (LREM) or "mean" (direct-embedder baseline)
     # "auto": the short template for the tiny backbone, the paper's chat prompt for a HF checkpoint
     prompt_style: str = "auto"
@@ -114,10 +118,10 @@ class ModelConfig:
     # continues the query with what it knows (experiments/probes/template_probe.py: the backbone
     # alone names a relevant type for 93% of eval qa queries after "q: {query}:", 7% after "q: {query}")
     short_query_template: str = "q: {query}:"
-    short_item_template: str = "i: {title}"
-    max_query_tokens: int = 48
-    max_item_tokens: int = 64
-    seed: int = 0
+    short_item_template: str = "i: {title}"  # the short style's item prompt ({title}: the item's title); <emb> follows
+    max_query_tokens: int = 48  # query prompts are cut to this many tokens
+    max_item_tokens: int = 64  # item prompts are cut to this many tokens
+    seed: int = 0  # seed of the tiny backbone's initialisation
 
 
 @dataclass
@@ -129,12 +133,12 @@ class BackboneConfig:
     Cached by corpus hash and this config; skipped for a HF checkpoint (``model.base``).
     """
 
-    steps: int = 600
-    batch_size: int = 32
-    seq_len: int = 96
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.05
+    steps: int = 600  # pre-training optimizer steps
+    batch_size: int = 32  # packed sequences per pre-training step
+    seq_len: int = 96  # tokens per packed pre-training sequence
+    learning_rate: float = 1e-3  # pre-training learning rate (AdamW, cosine schedule)
+    weight_decay: float = 0.01  # AdamW weight decay in pre-training
+    warmup_ratio: float = 0.05  # share of the pre-training steps that warm the learning rate up
     heldout_fraction: float = 0.05  # share of the catalog item descriptions held out to measure LM loss
     # the world's knowledge also said in other phrasings (entity first and last, glossary lines),
     # so that fine-tuning can get it out again (experiments/results/probes.md)
@@ -144,8 +148,10 @@ class BackboneConfig:
     # the training queries with their teacher CoT, in the query prompt format, mixed into the
     # pre-training text ("mixed training"; never eval queries)
     train_cots: bool = False
-    log_every: int = 50
-    seed: int = 0
+    log_every: int = 50  # pre-training metrics logged every this many steps
+    seed: int = 0  # seed of the pre-training (held-out split, shuffling)
+    # MLflow registered model of the pre-trained backbone (a machine without the local cache restores it from
+    # there)
     registered_name: str = "lrem-backbone"
 
 
@@ -153,16 +159,16 @@ class BackboneConfig:
 class ColdStartConfig:
     """Stage 1: 0.1 x SFT (CoT tokens) + 1.0 x InfoNCE (in-batch negatives, cosine / T)."""
 
-    lambda_sft: float = 0.1
-    lambda_infonce: float = 1.0
-    temperature: float = 0.05
-    learning_rate: float = 5e-4
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.03
-    batch_size: int = 64
-    grad_accum_steps: int = 1
-    max_grad_norm: float = 1.0
-    epochs: float = 1.0
+    lambda_sft: float = 0.1  # weight of the SFT loss on the teacher's CoT tokens (the paper's 0.1)
+    lambda_infonce: float = 1.0  # weight of the InfoNCE loss
+    temperature: float = 0.05  # InfoNCE temperature (cosine similarity / T)
+    learning_rate: float = 5e-4  # AdamW learning rate (configs/demo.yaml: 1e-3 for the tiny backbone)
+    weight_decay: float = 0.01  # AdamW weight decay (none on biases and norms)
+    warmup_ratio: float = 0.03  # share of the steps that warm the learning rate up (cosine schedule)
+    batch_size: int = 64  # (query, item) pairs per step; the other pairs' items are in-batch negatives
+    grad_accum_steps: int = 1  # batches accumulated per optimizer step
+    max_grad_norm: float = 1.0  # gradient-norm clip
+    epochs: float = 1.0  # passes over the triplets, when max_steps is not set
     max_steps: Optional[int] = None  # overrides epochs when set
     # extra negatives per query: items of the positive's product type that differ in a field the
     # query names (brand, attribute value); queries naming none get none (TripletDataset)
@@ -177,7 +183,7 @@ class ColdStartConfig:
     # SFT warm-up: the first sft_warmup_ratio of the steps weigh SFT by sft_warmup_lambda (the
     # paper's 0.1 x SFT alone does not teach a small backbone its CoT within a CPU budget)
     sft_warmup_ratio: float = 0.0
-    sft_warmup_lambda: float = 1.0
+    sft_warmup_lambda: float = 1.0  # SFT weight during the warm-up (the first sft_warmup_ratio of the steps)
     sft_warmup_infonce: bool = True  # False: the warm-up is SFT alone (no item encoding: about 2x faster steps)
     # share of the steps (after the warm-up) whose InfoNCE embeds the query after the model's
     # own greedy CoT instead of the teacher's: evaluation embeds after the model's own CoT
@@ -191,12 +197,12 @@ class ColdStartConfig:
     # SFT at lr 1e-3 erases what the backbone knows (probes.md: uses it could name 15 of 15,
     # after the cold start 0 of 15), and the CoT cannot reason with it. 0: off.
     lm_replay_weight: float = 0.0
-    lm_replay_batch: int = 16
-    lm_replay_seq_len: int = 96
-    log_every: int = 10
-    save_every: int = 200
-    resume: bool = True
-    seed: int = 0
+    lm_replay_batch: int = 16  # packed sequences of pre-training text rehearsed per step
+    lm_replay_seq_len: int = 96  # tokens per rehearsed sequence
+    log_every: int = 10  # training metrics logged every this many steps
+    save_every: int = 200  # checkpoint every this many optimizer steps (0: none)
+    resume: bool = True  # a rerun resumes from the last checkpoint in its output dir
+    seed: int = 0  # seed of the shuffling and sampling
     bf16: str = "auto"  # auto: bf16 when a CUDA GPU is present
     gradient_checkpointing: str = "auto"  # auto: on when a CUDA GPU is present
 
@@ -205,15 +211,19 @@ class ColdStartConfig:
 class GRPOStageConfig:
     """Stage 2: GRPO with TRL on the cold-start model (the paper: G = 8, 0.1 x InfoNCE kept on)."""
 
-    max_steps: int = 60
+    max_steps: int = 60  # GRPO optimizer steps
     num_generations: int = 8  # G completions per query
     # policy updates per generation batch (TRL's num_iterations, the mu of GRPO): above 1, each
     # batch of sampled CoTs is reused and the clipped ratio against the sampling policy applies
     num_iterations: int = 1
     per_device_batch_size: int = 64  # completions; divisible by num_generations (64 = 8 queries x 8)
+    # GRPO learning rate (probes.md: 5e-5 cost the template's cold start 0.020 on hard, 2e-5 did not)
     learning_rate: float = 2e-5
-    temperature: float = 1.0
+    temperature: float = 1.0  # sampling temperature of the G completions
+    # rewards by name, weighted by reward_weights: format (well-formed CoT), length (CoT within
+    # max_cot_tokens), accuracy (rank of the judged-relevant items)
     reward_funcs: list[str] = field(default_factory=lambda: ["format", "length", "accuracy"])
+    # weight of each of reward_funcs (the paper's 0.5, 0.2, 1.0)
     reward_weights: list[float] = field(default_factory=lambda: [0.5, 0.2, 1.0])
     reward_pool_size: int = 256  # N catalog items in the accuracy reward's ranking (0: the whole catalog)
     reward_refresh_steps: int = 10  # whole-catalog pool: item embeddings recomputed every this many steps
@@ -225,7 +235,7 @@ class GRPOStageConfig:
     # RL prompts: this share of the training queries, those whose own greedy CoT the cold-start
     # model ranks worst against the whole catalog (the paper picks queries where retrieval does badly)
     hard_prompt_share: float = 1.0
-    infonce_temperature: float = 0.05
+    infonce_temperature: float = 0.05  # temperature of the InfoNCE term
     infonce_negatives: int = 64  # random catalog items added to the in-batch negatives
     # the RL InfoNCE term's positive for a completion: "first": the query's first teacher-kept
     # item, always; "random": one of its teacher-kept items drawn per completion, so the G
@@ -244,26 +254,28 @@ class GRPOStageConfig:
     # loss adds lm_replay_weight x the causal-LM loss on lm_replay_batch packed sequences
     # (GRPO's policy updates otherwise drift the LM away from what the CoT reasons with). 0: off.
     lm_replay_weight: float = 0.0
-    lm_replay_batch: int = 16
-    lm_replay_seq_len: int = 96
-    seed: int = 0
+    lm_replay_batch: int = 16  # packed sequences of pre-training text rehearsed per step
+    lm_replay_seq_len: int = 96  # tokens per rehearsed sequence
+    seed: int = 0  # seed of GRPO's sampling and shuffling
 
 
 @dataclass
 class TrackingConfig:
+    # MLflow tracking URI: $LREM_MLFLOW_URI, else SQLite under the state dir
     mlflow_uri: str = field(default_factory=default_mlflow_uri)
-    experiment: str = "lrem-nightly"
-    model_name: str = "lrem-retriever"
+    experiment: str = "lrem-nightly"  # MLflow experiment of the nightly runs (audit: <experiment>-serving-audit)
+    model_name: str = "lrem-retriever"  # the registered model the pipeline registers, aliases and serves
 
 
 @dataclass
 class IndexConfig:
+    # Milvus URI: $LREM_MILVUS_URI, else the embedded Milvus Lite server
     milvus_uri: str = field(default_factory=default_milvus_uri)
-    collection_prefix: str = "lrem_items_v"
-    serving_alias: str = "lrem_serving"
-    index_type: str = "HNSW"
-    metric_type: str = "COSINE"
-    batch_size: int = 256
+    collection_prefix: str = "lrem_items_v"  # model version V's items go to the collection <prefix>V
+    serving_alias: str = "lrem_serving"  # the Milvus alias on the champion's collection; the service searches it
+    index_type: str = "HNSW"  # Milvus index type of each collection (FLAT: exact search)
+    metric_type: str = "COSINE"  # Milvus similarity metric
+    batch_size: int = 256  # items embedded and inserted per batch
     # nightly clean-up: collections of the last N champions are kept (besides champion,
     # challenger and whatever an alias points at); older ones are dropped
     keep_last_champions: int = 3
@@ -282,20 +294,21 @@ class ComputeConfig:
 
 @dataclass
 class EvalConfig:
+    # the K of each HitRate@K the offline evaluation reports
     hit_ks: list[int] = field(default_factory=lambda: [10, 50, 100])
-    precision_k: int = 10
-    batch_size: int = 64
+    precision_k: int = 10  # the K of Precision@K
+    batch_size: int = 64  # queries embedded per batch (items: twice as many)
 
 
 @dataclass
 class ValidationConfig:
     """The raw-data gate (``validate_raw``): outlier bounds, the grade scale, drift bounds (docs/data-contract.md)."""
 
-    max_title_chars: int = 500
-    max_query_chars: int = 400
+    max_title_chars: int = 500  # a catalog title longer than this fails validate_raw
+    max_query_chars: int = 400  # a query longer than this fails validate_raw
     # the relevance scale judgments.jsonl may use (its optional `relevance`; absent means 1)
     min_relevance: int = 1
-    max_relevance: int = 3
+    max_relevance: int = 3  # the highest relevance grade judgments.jsonl may use
     # Drift against the last snapshot that passed the gate (its figures: drift_baseline, written
     # after each pass). Each bound: null turns it off. Fractions of the last good figure (rows)
     # or absolute changes of a share (mix, null rates, changed titles).
@@ -314,7 +327,7 @@ class ValidationConfig:
 
 @dataclass
 class GateConfig:
-    metric: str = "hit_rate@100"
+    metric: str = "hit_rate@100"  # the offline metric the gate tests
     # each test's null: effect (challenger - champion) >= -tolerance; a veto needs Holm to reject it
     tolerance: float = 0.0
     alpha: float = 0.05  # family-wise error of one night's decision (Holm over every test; docs/gate.md)
@@ -333,14 +346,14 @@ class GateConfig:
 class ServeConfig:
     """`lrem serve`: the search service, its input bounds, micro-batching and registry polling."""
 
-    host: str = "127.0.0.1"
-    port: int = 8765
+    host: str = "127.0.0.1"  # address the service listens on
+    port: int = 8765  # port the service listens on
     max_query_chars: int = 512  # longer queries get a 422
-    max_user_id_chars: int = 128
+    max_user_id_chars: int = 128  # a longer user_id gets a 422
     max_body_bytes: int = 16384  # larger request bodies get a 413
-    min_k: int = 1
-    max_k: int = 100
-    default_k: int = 10
+    min_k: int = 1  # the smallest k a search may ask for (below: 422)
+    max_k: int = 100  # the largest k a search may ask for (above: 422)
+    default_k: int = 10  # k of a search that gives none
     reasoning: bool = True  # False: direct (empty-CoT) query embedding
     max_batch: int = 8  # queries generated together across concurrent requests
     batch_wait_ms: float = 5.0  # how long the first request of a batch waits for company
@@ -357,13 +370,13 @@ class OnlineConfig:
 
     experiment: str = "lrem-ab"  # also the salt of the user hash
     salt: str = ""  # empty: the experiment name
-    challenger_share: float = 0.5
+    challenger_share: float = 0.5  # share of the users the A/B split sends to the challenger
     mode: str = "split"  # "split" (A/B by user hash) or "interleave" (team-draft, both arms)
-    n_users: int = 200
-    max_requests: int = 400
-    max_seconds: float = 300.0
-    concurrency: int = 4
-    k: int = 10
+    n_users: int = 200  # simulated users in a replay
+    max_requests: int = 400  # a replay stops after this many searches
+    max_seconds: float = 300.0  # a replay stops after this many seconds
+    concurrency: int = 4  # simulated searches in flight at once
+    k: int = 10  # results per replayed search (the online metric is judged-click HitRate@k)
     examine_decay: float = 1.0  # P(examine rank r) = 1 / r ** examine_decay (position bias)
     click_relevant: float = 0.9  # P(click | examined, judged relevant)
     click_irrelevant: float = 0.05  # P(click | examined, not judged relevant)
@@ -372,12 +385,12 @@ class OnlineConfig:
     srm_alpha: float = 0.001  # sample-ratio mismatch is flagged below this p-value
     offline_margin: float = 0.0  # gate: a group regresses when its bootstrap CI upper end < -margin
     bootstrap_samples: int = 2000  # paired bootstrap resamples of the eval queries (gate)
-    seed: int = 0
+    seed: int = 0  # seed of the simulated users' queries and clicks
 
 
 @dataclass
 class PipelineConfig:
-    name: str = "demo"
+    name: str = "demo"  # the config's name: the summary's title, and the key of its raw-data drift baseline
     world: WorldConfig = field(default_factory=WorldConfig)
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
