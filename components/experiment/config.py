@@ -56,7 +56,7 @@ PAPER_TARGET_RELATIVE = 0.0575  # the paper's +5.75% relative HitRate of CS + RL
 @dataclass
 class ExperimentConfig:
     """The experiment's knobs. Defaults: the full demo world with its hard queries split by intent
-    (the reference benchmark; README "Does reasoning help?"), 600 steps x 64 pairs per trained model
+    (the reference benchmark; docs/experiments.md), 600 steps x 64 pairs per trained model
     (cold start and every baseline), then 100 GRPO steps on top of the LREM cold start."""
 
     steps: int = 600  # optimizer steps per trained model (the same for all)
@@ -80,7 +80,7 @@ class ExperimentConfig:
     # GRPO optimizer steps after the cold start (each: 8 queries x G = 8 completions). RL minus cold start
     # on hard, intent split, 100 vs 300 steps: +0.007 vs +0.023 (world seed 20251016), +0.008 vs +0.015
     # (seed 7), +0.025 vs -0.000 (seed 13); query split: +0.005 vs +0.000. 300 is no better on average
-    # (README "Latest run"; probes.md 2026-12-03)
+    # (docs/experiments.md "Across worlds"; probes.md 2026-12-03)
     grpo_steps: int = 100
     grpo_lr: float = 2e-5  # probes.md "GRPO on the template's cold start": 5e-5 cost 0.020 on hard, 2e-5 + rehearsal gained 0.002 (CI above 0)
     # items the rank reward ranks against; 0: the whole catalog, as evaluation ranks (probes.md)
@@ -127,7 +127,7 @@ class ExperimentConfig:
     # the demo world, used only when generating. The reference benchmark splits the hard queries by
     # intent: no training query names an eval query's use, fact or premium brand. On the query split
     # (the committed data's) 277 of 300 hard eval queries share an intent with training and even a
-    # perfect type oracle is only +4.55% over the direct embedder (README "Does reasoning help?")
+    # perfect type oracle is only +4.55% over the direct embedder (docs/experiments.md)
     world: WorldConfig = field(default_factory=lambda: WorldConfig(hard_split="intent"))
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     max_eval_queries: Optional[int] = None  # None: every eval query; else a per-category stratified subset

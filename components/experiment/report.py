@@ -106,7 +106,7 @@ def comparison_markdown(payload: dict) -> list[str]:
         rl = (f"is above the cold start by {rl_row['diff']:+.4f}, but the 95% CI includes 0: "
               "no measurable improvement in this run (one world's eval queries are too few for a gain "
               "this small; pool the runs of several worlds with experiments/probes/pool_runs.py, "
-              "README \"Across worlds\")")
+              "docs/experiments.md \"Across worlds\")")
     else:
         rl = "does NOT improve on the cold start"
     lines.append(f"Target (+{comp['target_relative']:.2%} relative on the hard categories): **{verdict}**. "
