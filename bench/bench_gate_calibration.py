@@ -38,11 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nights", type=int, default=Plan.nights)
     ap.add_argument("--large-users", type=int, default=20000)
     ap.add_argument("--large-requests", type=int, default=40000)
+    ap.add_argument("--scenarios", default="null,overall,category", help="null, overall, category (comma-separated)")
     args = ap.parse_args(argv)
     cfg = load_config(args.config)
     tracking.configure(cfg)
     plan = Plan(nights=args.nights, traffics=(Traffic("demo", cfg.online.n_users, cfg.online.max_requests),
-                                              Traffic("large", args.large_users, args.large_requests)))
+                                              Traffic("large", args.large_users, args.large_requests)),
+                kinds=tuple(k.strip() for k in args.scenarios.split(",") if k.strip()))
     t0 = time.perf_counter()
     result = run_calibration(cfg, args.data, args.model or f"models:/{cfg.tracking.model_name}@champion", args.twin,
                              plan, state_path("calibration", "cache"))

@@ -316,6 +316,7 @@ class Plan:
     category_shares: tuple[float, ...] = (0.3, 0.6, 1.0)
     traffics: tuple[Traffic, ...] = field(default_factory=lambda: (Traffic("demo", 200, 400),
                                                                    Traffic("large", 20000, 40000)))
+    kinds: tuple[str, ...] = ("null", "overall", "category")  # which scenarios run (null: A/A and A/A')
 
 
 def build_scenarios(base: Embedded, twin: Embedded | None, world: World, cfg: PipelineConfig,
@@ -350,7 +351,7 @@ def build_scenarios(base: Embedded, twin: Embedded | None, world: World, cfg: Pi
         out.append(("category", f"noise on {s:.0%} of {plan.category}", scored(
             f"{plan.category} noise {s}", noisy(base.queries, rows, plan.noise_scale), base.items,
             f"noise on {len(rows)} {plan.category} queries only")))
-    return out
+    return [s for s in out if s[0] in plan.kinds or s[1] == "A/A (same model)"]  # A/A: the champion
 
 
 def _interp_cross(xs: Sequence[float], ys: Sequence[float], target: float) -> float | None:
@@ -493,6 +494,8 @@ def add_commands(sub) -> None:
     p.add_argument("--large-users", type=int, default=20000, help="users of the larger stated traffic")
     p.add_argument("--large-requests", type=int, default=40000, help="requests of the larger stated traffic")
     p.add_argument("--out", help="JSON of every figure (default: $LREM_HOME/calibration/gate_calibration.json)")
+    p.add_argument("--scenarios", default="null,overall,category",
+                   help="which scenarios: null (A/A, A/A'), overall, category; comma-separated (default: all)")
     p.set_defaults(fn=cmd_gate)
 
 
@@ -505,7 +508,8 @@ def cmd_gate(args) -> int:
     tracking.configure(cfg)
     model = args.model or f"models:/{cfg.tracking.model_name}@champion"
     plan = Plan(nights=args.nights, traffics=(Traffic("demo", cfg.online.n_users, cfg.online.max_requests),
-                                              Traffic("large", args.large_users, args.large_requests)))
+                                              Traffic("large", args.large_users, args.large_requests)),
+                kinds=tuple(k.strip() for k in args.scenarios.split(",") if k.strip()))
     out = Path(args.out) if args.out else state_path("calibration") / "gate_calibration.json"
     result = run_calibration(cfg, args.data, model, args.twin, plan, state_path("calibration", "cache"), out,
                              progress=lambda r: log.info("%s: %s", r["scenario"], {

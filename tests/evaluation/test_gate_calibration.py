@@ -7,6 +7,7 @@ split A/B, interleaving, the gate's family and Holm).
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -134,3 +135,6 @@ def test_calibration_report_on_a_small_synthetic_world():
     assert worst["true_offline_effect"] < -0.03 and worst["by_traffic"]["demo"]["veto_rate"] > 0.5, worst
     text = cal.format_report(out)
     assert "A/A (same model)" in text and "power at margin" in text
+    null_only = cal.calibrate(base, None, world, PipelineConfig(), dataclasses.replace(plan, kinds=("null",)))
+    assert [r["scenario"] for r in null_only["scenarios"]] == ["A/A (same model)"]
+    assert null_only["scenarios"][0]["by_traffic"] == aa["by_traffic"]  # the same nights, the same figures
