@@ -106,46 +106,83 @@ def test_class2_knowledge_json_is_required_and_checked_against_its_schema(make_d
         generate_triplets(data_dir, TeacherConfig(), tmp_path / "triplets.jsonl")
 
 
-def test_class3_drift_against_the_last_good_snapshot_fails_reports_and_can_be_allowed(make_data, tmp_path):
-    baseline = tmp_path / "state" / "last_good.json"
+def _pipeline_cfg(tmp_path: Path, run_conf: dict):
+    """The config a DAG task builds from its run conf, with this test's MLflow store and baseline."""
+    overrides = run_conf_overrides(run_conf) or {}
+    overrides.setdefault("validation", {})["drift_baseline"] = str(tmp_path / "state" / "last_good.json")
+    overrides["tracking"] = {"mlflow_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "drift-test"}
+    return load_config("configs/demo.yaml", overrides)
+
+
+def _night(cfg, data_dir: Path, key: str):
+    """A pipeline run up to validate_raw: its MLflow run with the config as params (as pull_data logs them)."""
+    import mlflow
+
+    from components import tracking
+    from components.artifacts import DataSnapshot
+
+    run_id = tracking.start_pipeline_run(cfg, key)
+    with tracking.resume(cfg, run_id):
+        mlflow.log_params(cfg.flat())
+    return DataSnapshot(run_key=key, mlflow_run_id=run_id, data_uri=str(data_dir), full_data_uri=str(data_dir),
+                        dvc_rev="test", data_md5=f"{key}-md5", git_commit="c")
+
+
+def test_class3_drift_against_the_last_good_snapshot_fails_reports_and_can_be_allowed(make_data, tmp_path,
+                                                                                      monkeypatch):
+    import mlflow
+
+    from components.validation.step import run_validate_raw
+
+    monkeypatch.setenv("LREM_HOME", str(tmp_path / "home"))
+    plain = _pipeline_cfg(tmp_path, {})
+    baseline = Path(plain.validation.drift_baseline)
     catalog = good_catalog() + [{**good_catalog()[0], "item_id": f"X{i}", "title": f"blue hat {i}"}
                                 for i in range(15)]
     queries = good_queries() + [{"query_id": f"T{i}", "text": f"blue hat {i}", "category": "plain",
                                  "split": "train"} for i in range(6)]
     first = make_data(catalog=catalog, queries=queries, name="night1")
-    summary = validate_raw(first, tmp_path / "docs1", None, baseline)
-    assert summary["drift"] is None  # the first snapshot: nothing to compare with
-    save_baseline(baseline, summary["figures"], {"data_md5": "night1md5", "run_key": "night-1"})
+    night1 = _night(plain, first, "night-1")
+    run_validate_raw(plain, night1)  # the first snapshot: nothing to compare with; it becomes the baseline
+    assert load_baseline(baseline)["snapshot"]["run_key"] == "night-1"
+    assert mlflow.MlflowClient().get_run(night1.mlflow_run_id).data.tags["drift_baseline"].startswith("none")
 
     # the next night lost 75% of the catalog, its 'negative' queries and half the train queries
     changed = [{**c, "title": c["title"] + " renamed"} for c in catalog[:5]]
     second = make_data(catalog=changed, queries=[q for q in queries if q["category"] != "negative"][:6],
                        judgments=[j for j in good_judgments() if j["query_id"] != "Q3"], name="night2")
     docs = tmp_path / "docs2"
-    error = _reject(second, docs, None, baseline)
+    error = _reject(second, docs, plain.validation, baseline)
     bounds = {f["expectation"] for f in error.failures}
     assert {"drift_rows", "drift_category_vanished", "drift_split_mix", "drift_changed_titles"} <= bounds
     rows = next(f for f in error.failures if f["expectation"] == "drift_rows")
     assert rows["message"].startswith("catalog.jsonl: drift beyond the 'rows' bound: catalog.jsonl rows: "
                                       "last good 20, now 5, change -0.7500")
-    assert "last good snapshot night1md5 (run night-1)" in rows["message"]
+    assert "last good snapshot night-1-md5 (run night-1)" in rows["message"]
     assert '{"allow_drift": ["rows"]}' in rows["message"]
     text = _docs_text(docs)
     assert "catalog.jsonl rows: last good 20, now 5" in text and "beyond_rows" in text  # both figures
     assert error.summary["drift"]["exceeded"] == ["category_vanished", "changed_titles", "rows", "split_mix"]
-
-    # the run conf's override, as the DAG and `lrem --allow-drift` pass it, lets the intended change pass
-    overrides = run_conf_overrides({"allow_drift": True})
-    cfg = load_config("configs/demo.yaml", overrides)
-    assert cfg.flat()["validation.allow_drift"] == ["all"]  # logged as an MLflow param of the run
-    summary = validate_raw(second, tmp_path / "docs3", cfg.validation, baseline)
-    assert summary["drift"]["allowed"] == summary["drift"]["exceeded"]
-    assert "exceeded but allowed by the run conf" in _docs_text(tmp_path / "docs3")
     # per bound: allowing only rows still fails on the others
-    only_rows = load_config("configs/demo.yaml", run_conf_overrides({"allow_drift": ["rows"]})).validation
-    error = _reject(second, tmp_path / "docs4", only_rows, baseline)
-    assert "drift_rows" not in {f["expectation"] for f in error.failures}
-    assert load_baseline(baseline)["snapshot"]["run_key"] == "night-1"  # only a passing run writes it
+    only_rows = _pipeline_cfg(tmp_path, {"allow_drift": ["rows"]})
+    error = _reject(second, tmp_path / "docs3", only_rows.validation, baseline)
+    assert "drift_rows" not in {f["expectation"] for f in error.failures} and error.failures
+    assert load_baseline(baseline)["snapshot"]["run_key"] == "night-1"  # a failing run never writes it
+
+    # the run conf's override, as the DAG and `lrem --allow-drift` pass it, lets the intended change
+    # pass, recorded in the run's lineage; the snapshot becomes the new baseline
+    allowed = _pipeline_cfg(tmp_path, {"allow_drift": True})
+    night2 = _night(allowed, second, "night-2")
+    run_validate_raw(allowed, night2)
+    run = mlflow.MlflowClient().get_run(night2.mlflow_run_id).data
+    assert run.params["validation.allow_drift"] == "['all']"
+    assert run.tags["drift_allowed"] == "all" and run.tags["validate_raw"] == "passed"
+    assert run.tags["drift_exceeded"] == "category_vanished,changed_titles,rows,split_mix"
+    assert run.tags["drift_baseline"] == "night-1-md5 (run night-1)"
+    assert load_baseline(baseline)["snapshot"]["run_key"] == "night-2"
+    from components.paths import run_dir
+
+    assert "exceeded but allowed by the run conf" in _docs_text(run_dir("night-2") / "data_docs_raw")
 
 
 def test_class4_same_query_text_under_two_ids_across_splits_is_leakage(make_data, rows, tmp_path):
