@@ -491,6 +491,13 @@ def check_config(cfg: PipelineConfig) -> None:
                           f"{len(cfg.grpo.reward_funcs)} reward_funcs {cfg.grpo.reward_funcs}")
     if cfg.gate.metric not in gate_metrics(cfg):
         raise _choice_error("gate.metric", cfg.gate.metric, gate_metrics(cfg))
+    g = cfg.gate
+    if not (0 < g.alpha < 1 and 0 < g.power < 1 and 0 < g.interleaving_margin < 0.5 and g.min_queries >= 2
+            and min([g.margin, g.online_margin, g.tolerance, *g.category_margins.values()]) >= 0):
+        raise ConfigError(f"gate: need 0 < alpha < 1, 0 < power < 1, 0 < interleaving_margin < 0.5, min_queries >= 2 "
+                          f"and margins, tolerance >= 0; got alpha {g.alpha}, power {g.power}, interleaving_margin "
+                          f"{g.interleaving_margin}, min_queries {g.min_queries}, margin {g.margin}, online_margin "
+                          f"{g.online_margin}, tolerance {g.tolerance}, category_margins {g.category_margins}")
     if not 1 <= cfg.validation.min_relevance <= cfg.validation.max_relevance:
         raise ConfigError(f"validation.min_relevance and max_relevance: need 1 <= min <= max; got "
                           f"{cfg.validation.min_relevance} and {cfg.validation.max_relevance}")

@@ -157,3 +157,12 @@ def test_gate_report_shows_effect_ci_margin_power_and_the_deciding_test(tmp_path
     assert "paired t-test" in row and "REJECTED" in row and "decided" in row
     rare = next(line for line in page.split("<tr>") if line.startswith("<td>offline/rare</td>"))
     assert "too few queries" in rare
+
+
+@pytest.mark.parametrize("bad", [{"alpha": 0.0}, {"power": 1.0}, {"interleaving_margin": 0.5}, {"min_queries": 1},
+                                 {"margin": -0.01}, {"category_margins": {"qa": -0.1}}])
+def test_gate_config_bounds_are_checked(bad):
+    from components.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="gate: need"):
+        load_config("configs/demo.yaml", {"gate": bad})
