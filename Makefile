@@ -21,7 +21,7 @@ FIND_LINKS := $(shell pip config get global.find-links 2>/dev/null)
 UV_FLAGS := $(if $(FIND_LINKS),--find-links $(FIND_LINKS))
 
 .PHONY: demo test env clean milvus-start milvus-stop mlflow-ui bench experiment serve serve-stop browser-deps
-.PHONY: up down status stack-deps
+.PHONY: up down status stack-deps test-stack
 
 env: $(VENV)/.installed
 
@@ -68,6 +68,10 @@ down: env
 
 status: env
 	@LREM_CONFIG=$(CONFIG) $(BIN)/lrem stack status
+
+# the stack's own tests (tests/stack/test_stack.py, marker `stack`): tens of minutes, not part of `make test`
+test-stack: env stack-deps browser-deps
+	LREM_STACK_TESTS=1 $(BIN)/python -m pytest -q -s -m stack tests/stack
 
 # PostgreSQL for `make up`, from the distribution's packages where this runs as root with apt
 stack-deps:
