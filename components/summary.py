@@ -9,6 +9,24 @@ from components.config import PipelineConfig
 from components.paths import state_path
 
 
+def _print_lead(report_dir) -> None:
+    """The shipped model's lead over its same-backbone direct embedder, with paired CIs (hard
+    categories; in-pattern vs held-out phrasing where the data records it)."""
+    from components.evaluation.phrasing import EVAL_FILE, lead_line
+
+    path = report_dir / f"{EVAL_FILE}.json"
+    if not path.exists():
+        return
+    report = json.loads(path.read_text())
+    lines = [line for group in ("hard", "hard | in-pattern", "hard | held-out")
+             if (line := lead_line(report, group))]
+    if lines:
+        print(f"\nLREM minus its direct embedder, HitRate@{report.get('k')} (paired bootstrap; "
+              f"{report_dir / (EVAL_FILE + '.md')}):")
+        for line in lines:
+            print(f"  {line}")
+
+
 def print_summary(cfg: PipelineConfig) -> None:
     import mlflow
 
@@ -32,6 +50,7 @@ def print_summary(cfg: PipelineConfig) -> None:
         print("\nOffline metrics of the latest run (eval queries):")
         print(write_metrics_table(json.loads((report_dir / "metrics.json").read_text())))
         print(f"report: {report_dir / 'index.html'}")
+    _print_lead(report_dir)
     if "gate.reason" in run.data.tags:
         verdict = "promoted" if run.data.tags.get("gate.promote") == "True" else "not promoted"
         print(f"gate: {verdict}: {run.data.tags['gate.reason']}")

@@ -22,7 +22,7 @@ METRICS_FILE = "metrics.json"  # {"challenger v<N>": metrics, "champion v<M>": m
 
 
 def evaluate_model(cfg: PipelineConfig, model, collection: str, world: World,
-                   n_samples: int = 0) -> tuple[dict, list[dict]]:
+                   n_samples: int = 0, ranked_out: dict | None = None) -> tuple[dict, list[dict]]:
     """Reason-then-embed every eval query, search the model's collection, score the ranking."""
     from components.evaluation.metrics import retrieval_metrics
     from components.index.collections import search
@@ -34,6 +34,8 @@ def evaluate_model(cfg: PipelineConfig, model, collection: str, world: World,
     ranked_lists = search(cfg.index.milvus_uri, collection, embs, depth)
     qids = queries["query_id"].tolist()
     ranked = dict(zip(qids, ranked_lists))
+    if ranked_out is not None:  # per-query rankings, for the paired comparisons (phrasing.py)
+        ranked_out.update(ranked)
     relevant = world.relevant()
     metrics = retrieval_metrics(ranked, world.graded(), dict(zip(qids, queries["category"])),  # nDCG: grades
                                 hit_ks=tuple(cfg.eval.hit_ks), precision_k=cfg.eval.precision_k)
@@ -48,7 +50,7 @@ def evaluate_model(cfg: PipelineConfig, model, collection: str, world: World,
 DIRECT_BASELINE = "direct embedder (same backbone)"
 
 
-def evaluate_direct(cfg: PipelineConfig, model_dir: str, world: World) -> dict:
+def evaluate_direct(cfg: PipelineConfig, model_dir: str, world: World, ranked_out: dict | None = None) -> dict:
     """The same-backbone direct embedder (no reasoning) on the eval queries, exact cosine search."""
     from components.evaluation.metrics import retrieval_metrics
     from components.evaluation.search import exact_top_k
@@ -62,6 +64,8 @@ def evaluate_direct(cfg: PipelineConfig, model_dir: str, world: World) -> dict:
     ids = world.catalog["item_id"].to_numpy()
     qids = queries["query_id"].tolist()
     ranked = {q: ids[row].tolist() for q, row in zip(qids, top)}
+    if ranked_out is not None:
+        ranked_out.update(ranked)
     return retrieval_metrics(ranked, world.graded(), dict(zip(qids, queries["category"])),
                              hit_ks=tuple(cfg.eval.hit_ks), precision_k=cfg.eval.precision_k)
 
@@ -83,7 +87,9 @@ def run_evaluate(cfg: PipelineConfig, snapshot: DataSnapshot, model: RegisteredM
     world = load_world(snapshot.data_uri)
     challenger = models.load_lrem(model.model_uri)
     results: dict[str, dict] = {}
-    chal_metrics, samples = evaluate_model(cfg, challenger, index.collection, world, n_samples=10)
+    ranked_by: dict[str, dict] = {"challenger": {}, "direct": {}}
+    chal_metrics, samples = evaluate_model(cfg, challenger, index.collection, world, n_samples=10,
+                                           ranked_out=ranked_by["challenger"])
     results[_label("challenger", model.model_version)] = chal_metrics
     champ = models.alias_version(model.model_name, models.CHAMPION)
     champ_metrics, champ_version = None, None
@@ -94,13 +100,17 @@ def run_evaluate(cfg: PipelineConfig, snapshot: DataSnapshot, model: RegisteredM
         results[_label("champion", champ_version)] = champ_metrics
     if backbone is not None and backbone.direct_baseline_dir:
         # not a candidate: the bar a reasoning model must clear, shown beside it
-        results[DIRECT_BASELINE] = evaluate_direct(cfg, backbone.direct_baseline_dir, world)
+        results[DIRECT_BASELINE] = evaluate_direct(cfg, backbone.direct_baseline_dir, world, ranked_by["direct"])
     out = run_dir(snapshot.run_key) / "evaluation"
     meta = {"model": f"{model.model_name} v{model.model_version}", "dvc_rev": snapshot.dvc_rev,
             "data_md5": snapshot.data_md5, "git_commit": snapshot.git_commit, "collection": index.collection,
             "eval_queries": int((world.queries["split"] == "eval").sum())}
     paths = write_report(out, results, title=f"Offline evaluation: {meta['model']}", samples=samples, meta=meta)
     (out / METRICS_FILE).write_text(json.dumps(results, indent=2))
+    if ranked_by["direct"]:  # the lead over the direct embedder, per phrasing group, with paired CIs
+        from components.evaluation.phrasing import write_eval_phrasing
+
+        write_eval_phrasing(out, ranked_by, world, max(cfg.eval.hit_ks))
     log.info("offline metrics (eval queries):\n%s", write_metrics_table(results))
     with tracking.resume(cfg, snapshot.mlflow_run_id):
         mlflow.log_metrics(flatten_metrics(chal_metrics, "challenger"))
