@@ -31,10 +31,9 @@ def world_corpus(cfg: PipelineConfig, data_uri: str, triplets: list[dict] | None
     from components.training.pretrain import cot_documents, render_world_corpus
 
     world = load_world(data_uri)
-    try:
-        knowledge = load_knowledge(data_uri)
-    except FileNotFoundError:  # real data has no world knowledge file: catalog and queries only
-        knowledge = None
+    # required by the data contract (docs/data-contract.md): a missing or off-schema file raises
+    # DataFileError naming it; `lrem data import` writes a minimal one for real data
+    knowledge = load_knowledge(data_uri)
     train = world.split("train")
     docs = None
     if cfg.backbone.train_cots and triplets:
