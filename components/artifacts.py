@@ -178,6 +178,18 @@ class ItemIndex(Artifact):
 
 
 @dataclass(frozen=True)
+class CacheWarmup(Artifact):
+    """`warm_cache`: the head queries' CoTs and embeddings precomputed for one model version."""
+
+    model_version: str
+    cache_uri: str  # runs:/<id>/serving_cache/v<N>/cot_cache.npz (also the version's serving_cache_uri tag)
+    entries: int
+    source: str  # "event_store" or "training_queries"
+    seconds: float
+    collection: str
+
+
+@dataclass(frozen=True)
 class EvalReport(Artifact):
     """`evaluate_offline`: where the metrics and the report are (the tables stay in MLflow)."""
 

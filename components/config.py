@@ -362,6 +362,26 @@ class ServeConfig:
     # (`make up` points it at the stack's Postgres)
     event_store_url: Optional[str] = field(default_factory=lambda: os.environ.get("LREM_EVENT_STORE_URL") or None)
     recent_requests: int = 100000  # request ids kept in memory for feedback validation (the store is the fallback)
+    # CoT/embedding cache, keyed by (model version, normalised query); 0 turns it off (docs/serving-cost.md)
+    cache_size: int = field(default=20000, metadata={"help": "entries of the in-process CoT/embedding LRU cache"})
+    warm_top_n: int = field(default=1000, metadata={"help": "head queries the nightly run precomputes (warm_cache)"})
+    warm_days: float = field(default=7.0, metadata={"help": "days of the event store's searches warm_cache counts"})
+    # False: ignore the registered model's router (every reasoning request reasons). For measuring the
+    # router's effect only: offline evaluation, the gate and the A/B see the model's routing.
+    routing: bool = True
+
+
+@dataclass
+class RoutingConfig:
+    """`train_router`: when a query reasons, learned each night (components/routing, docs/serving-cost.md)."""
+
+    enabled: bool = field(default=True, metadata={"help": "train a router; false: the model always reasons"})
+    hit_k: int = 100  # the HitRate@k the router keeps
+    tolerance: float = 0.0  # HitRate@k the routing may lose against always reasoning (out-of-fold, train queries)
+    max_queries: Optional[int] = 2000  # training queries measured (sampled); None: all
+    folds: int = 5  # cross-validation folds: the threshold is set on out-of-fold scores
+    c: float = 1.0  # inverse L2 strength of the logistic regression
+    seed: int = 0
 
 
 @dataclass
@@ -406,6 +426,7 @@ class PipelineConfig:
     serve: ServeConfig = field(default_factory=ServeConfig)
     online: OnlineConfig = field(default_factory=OnlineConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
 
     def __post_init__(self) -> None:
         check_config(self)

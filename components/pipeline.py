@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from components.artifacts import (Artifact, ArtifactError, Backbone, DataSnapshot, EvalReport, GateDecision,
+from components.artifacts import (Artifact, ArtifactError, Backbone, CacheWarmup, DataSnapshot, EvalReport, GateDecision,
                                   ItemIndex, OnlineReport, PromotionResult, RegisteredModel, RetentionReport,
                                   TrainedModel, TripletSet, ValidationReport)
 from components.config import PipelineConfig
@@ -79,11 +79,16 @@ STEPS: dict[str, Step] = {s.name: s for s in (
          {**_SNAP, "triplets": "generate_triplets", "backbone": "prepare_backbone"}, gpu=True, multi_process=True),
     Step("train_grpo", "components.training.step:run_grpo", TrainedModel,
          {**_SNAP, "triplets": "generate_triplets", "cold_start": "train_cold_start"}, gpu=True, multi_process=True),
+    # the reasoning router, learned on tonight's world; registered with the model (its router.json)
+    Step("train_router", "components.routing.step:run_train_router", TrainedModel,
+         {**_SNAP, "trained": "train_grpo"}, gpu=True),
     Step("register_challenger", "components.registry.step:run_register", RegisteredModel,
-         {**_SNAP, "triplets": "generate_triplets", "trained": "train_grpo"}),
+         {**_SNAP, "triplets": "generate_triplets", "trained": "train_router"}),
     Step("build_index", "components.index.step:run", ItemIndex,
          {**_SNAP, "model": "register_challenger"}, gpu=True,
          shards="index.shards", shard_target="components.index.step:run_encode_shard"),
+    Step("warm_cache", "components.service.cache:run_warm_cache", CacheWarmup,
+         {**_SNAP, "model": "register_challenger", "index": "build_index"}, gpu=True),
     Step("evaluate_offline", "components.evaluation.step:run_evaluate", EvalReport,
          {**_SNAP, "model": "register_challenger", "index": "build_index", "backbone": "prepare_backbone"}, gpu=True),
     Step("evaluate_online", "components.service.step:run_evaluate_online", OnlineReport,

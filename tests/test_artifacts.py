@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from components.artifacts import (ARTIFACT_TYPES, ArtifactError, Backbone, DataSnapshot, EvalReport, GateDecision, ItemIndex,
+from components.artifacts import (ARTIFACT_TYPES, ArtifactError, Backbone, CacheWarmup, DataSnapshot, EvalReport,
+                                  GateDecision, ItemIndex,
                                   OnlineReport, PromotionResult, RegisteredModel, RetentionReport, TrainedModel, TripletSet,
                                   ValidationReport)
 
@@ -22,6 +23,8 @@ EXAMPLES = [
     TrainedModel(stage="grpo", model_uri="runs:/abc123/grpo_model", steps=2),
     RegisteredModel(model_name="lrem-retriever", model_version="3", model_uri="models:/lrem-retriever/3"),
     ItemIndex(collection="lrem_items_v3", rows=800, model_version="3"),
+    CacheWarmup(model_version="3", cache_uri="runs:/abc123/serving_cache/v3/cot_cache.npz", entries=1000,
+                source="training_queries", seconds=4.2, collection="lrem_items_v3"),
     EvalReport(model_version="3", champion_version=None, metrics_uri="runs:/abc123/evaluation/metrics.json",
                report_uri="runs:/abc123/evaluation/index.html", headline={"hit_rate@100": 0.5, "n_queries": 60}),
     EvalReport(model_version="3", champion_version="2", metrics_uri="runs:/abc123/evaluation/metrics.json",

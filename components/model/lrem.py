@@ -106,6 +106,8 @@ class LREMModel(nn.Module):
         # (the Hugging Face decoder with its dynamic cache); bench/bench_generation.py measures both
         self.generation = "static"
         self._static = None
+        # the reasoning router of the registered model (components.routing.router; None: always reason)
+        self.router = None
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -168,6 +170,8 @@ class LREMModel(nn.Module):
             THINK: self.think_id, THINK_END: self.close_id, EMB: self.emb_id, "pad": self.pad_id,
         }
         (out / SPEC_FILE).write_text(self.spec.to_json())
+        if self.router is not None:
+            self.router.save(out)
         return out
 
     @classmethod
@@ -190,6 +194,9 @@ class LREMModel(nn.Module):
             if name in (THINK, THINK_END, EMB) and tokenizer.convert_tokens_to_ids(name) != tid:
                 raise ValueError(f"{model_dir}: token {name} has id {tokenizer.convert_tokens_to_ids(name)}, "
                                  f"saved as {tid}")
+        from components.routing.router import Router
+
+        model.router = Router.load(model_dir)
         model.eval()
         if device:
             model.to(device)
@@ -403,10 +410,67 @@ class LREMModel(nn.Module):
             batch = self.query_batch_from_ids(self.query_prompts_ids(queries), cot_ids).to(self.device)
             return self.encode(batch.input_ids, batch.attention_mask).cpu().numpy()
 
+    def direct_with_features(self, queries: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """Direct (empty-CoT) embeddings and the router's scalar features, from the same one forward.
+
+        Features (:data:`components.routing.router.SCALAR_FEATURES`): log(1 + query tokens), and of
+        the model's first-CoT-token distribution at ``<think>`` (special tokens but ``</think>``
+        banned, as in generation): its top probability, its entropy, and P(``</think>``).
+        """
+        embs, feats = [], []
+        head = self.lm.get_output_embeddings()
+        with self._eval_mode():
+            for start in range(0, len(queries), batch_size):
+                part = list(queries[start:start + batch_size])
+                prompt_lens = [len(p) for p in self.query_prompts_ids(part)]
+                batch = self.query_batch(part, None).to(self.device)
+                out = self.decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                                   position_ids=_positions(batch.attention_mask), use_cache=False)
+                hidden = out.last_hidden_state
+                embs.append(self._finish(self._pool(hidden, batch.input_ids, batch.attention_mask)).cpu())
+                logits = head(hidden[:, -3]).float()  # at <think>: prompt + </think><emb> are the last two
+                logits[:, self._banned_in_cot] = -math.inf
+                logp = torch.log_softmax(logits, dim=-1)
+                p = logp.exp()
+                entropy = -(p * torch.where(p > 0, logp, torch.zeros_like(logp))).sum(-1)
+                feats.append(torch.stack([torch.log1p(torch.tensor(prompt_lens, dtype=torch.float32)),
+                                          p.max(-1).values.cpu(), entropy.cpu(), p[:, self.close_id].cpu()], 1))
+        dim = self.lm.config.hidden_size
+        return (torch.cat(embs).numpy() if embs else np.zeros((0, dim), np.float32),
+                torch.cat(feats).numpy() if feats else np.zeros((0, 4), np.float32))
+
+    def embed_queries_routed(self, queries: Sequence[str], batch_size: int = 32
+                             ) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """The router's choice per query: (embeddings, CoT texts, which queries reasoned).
+
+        Every query gets the direct forward (the router's features); the ones the router sends
+        to reasoning are then reasoned and embedded after their CoT, the others keep the direct
+        embedding and an empty CoT. Without a router every query reasons.
+        """
+        if self.router is None:
+            embs, cots = self.embed_queries(queries, reasoning=True, batch_size=batch_size, routing=False)
+            return embs, cots, np.ones(len(queries), dtype=bool)
+        direct, scalars = self.direct_with_features(queries, batch_size=max(batch_size, 1))
+        reason = self.router.decide(direct, scalars)
+        embs, cots = direct.copy(), [""] * len(queries)
+        picked = np.flatnonzero(reason).tolist()
+        if picked:
+            e, c = self.embed_queries([queries[i] for i in picked], reasoning=True, batch_size=batch_size,
+                                      routing=False)
+            embs[picked] = e
+            for i, cot in zip(picked, c):
+                cots[i] = cot
+        return embs, cots, reason
+
     def embed_queries(self, queries: Sequence[str], reasoning: bool = True, max_cot_tokens: int | None = None,
                       do_sample: bool = False, temperature: float = 1.0, batch_size: int = 32,
-                      generator: torch.Generator | None = None) -> tuple[np.ndarray, list[str]]:
+                      generator: torch.Generator | None = None, routing: bool | None = None
+                      ) -> tuple[np.ndarray, list[str]]:
         """Reason, then embed. Returns (L2-normalised embeddings, CoT texts).
+
+        With a router (the registered model's serving config) and ``routing`` not False, greedy
+        reasoning is routed: only the queries the router picks reason (:meth:`embed_queries_routed`);
+        ``routing=False`` makes every query reason (the always-reasoning reference).
 
         The CoT is generated with the KV cache (greedy, or sampled when ``do_sample``); when
         it closes itself with ``</think>`` or reaches ``max_cot_tokens``, ``</think><emb>`` is
@@ -415,6 +479,10 @@ class LREMModel(nn.Module):
         """
         if not reasoning:
             return self.embed_queries_with_cot(queries, None, batch_size), [""] * len(queries)
+        if (routing if routing is not None else self.router is not None) and not do_sample \
+                and max_cot_tokens is None and self.router is not None:
+            embs, cots, _ = self.embed_queries_routed(queries, batch_size=batch_size)
+            return embs, cots
         if self.spec.pooling != "emb_token":
             raise ValueError("reasoning needs <emb> pooling; mean pooling is for the direct-embedder baseline")
         budget = self.spec.max_cot_tokens if max_cot_tokens is None else max_cot_tokens

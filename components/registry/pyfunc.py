@@ -3,6 +3,10 @@
 A DataFrame with a ``query`` column gets query embeddings (reasoning, greedy CoT) and
 the CoT text; one with a ``title`` column gets item embeddings. The optional column
 ``reasoning`` (bool, same for all rows) switches the query side to direct embedding.
+A model registered with a router (``router.json``, step ``train_router``) routes its queries:
+only those the router picks reason, exactly as the service, the evaluation and the gate do;
+the column ``reasoned`` says which did. The optional column ``routing`` (bool) false makes
+every query reason.
 """
 
 from __future__ import annotations
@@ -22,8 +26,15 @@ class LREMPyfunc(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         if "query" in model_input.columns:
             reasoning = bool(model_input["reasoning"].iloc[0]) if "reasoning" in model_input.columns else True
-            emb, cots = self.model.embed_queries(model_input["query"].astype(str).tolist(), reasoning=reasoning)
-            return pd.DataFrame({"embedding": [e.tolist() for e in emb], "cot": cots})
+            routing = bool(model_input["routing"].iloc[0]) if "routing" in model_input.columns else True
+            queries = model_input["query"].astype(str).tolist()
+            if reasoning and routing:
+                emb, cots, reasoned = self.model.embed_queries_routed(queries)
+            else:
+                emb, cots = self.model.embed_queries(queries, reasoning=reasoning, routing=False)
+                reasoned = [reasoning] * len(queries)
+            return pd.DataFrame({"embedding": [e.tolist() for e in emb], "cot": cots,
+                                 "reasoned": [bool(r) for r in reasoned]})
         if "title" in model_input.columns:
             emb = self.model.embed_items(model_input["title"].astype(str).tolist())
             return pd.DataFrame({"embedding": [e.tolist() for e in emb]})

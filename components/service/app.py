@@ -31,6 +31,7 @@ from fastapi import Request  # module level: FastAPI resolves the string annotat
 from components.config import PipelineConfig
 from components.service.arms import ArmSet
 from components.service.batcher import Batcher
+from components.service.cache import CotCache, load_warm_for
 from components.service.events import EventStore
 from components.service.interleave import team_draft
 from components.service.split import CHALLENGER, CHAMPION, assign_arm
@@ -70,6 +71,19 @@ class Metrics:
         self.version = Gauge("lrem_model_version", "Registry version loaded per arm", ["arm"], registry=self.registry)
         self.feedback = Counter("lrem_feedback_events", "Feedback events by arm and event", ["arm", "event"],
                                 registry=self.registry)
+        # the CoT/embedding cache and the router (set from their counters when scraped)
+        self.cache_lookups = Gauge("lrem_cache_lookups", "CoT/embedding cache lookups since start", ["result"],
+                                   registry=self.registry)
+        self.cache_hit_rate = Gauge("lrem_cache_hit_rate", "Share of cache lookups that hit", registry=self.registry)
+        self.cache_entries = Gauge("lrem_cache_entries", "Entries in the CoT/embedding cache", registry=self.registry)
+        self.cache_capacity = Gauge("lrem_cache_capacity", "Size bound of the cache (serve.cache_size)",
+                                    registry=self.registry)
+        self.cache_warm_entries = Gauge("lrem_cache_warm_entries", "Warm-up entries loaded per model version",
+                                        ["version"], registry=self.registry)
+        self.cache_warm_seconds = Gauge("lrem_cache_warm_seconds", "Nightly warm-up time per model version",
+                                        ["version"], registry=self.registry)
+        self.routed = Gauge("lrem_routed_queries", "Reasoning requests served, by whether the query reasoned",
+                            ["decision"], registry=self.registry)
 
 
 class LatencyWindow:
@@ -121,7 +135,10 @@ class Service:
         self.store = store
         self.metrics = Metrics()
         self.window = LatencyWindow()
-        self.batcher = Batcher(arms, cfg.serve.max_batch, cfg.serve.batch_wait_ms, on_batch=self._on_batch)
+        self.cache = CotCache(cfg.serve.cache_size) if cfg.serve.cache_size > 0 else None
+        self.batcher = Batcher(arms, cfg.serve.max_batch, cfg.serve.batch_wait_ms, on_batch=self._on_batch,
+                               cache=self.cache, routing=cfg.serve.routing)
+        self._synced: frozenset = frozenset()  # the versions the cache was last synced with
         self.salt = cfg.online.salt or cfg.online.experiment
         self.recent: collections.OrderedDict[str, dict] = collections.OrderedDict()
         self._recent_lock = threading.Lock()
@@ -129,6 +146,39 @@ class Service:
 
     def _on_batch(self, arm: str, size: int, seconds: float) -> None:
         self.metrics.batch.labels(arm).observe(size)
+
+    def sync_cache(self) -> None:
+        """Load the warm-up file of every version an arm serves (once each); drop other versions' entries."""
+        if self.cache is None:
+            return
+        arms = self.arms.arms
+        self._synced = frozenset(a.version for a in arms.values())
+        for arm in arms.values():
+            if arm.version not in self.cache.warm:
+                load_warm_for(self.cache, self.arms.client, self.cfg.tracking.model_name, arm.version)
+        self.cache.retain(a.version for a in arms.values())
+
+    def cache_health(self) -> dict[str, Any]:
+        routed = dict(self.batcher.routed)
+        total = sum(routed.values())
+        out: dict[str, Any] = {"cache": self.cache.stats() if self.cache is not None else {"capacity": 0},
+                               "routing": {"enabled": self.cfg.serve.routing, **routed,
+                                           "reason_share": round(routed["reason"] / total, 4) if total else None}}
+        m = self.metrics
+        for decision, n in routed.items():
+            m.routed.labels(decision).set(n)
+        if self.cache is not None:
+            st = out["cache"]
+            m.cache_lookups.labels("hit").set(st["hits"])
+            m.cache_lookups.labels("miss").set(st["misses"])
+            m.cache_hit_rate.set(st["hit_rate"] or 0.0)
+            m.cache_entries.set(st["entries"])
+            m.cache_capacity.set(st["capacity"])
+            for version, warm in st["warm"].items():
+                m.cache_warm_entries.labels(version).set(warm["entries"])
+                if warm.get("warmup_seconds") is not None:
+                    m.cache_warm_seconds.labels(version).set(warm["warmup_seconds"])
+        return out
 
     # ------------------------------------------------------------------ parsing
     async def read_json(self, request) -> dict:
@@ -195,6 +245,8 @@ class Service:
         if self.arms.arm_for(CHAMPION) is None:
             raise BadRequest(503, "no champion model is loaded yet (registry alias 'champion' missing or its "
                                   f"collection unavailable: {self.arms.last_error})")
+        if self.cache is not None and frozenset(a.version for a in self.arms.arms.values()) != self._synced:
+            await asyncio.to_thread(self.sync_cache)  # the arms moved: new warm-ups in, stale entries out
         rid = uuid.uuid4().hex
         if req["mode"] == "interleave":
             champ, chal = self.arms.arm_for(CHAMPION), self.arms.arm_for(CHALLENGER)
@@ -271,6 +323,7 @@ class Service:
                 "experiment": {"name": self.cfg.online.experiment, "challenger_share": self.cfg.online.challenger_share,
                                "mode": self.cfg.online.mode},
                 "latency": self.window.summary(), "uptime_s": round(time.time() - self.started, 1),
+                **self.cache_health(),
                 "event_store": self.store.url.split("@")[-1]}
 
 
@@ -355,6 +408,7 @@ def build(cfg: PipelineConfig, poll: bool = True):
         arms.start_polling()
     store = EventStore(cfg.serve.event_store_url)
     app = create_app(cfg, arms, store)
+    app.state.service.sync_cache()  # the warm-up files of the loaded versions, with the models
 
     @app.on_event("shutdown")
     def _close():

@@ -1,0 +1,132 @@
+"""The reasoning router: decide per query, before reasoning, whether the CoT is worth its cost.
+
+A logistic regression on features the direct (empty-CoT) forward gives for free: the direct
+embedding itself, the query's length in tokens, and the model's own first-token distribution
+at ``<think>`` (its top probability, its entropy, the probability it closes ``</think>`` at
+once: the model saying it has nothing to think about). No feature needs the index, so the
+router lives in the model (``router.json`` beside ``lrem_config.json``): the offline
+evaluation, the pyfunc, the online A/B and the gate all run the same routing.
+
+It is learned in the nightly run (:mod:`components.routing.step`): per training query, the
+gain of its own CoT over the empty CoT in HitRate@k; label "reasoning helps"; the threshold is
+the smallest reasoning share whose out-of-fold routed HitRate@k stays within
+``routing.tolerance`` of always reasoning.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROUTER_FILE = "router.json"
+SCALAR_FEATURES = ("log_query_tokens", "first_token_max_prob", "first_token_entropy", "close_prob")
+
+
+@dataclass
+class Router:
+    mean: list[float]
+    scale: list[float]
+    coef: list[float]
+    intercept: float
+    threshold: float  # reason when P(reasoning helps) >= threshold
+    features: list[str] = field(default_factory=lambda: ["direct_embedding", *SCALAR_FEATURES])
+    stats: dict = field(default_factory=dict)  # how it was trained (shares, HitRates, folds)
+
+    def scores(self, direct: np.ndarray, scalars: np.ndarray) -> np.ndarray:
+        x = np.concatenate([np.asarray(direct, np.float64), np.asarray(scalars, np.float64)], axis=1)
+        z = (x - np.asarray(self.mean)) / np.asarray(self.scale)
+        return 1.0 / (1.0 + np.exp(-(z @ np.asarray(self.coef) + self.intercept)))
+
+    def decide(self, direct: np.ndarray, scalars: np.ndarray) -> np.ndarray:
+        """True where the query should reason."""
+        if len(direct) == 0:
+            return np.zeros(0, dtype=bool)
+        return self.scores(direct, scalars) >= self.threshold
+
+    def save(self, model_dir: str | Path) -> Path:
+        path = Path(model_dir) / ROUTER_FILE
+        path.write_text(json.dumps(asdict(self), indent=1))
+        return path
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> "Router | None":
+        path = Path(model_dir) / ROUTER_FILE
+        return cls(**json.loads(path.read_text())) if path.is_file() else None
+
+
+def _features(direct: np.ndarray, scalars: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.asarray(direct, np.float64), np.asarray(scalars, np.float64)], axis=1)
+
+
+def routed_metric(score: np.ndarray, hit_direct: np.ndarray, hit_reason: np.ndarray, threshold: float) -> tuple:
+    """(routed mean HitRate, share that reasons) at ``threshold``."""
+    reason = score >= threshold
+    return float(np.where(reason, hit_reason, hit_direct).mean()), float(reason.mean())
+
+
+def choose_threshold(score: np.ndarray, hit_direct: np.ndarray, hit_reason: np.ndarray,
+                     tolerance: float) -> tuple[float, dict]:
+    """The highest threshold (fewest queries reasoning) whose routed HitRate stays within
+    ``tolerance`` of always reasoning, on scores the fit did not see (out-of-fold)."""
+    target = float(hit_reason.mean()) - tolerance
+    candidates = np.unique(np.concatenate([score, [np.inf]]))[::-1]  # from "nobody reasons" downwards
+    for t in candidates:
+        value, share = routed_metric(score, hit_direct, hit_reason, t)
+        if value >= target - 1e-12:
+            below = score[score < t]
+            # halfway to the next lower score, so that a query scored at the cut still reasons
+            cut = float(t) if not np.isfinite(t) else float((t + below.max()) / 2 if below.size else t)
+            if not np.isfinite(cut):
+                cut = 1.0 + 1e-9  # no query reasons: a probability never reaches it
+            return cut, {"calibration_hit_rate": value, "calibration_reason_share": share, "target": target}
+    return 0.0, {"calibration_hit_rate": float(hit_reason.mean()), "calibration_reason_share": 1.0,
+                 "target": target}
+
+
+def fit_router(direct: np.ndarray, scalars: np.ndarray, hit_direct: np.ndarray, hit_reason: np.ndarray,
+               tolerance: float = 0.0, folds: int = 5, c: float = 1.0, seed: int = 0) -> Router:
+    """Learn "does this query's own CoT raise its HitRate over the empty CoT" and the threshold.
+
+    scikit-learn's LogisticRegression (class-balanced); the threshold is chosen on out-of-fold
+    scores so that it is not fitted to the very queries it is judged on.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    x = _features(direct, scalars)
+    hit_direct, hit_reason = np.asarray(hit_direct, float), np.asarray(hit_reason, float)
+    y = (hit_reason - hit_direct > 0).astype(int)
+    mean, scale = x.mean(0), x.std(0)
+    scale[scale < 1e-8] = 1.0
+    z = (x - mean) / scale
+    stats = {"n_queries": int(len(y)), "share_reasoning_helps": float(y.mean()),
+             "share_reasoning_hurts": float((hit_reason < hit_direct).mean()),
+             "hit_rate_direct": float(hit_direct.mean()), "hit_rate_always_reason": float(hit_reason.mean()),
+             "tolerance": tolerance}
+    n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
+    if min(n_pos, n_neg) < 2:
+        # nothing to learn from: reason always when reasoning helps on average, else never
+        always = hit_reason.mean() >= hit_direct.mean() - tolerance and n_pos > 0
+        threshold = 0.0 if always else 1.0 + 1e-9
+        stats.update({"degenerate": True, "calibration_reason_share": 1.0 if always else 0.0})
+        return Router(mean.tolist(), scale.tolist(), [0.0] * x.shape[1], 0.0, threshold, stats=stats)
+    k = max(2, min(folds, n_pos, n_neg))
+    oof = np.zeros(len(y))
+    for train, test in StratifiedKFold(k, shuffle=True, random_state=seed).split(z, y):
+        clf = LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
+        clf.fit(z[train], y[train])
+        oof[test] = clf.predict_proba(z[test])[:, 1]
+    threshold, calib = choose_threshold(oof, hit_direct, hit_reason, tolerance)
+    clf = LogisticRegression(C=c, class_weight="balanced", max_iter=2000).fit(z, y)
+    try:
+        from sklearn.metrics import roc_auc_score
+
+        stats["oof_auc"] = float(roc_auc_score(y, oof))
+    except ValueError:
+        pass
+    stats.update(calib, folds=k)
+    return Router(mean.tolist(), scale.tolist(), clf.coef_[0].tolist(), float(clf.intercept_[0]), threshold,
+                  stats=stats)

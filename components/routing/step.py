@@ -1,0 +1,134 @@
+"""Step `train_router`: learn when reasoning pays, on tonight's world, and ship it with the model.
+
+Between ``train_grpo`` and ``register_challenger``: the GRPO model is loaded, every training
+query (up to ``routing.max_queries``) is embedded directly and after its own greedy CoT,
+both are searched exactly against the catalog, and the per-query HitRate@``routing.hit_k``
+gain of the CoT is the label of :func:`components.routing.router.fit_router`. The model
+directory plus its ``router.json`` is logged as ``routed_model``: the version registered
+tonight carries its router, so the offline evaluation, the online A/B and the gate run the
+routing the service runs. The eval queries are never used for fitting; they are reported
+(share that reasons, HitRate overall and per category, paired bootstrap CI of routed minus
+always-reasoning) in ``routing/report.json`` and as ``router.*`` MLflow metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import numpy as np
+
+from components import tracking
+from components.artifacts import DataSnapshot, TrainedModel
+from components.config import PipelineConfig
+from components.data.io import World, load_world
+from components.paths import run_dir
+
+log = logging.getLogger(__name__)
+
+ARTIFACT = "routed_model"
+
+
+def per_query_hits(embs: np.ndarray, items: np.ndarray, item_ids: np.ndarray, qids: list[str],
+                   relevant: dict, k: int) -> np.ndarray:
+    """HitRate@k per query (share of its relevant items in the exact top k); NaN without judgments."""
+    from components.evaluation.search import exact_top_k
+
+    top = exact_top_k(embs, items, k)
+    out = np.full(len(qids), np.nan)
+    for i, (qid, row) in enumerate(zip(qids, top)):
+        truth = relevant.get(qid)
+        if truth:
+            out[i] = len(truth.intersection(item_ids[row].tolist())) / len(truth)
+    return out
+
+
+def measure(model, world: World, split: str, k: int, max_queries: int | None, batch_size: int, seed: int = 0):
+    """Direct and always-reasoning HitRate@k of one split's queries, with the router's features."""
+    queries = world.split(split)
+    if max_queries is not None and len(queries) > max_queries:
+        queries = queries.sample(n=max_queries, random_state=seed).reset_index(drop=True)
+    texts, qids = queries["text"].tolist(), queries["query_id"].astype(str).tolist()
+    items = model.embed_items(world.catalog["title"].tolist(), batch_size=batch_size * 2)
+    item_ids = world.catalog["item_id"].astype(str).to_numpy()
+    relevant = {str(q): {str(i) for i in v} for q, v in world.relevant().items()}
+    direct, scalars = model.direct_with_features(texts, batch_size=batch_size)
+    reasoned, _ = model.embed_queries(texts, reasoning=True, batch_size=batch_size, routing=False)
+    hit_d = per_query_hits(direct, items, item_ids, qids, relevant, k)
+    hit_r = per_query_hits(reasoned, items, item_ids, qids, relevant, k)
+    keep = ~np.isnan(hit_d)
+    return {"qids": [q for q, ok in zip(qids, keep) if ok], "category": queries["category"].to_numpy()[keep],
+            "direct": direct[keep], "scalars": scalars[keep], "hit_direct": hit_d[keep], "hit_reason": hit_r[keep]}
+
+
+def eval_report(router, m: dict, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Routed against always-reasoning (and direct) on measured queries, overall and per category."""
+    from components.evaluation.bootstrap import paired_bootstrap
+
+    reason = router.decide(m["direct"], m["scalars"])
+    routed = np.where(reason, m["hit_reason"], m["hit_direct"])
+    groups = {"overall": np.ones(len(routed), dtype=bool)}
+    groups.update({str(c): m["category"] == c for c in sorted(set(m["category"]))})
+    out = {}
+    for name, sel in groups.items():
+        ci = paired_bootstrap(routed[sel], m["hit_reason"][sel], n_resamples=n_boot, seed=seed)
+        out[name] = {"n": int(sel.sum()), "reason_share": float(reason[sel].mean()),
+                     "hit_rate_routed": float(routed[sel].mean()),
+                     "hit_rate_always_reason": float(m["hit_reason"][sel].mean()),
+                     "hit_rate_direct": float(m["hit_direct"][sel].mean()),
+                     "diff_routed_minus_always": ci["diff"], "ci_low": ci["ci_low"], "ci_high": ci["ci_high"],
+                     "zero_in_ci": bool(ci["ci_low"] <= 0.0 <= ci["ci_high"])}
+    return out
+
+
+def train_router_for(cfg: PipelineConfig, model, world: World) -> tuple:
+    """Fit the router on the training queries and report it on the eval queries: (router, report)."""
+    from components.routing.router import fit_router
+
+    r = cfg.routing
+    t0 = time.perf_counter()
+    train = measure(model, world, "train", r.hit_k, r.max_queries, cfg.eval.batch_size, seed=r.seed)
+    router = fit_router(train["direct"], train["scalars"], train["hit_direct"], train["hit_reason"],
+                        tolerance=r.tolerance, folds=r.folds, c=r.c, seed=r.seed)
+    router.stats["hit_k"] = r.hit_k
+    router.stats["fit_seconds"] = round(time.perf_counter() - t0, 2)
+    ev = measure(model, world, "eval", r.hit_k, None, cfg.eval.batch_size)
+    report = {"hit_k": r.hit_k, "train": router.stats, "eval": eval_report(router, ev, cfg.online.bootstrap_samples)}
+    return router, report
+
+
+def run_train_router(cfg: PipelineConfig, snapshot: DataSnapshot, trained: TrainedModel) -> TrainedModel:
+    import mlflow
+
+    from components.model.lrem import LREMModel
+
+    out = run_dir(snapshot.run_key) / "routing"
+    out.mkdir(parents=True, exist_ok=True)
+    with tracking.resume(cfg, snapshot.mlflow_run_id):
+        model = LREMModel.load(tracking.download(trained.model_uri, out / "input"))
+        model.router = None
+        report: dict = {"enabled": cfg.routing.enabled}
+        if cfg.routing.enabled and model.spec.pooling == "emb_token":
+            world = load_world(snapshot.data_uri)
+            model.router, report = train_router_for(cfg, model, world)
+            report["enabled"] = True
+            ev = report["eval"]["overall"]
+            mlflow.log_metrics({"router.eval_reason_share": ev["reason_share"],
+                                "router.eval_hit_rate_routed": ev["hit_rate_routed"],
+                                "router.eval_hit_rate_always_reason": ev["hit_rate_always_reason"],
+                                "router.eval_hit_rate_direct": ev["hit_rate_direct"],
+                                "router.eval_diff_ci_low": ev["ci_low"], "router.eval_diff_ci_high": ev["ci_high"],
+                                "router.train_reason_share": report["train"].get("calibration_reason_share", 1.0),
+                                "router.threshold": model.router.threshold})
+            for cat, row in report["eval"].items():
+                if cat != "overall":
+                    mlflow.log_metric(f"router.eval_reason_share.{cat}", row["reason_share"])
+            log.info("router: reasons on %.0f%% of eval queries; HitRate@%d routed %.4f vs always %.4f "
+                     "(CI of the difference [%+.4f, %+.4f])", 100 * ev["reason_share"], cfg.routing.hit_k,
+                     ev["hit_rate_routed"], ev["hit_rate_always_reason"], ev["ci_low"], ev["ci_high"])
+        model.save(out / "model")
+        (out / "report.json").write_text(json.dumps(report, indent=2))
+        mlflow.log_artifacts(str(out / "model"), ARTIFACT)
+        mlflow.log_artifact(str(out / "report.json"), "routing")
+    return TrainedModel(stage="routed", model_uri=f"runs:/{snapshot.mlflow_run_id}/{ARTIFACT}", steps=trained.steps)

@@ -1,0 +1,111 @@
+"""The reasoning router: fitting, threshold, and the model's routed embedding path."""
+
+import copy
+
+import numpy as np
+import pytest
+
+from components.routing.router import Router, choose_threshold, fit_router
+
+QUERIES = ["keep my coffee hot on the commute", "chair", "gear for the sport played at Wimbledon",
+           "cheap alternative to Lumora", "running shoes not leather"]
+
+
+def _synthetic(n=400, seed=0):
+    """Reasoning helps exactly the queries whose close probability (last scalar) is low."""
+    rng = np.random.default_rng(seed)
+    direct = rng.normal(size=(n, 8))
+    scalars = rng.normal(size=(n, 4))
+    helps = scalars[:, 3] < -0.3
+    hit_direct = rng.uniform(0.2, 0.6, size=n)
+    hit_reason = np.where(helps, hit_direct + 0.3, hit_direct - rng.uniform(0, 0.02, size=n))
+    return direct, scalars, hit_direct, hit_reason, helps
+
+
+def test_fit_router_learns_who_gains_and_keeps_the_hit_rate():
+    direct, scalars, hd, hr, helps = _synthetic()
+    router = fit_router(direct, scalars, hd, hr, tolerance=0.0, folds=5)
+    reason = router.decide(direct, scalars)
+    assert router.stats["oof_auc"] > 0.9
+    # reasons on about the queries that gain, far fewer than all
+    assert 0.2 < reason.mean() < 0.6 and (reason == helps).mean() > 0.9
+    routed = np.where(reason, hr, hd).mean()
+    assert routed >= hr.mean() - 0.01  # the threshold keeps HitRate (chosen out-of-fold, checked in-sample)
+    # held-out queries of the same kind
+    d2, s2, hd2, hr2, helps2 = _synthetic(seed=1)
+    assert np.where(router.decide(d2, s2), hr2, hd2).mean() >= hr2.mean() - 0.02
+
+
+def test_threshold_is_the_fewest_reasoning_queries_within_tolerance():
+    score = np.array([0.9, 0.8, 0.7, 0.1])
+    hd = np.array([0.0, 0.0, 0.5, 0.5])
+    hr = np.array([1.0, 1.0, 0.5, 0.5])  # only the first two gain
+    t, info = choose_threshold(score, hd, hr, tolerance=0.0)
+    assert 0.7 < t <= 0.8 and info["calibration_reason_share"] == 0.5
+    t_loose, info_loose = choose_threshold(score, hd, hr, tolerance=0.5)
+    assert info_loose["calibration_reason_share"] == 0.0 and t_loose > 0.9
+
+
+def test_nothing_to_learn_means_never_reasoning():
+    rng = np.random.default_rng(0)
+    hd = rng.uniform(size=50)
+    router = fit_router(rng.normal(size=(50, 4)), rng.normal(size=(50, 4)), hd, hd.copy())
+    assert router.stats["degenerate"] and not router.decide(rng.normal(size=(5, 4)), rng.normal(size=(5, 4))).any()
+
+
+def _constant_router(dim, reason: bool) -> Router:
+    return Router(mean=[0.0] * (dim + 4), scale=[1.0] * (dim + 4), coef=[0.0] * (dim + 4), intercept=0.0,
+                  threshold=0.0 if reason else 1.5)
+
+
+def test_routed_embeddings_follow_the_router_and_survive_save_load(tiny_model, tmp_path):
+    from components.model.lrem import LREMModel
+
+    model = copy.deepcopy(tiny_model)
+    dim = model.lm.config.hidden_size
+    direct, scalars = model.direct_with_features(QUERIES)
+    assert scalars.shape == (len(QUERIES), 4) and np.all((scalars[:, 1] > 0) & (scalars[:, 1] <= 1))
+    np.testing.assert_allclose(direct, model.embed_queries(QUERIES, reasoning=False)[0], atol=1e-5)
+    always, always_cots = model.embed_queries(QUERIES, routing=False)
+
+    model.router = _constant_router(dim, reason=False)
+    embs, cots, reasoned = model.embed_queries_routed(QUERIES)
+    assert not reasoned.any() and cots == [""] * len(QUERIES)
+    np.testing.assert_allclose(embs, direct, atol=1e-6)
+    np.testing.assert_allclose(model.embed_queries(QUERIES)[0], direct, atol=1e-6)  # routing is the default
+    np.testing.assert_allclose(model.embed_queries(QUERIES, routing=False)[0], always, atol=1e-6)
+
+    # a router that picks some queries: those reason, the others stay direct
+    router = _constant_router(dim, reason=True)
+    router.threshold = 0.5
+    router.coef[dim + 0] = 10.0  # by query length: the longer ones reason
+    router.mean[dim + 0] = float(np.median(scalars[:, 0]))
+    model.router = router
+    embs, cots, reasoned = model.embed_queries_routed(QUERIES)
+    assert 0 < reasoned.sum() < len(QUERIES)
+    np.testing.assert_allclose(embs[reasoned], always[reasoned], atol=1e-5)
+    np.testing.assert_allclose(embs[~reasoned], direct[~reasoned], atol=1e-6)
+    assert [c for c, r in zip(cots, reasoned) if r] == [c for c, r in zip(always_cots, reasoned) if r]
+
+    loaded = LREMModel.load(model.save(tmp_path / "routed"))
+    assert loaded.router == router
+    np.testing.assert_allclose(loaded.embed_queries(QUERIES)[0], embs, atol=1e-5)
+
+
+@pytest.mark.parametrize("enabled", [True])
+def test_train_router_measures_train_and_reports_eval(tiny_model, tmp_path, enabled):
+    from components.config import PipelineConfig, RoutingConfig, WorldConfig
+    from components.data.generate import generate_world
+    from components.data.io import load_world
+    from components.routing.step import train_router_for
+
+    generate_world(WorldConfig(n_items=150, n_queries=60), tmp_path / "data")
+    world = load_world(tmp_path / "data")
+    cfg = PipelineConfig(routing=RoutingConfig(enabled=enabled, max_queries=40, folds=3))
+    router, report = train_router_for(cfg, copy.deepcopy(tiny_model), world)
+    assert report["train"]["n_queries"] <= 40
+    ev = report["eval"]
+    assert ev["overall"]["n"] == (world.queries["split"] == "eval").sum()
+    for row in ev.values():
+        assert 0.0 <= row["reason_share"] <= 1.0 and row["ci_low"] <= row["diff_routed_minus_always"] <= row["ci_high"]
+    assert set(ev) - {"overall"} <= set(world.queries["category"])
