@@ -283,6 +283,14 @@ def _latest_checkpoint(ckpt_root: Path) -> tuple[Path | None, int]:
     return best, step
 
 
+def per_device_batch_size(global_batch: int, num_processes: int, name: str) -> int:
+    """A process's share of a global batch (the config's); several processes never multiply it."""
+    if global_batch % num_processes:
+        raise ValueError(f"{name} ({global_batch}) is the global batch: it must be divisible by the number of "
+                         f"processes ({num_processes})")
+    return global_batch // num_processes
+
+
 def plan_steps(n_examples: int, cfg: ColdStartConfig) -> int:
     batches = math.ceil(n_examples / cfg.batch_size)
     if cfg.max_steps is not None:
@@ -306,15 +314,20 @@ def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartC
     ckpt_root = out_dir / "checkpoints"
     set_seed(cfg.seed)
     bf16 = _use_gpu_feature(cfg.bf16)
-    accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no",
-                              gradient_accumulation_steps=cfg.grad_accum_steps)
+    # the schedule counts optimizer steps: stepped once per step below (accelerate's default steps a
+    # prepared scheduler once per process per step, i.e. world-size times too fast)
+    # cpu without CUDA: under `accelerate launch` the processes then join one gloo group (MULTI_CPU)
+    accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no", cpu=not torch.cuda.is_available(),
+                              gradient_accumulation_steps=cfg.grad_accum_steps, step_scheduler_with_optimizer=False)
+    per_device_batch = per_device_batch_size(cfg.batch_size, accelerator.num_processes, "cold_start.batch_size")
     if _use_gpu_feature(cfg.gradient_checkpointing):
         model.lm.gradient_checkpointing_enable()
 
     dataset = TripletDataset(triplets, cfg.hard_negatives, catalog, relevant, seed=cfg.seed,
                              mask_judged=cfg.mask_judged_negatives)
     gen = torch.Generator().manual_seed(cfg.seed)
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=len(dataset) > cfg.batch_size,
+    # cfg.batch_size is the global batch: each of the processes takes its share of it
+    loader = DataLoader(dataset, batch_size=per_device_batch, shuffle=True, drop_last=len(dataset) > cfg.batch_size,
                         collate_fn=ColdStartCollator(model, cfg.reasoning, cfg.hard_negative_scope == "query"),
                         generator=gen)
     total_steps = plan_steps(len(dataset), cfg)
@@ -323,7 +336,7 @@ def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartC
     objective, optimizer, loader, scheduler = accelerator.prepare(objective, optimizer, loader, scheduler)
 
     replay = replay_stream("cold_start", cfg, model.tokenizer, replay_docs)
-    step, consumed_batches = 0, 0
+    step, consumed_batches, examples_here = 0, 0, 0
     wrong_rng = random.Random(cfg.seed + 1)
     if cfg.resume:
         latest, step = _latest_checkpoint(ckpt_root)
@@ -366,7 +379,8 @@ def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartC
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(objective.parameters(), cfg.max_grad_norm)
                 optimizer.step()
-                scheduler.step()
+                if accelerator.sync_gradients:
+                    scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             consumed_batches += 1
             window["loss"] += float(out["loss"].detach())
@@ -374,7 +388,8 @@ def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartC
             window["infonce"] += float(out["infonce"])
             window["replay"] += float(out["replay"])
             window["n"] += 1
-            window["examples"] += batch["query"].input_ids.shape[0]
+            window["examples"] += batch["query"].input_ids.shape[0] * accelerator.num_processes
+            examples_here += batch["query"].input_ids.shape[0]
             if not accelerator.sync_gradients:
                 continue
             step += 1
@@ -418,6 +433,10 @@ def train_cold_start(model: LREMModel, triplets: Sequence[dict], cfg: ColdStartC
         "first": history[0] if history else {},
         "last": history[-1] if history else {},
         "config": asdict(cfg),
+        "num_processes": accelerator.num_processes,
+        "per_device_batch_size": per_device_batch,
+        "examples_this_process": examples_here,  # since this call started (a resumed run: after the checkpoint)
+        "lr_last": scheduler.get_last_lr()[0],
     }
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -404,9 +405,16 @@ def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[
     from transformers import TrainerCallback
     from trl import GRPOConfig
 
+    from components.training.cold_start import per_device_batch_size
+
     if cfg.per_device_batch_size % cfg.num_generations:
         raise ValueError(f"grpo.per_device_batch_size ({cfg.per_device_batch_size}) must be divisible by "
                          f"grpo.num_generations ({cfg.num_generations})")
+    # grpo.per_device_batch_size is the batch of completions of one optimizer step as one process
+    # runs it; under `accelerate launch` the processes share it (TRL's generation batch is
+    # per-device x processes), so the global batch and the schedule stay what the config says
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    per_device = per_device_batch_size(cfg.per_device_batch_size, world, "grpo.per_device_batch_size")
     if len(cfg.reward_weights) != len(cfg.reward_funcs):
         raise ValueError("grpo.reward_weights must give one weight per reward function")
     replay = replay_stream("grpo", cfg, model.tokenizer, replay_docs)
@@ -431,7 +439,7 @@ def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[
     args = GRPOConfig(
         output_dir=str(out_dir / "trainer"),
         max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.per_device_batch_size,
+        per_device_train_batch_size=per_device,
         num_generations=cfg.num_generations,
         num_iterations=cfg.num_iterations,
         max_completion_length=model.spec.max_cot_tokens + 1,  # the CoT and its closing tag
@@ -461,7 +469,7 @@ def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[
             numeric = {f"grpo/{k.replace('/', '_')}": float(v) for k, v in logs.items()
                        if isinstance(v, (int, float)) and not isinstance(v, bool)}
             history.append({"step": state.global_step, **numeric})
-            if log_metrics is not None and numeric:
+            if log_metrics is not None and numeric and state.is_world_process_zero:  # rank 0 logs
                 log_metrics(numeric, state.global_step)
 
     trainer_cls = make_trainer_class()
@@ -483,11 +491,17 @@ def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[
     trainer.train()
     model.lm = trainer.model if not hasattr(trainer.model, "module") else trainer.model.module
     model.eval()
-    model_dir = model.save(out_dir / "model")
+    model_dir = out_dir / "model"
+    if trainer.accelerator.is_main_process:  # one writer; the other processes hold the same weights
+        model.save(model_dir)
+    trainer.accelerator.wait_for_everyone()
     rewarded = [h for h in history if "grpo/reward" in h]
     reward_keys = [k for k in (rewarded[-1] if rewarded else {}) if "reward" in k]
     return {
         "steps": trainer.state.global_step,
+        "num_processes": trainer.accelerator.num_processes,
+        "per_device_batch_size": per_device,
+        "generation_batch_size": int(args.generation_batch_size),
         "seconds": time.perf_counter() - t0,
         "model_dir": str(model_dir),
         "n_prompts": len(rows),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -20,8 +21,13 @@ from components.paths import run_dir, state_path
 log = logging.getLogger(__name__)
 
 
+def _rank() -> int:
+    """This process's rank under `accelerate launch` / torchrun (0 alone)."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def _is_main_process() -> bool:
-    return os.environ.get("RANK", "0") == "0"
+    return _rank() == 0
 
 
 def world_corpus(cfg: PipelineConfig, data_uri: str, triplets: list[dict] | None = None):
@@ -149,8 +155,11 @@ def run_grpo(cfg: PipelineConfig, snapshot: DataSnapshot, triplets: TripletSet,
     from components.training.grpo import split_for_rl, train_grpo
 
     out = run_dir(snapshot.run_key) / "grpo"
-    with tracking.resume(cfg, snapshot.mlflow_run_id):
-        start_dir = tracking.download(cold_start.model_uri, out / "start")
+    main = _is_main_process()
+    if not main:  # a worker of `accelerate launch`: trains beside rank 0, leaves tracking and saving to it
+        tracking.configure(cfg)
+    with tracking.resume(cfg, snapshot.mlflow_run_id) if main else contextlib.nullcontext():
+        start_dir = tracking.download(cold_start.model_uri, out / ("start" if main else f"start-rank{_rank()}"))
         model = LREMModel.load(start_dir)
         world = load_world(snapshot.data_uri)
         titles = dict(zip(world.catalog["item_id"], world.catalog["title"]))
@@ -164,8 +173,9 @@ def run_grpo(cfg: PipelineConfig, snapshot: DataSnapshot, triplets: TripletSet,
                 replay_docs = world_corpus(cfg, snapshot.data_uri, all_rows).train
         rows = split_for_rl(all_rows, cfg.grpo.rl_query_share, cfg.grpo.seed)[1]
         result = train_grpo(model, rows, titles, grpo_cfg, out, relevant=world.relevant(),
-                            log_metrics=tracking.log_metrics_fn(), replay_docs=replay_docs)
-        mlflow.log_artifacts(result["model_dir"], "grpo_model")
-        mlflow.log_text(json.dumps(result["history"], indent=2), "grpo_history.json")
+                            log_metrics=tracking.log_metrics_fn() if main else None, replay_docs=replay_docs)
+        if main:
+            mlflow.log_artifacts(result["model_dir"], "grpo_model")
+            mlflow.log_text(json.dumps(result["history"], indent=2), "grpo_history.json")
     return TrainedModel(stage="grpo", model_uri=f"runs:/{snapshot.mlflow_run_id}/grpo_model",
                         steps=int(result["steps"]))
