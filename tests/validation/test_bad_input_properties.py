@@ -1,6 +1,7 @@
 """Property-based tests of the raw-data gate (issue 28, class 1 and 6): whatever bytes or JSON
 values a data file holds, the gate ends in a DataValidationError naming the file (and the
-line, for a line's fault) or passes; whatever it passes, every loader and the teacher load.
+line, for a line's fault) or passes; whatever it passes, every loader, the backbone corpus
+and the teacher read without error.
 
 Example counts are sized for CI (all of tests/validation's new tests within ~90 s);
 ``LREM_HYPOTHESIS_SCALE=20`` multiplies them for a longer hunt. The profile is derandomized
@@ -104,6 +105,19 @@ def _check_outcome(data_dir: Path, docs: Path) -> dict | None:
         return None
 
 
+def _load_everything(data_dir: Path, out: Path) -> None:
+    """What the later steps read of an accepted folder: the loaders, the backbone corpus, the teacher."""
+    from components.config import TeacherConfig
+    from components.teacher.triplets import generate_triplets
+    from components.training.pretrain import render_world_corpus
+
+    world = load_world(data_dir)
+    world.relevant(), world.graded(), world.split("eval")
+    knowledge = load_knowledge(data_dir)
+    render_world_corpus(world.catalog.to_dict(orient="records"), world.split("train")["text"].tolist(), knowledge)
+    generate_triplets(data_dir, TeacherConfig(), out / "triplets.jsonl")
+
+
 def _write_good(data_dir: Path) -> None:
     from components.data.io import write_jsonl
 
@@ -155,9 +169,8 @@ def test_any_bytes_in_any_file_end_in_a_named_failure_or_a_pass(case, tmp_path_f
     _write_good(root / "data")
     (root / "data" / file).write_bytes(content)
     summary = _check_outcome(root / "data", root / "docs")
-    if summary is not None:  # a pass: then every loader reads it
-        load_world(root / "data")
-        load_knowledge(root / "data")
+    if summary is not None:  # a pass: then every later step reads it
+        _load_everything(root / "data", root)
     shutil.rmtree(root)
 
 
@@ -173,5 +186,5 @@ def test_any_json_value_in_any_field_ends_in_a_named_failure_or_a_pass(file, lin
     (root / "data" / file).write_bytes(b"\n".join(_json_text(r).encode("utf-8", "surrogatepass") for r in rows))
     summary = _check_outcome(root / "data", root / "docs")
     if summary is not None:
-        load_world(root / "data")
+        _load_everything(root / "data", root)
     shutil.rmtree(root)
