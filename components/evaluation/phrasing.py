@@ -10,6 +10,7 @@ sample). Used by the nightly evaluation (challenger minus its direct embedder) a
 of ``lrem experiment`` (every row, LREM minus the best direct embedder):
 
     python -m components.evaluation.phrasing RESULTS.json [--data DIR] [--out STEM]
+    python -m components.evaluation.phrasing --lexical --data DIR   # no model: BM25 +/- teacher keywords
 """
 
 from __future__ import annotations
@@ -273,7 +274,7 @@ def _best_direct(hits: Mapping[str, Mapping[str, float]], queries: Sequence[Mapp
 def experiment_report(results: Mapping, queries: Sequence[Mapping], n_resamples: int = 2000, seed: int = 0) -> dict:
     """The phrasing report of an experiment's results (``per_query`` block): every row, LREM
     (CS+RL, else CS) minus the best same-backbone direct embedder (chosen on hard HitRate)."""
-    from components.experiment.baselines import DIRECT_GROUP, LABELS
+    from components.experiment.config import DIRECT_GROUP, LABELS
 
     block = results["per_query"]
     hits = block["hit_rate"]
@@ -284,13 +285,54 @@ def experiment_report(results: Mapping, queries: Sequence[Mapping], n_resamples:
     return report
 
 
+def lexical_report(data_dir: Path, n_resamples: int = 1000) -> dict:
+    """No model: BM25 over titles on the eval query, and on the query followed by the teacher's
+    keywords for it (the paper's "query (keywords)"): what reading the intent right gives, per
+    phrasing group (a ceiling that shows whether held-out phrasing is still answerable)."""
+    from components.config import TeacherConfig
+    from components.data.io import load_knowledge, load_world, read_jsonl
+    from components.evaluation.bootstrap import per_query_hit_rate
+    from components.teacher.triplets import LexicalRetriever, Teacher
+
+    world = load_world(data_dir)
+    retriever = LexicalRetriever(world.catalog["item_id"].tolist(), world.catalog["title"].tolist())
+    teacher = Teacher(load_knowledge(data_dir), TeacherConfig())
+    queries = [q for q in read_jsonl(Path(data_dir) / "queries.jsonl") if q["split"] == "eval"]
+    ranked: dict[str, dict] = {"bm25": {}, "bm25_teacher_keywords": {}}
+    for q in queries:
+        ranked["bm25"][q["query_id"]] = retriever.search(q["text"], 100)
+        cot, _ = teacher.cot(q["text"], q["category"])
+        ranked["bm25_teacher_keywords"][q["query_id"]] = retriever.search(f"{q['text']} ({cot})", 100)
+    hits = {m: per_query_hit_rate(r, world.relevant(), 100) for m, r in ranked.items()}
+    report = phrasing_report(hits, queries, "bm25_teacher_keywords", "bm25", n_resamples=n_resamples,
+                             labels={"bm25": "BM25 (query)", "bm25_teacher_keywords": "BM25 (query + teacher keywords)"})
+    report["k"] = 100
+    report["targets"] = []  # the targets are about models
+    return report
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m components.evaluation.phrasing", description=__doc__.split("\n\n")[0])
-    p.add_argument("results", help="the JSON an `lrem experiment` run wrote (with its per_query block)")
+    p.add_argument("results", nargs="?", help="the JSON an `lrem experiment` run wrote (with its per_query block)")
     p.add_argument("--data", help="the data folder the run scored (default: the demo world, generated into a temp dir)")
+    p.add_argument("--lexical", action="store_true",
+                   help="no model: BM25 vs BM25 with the teacher's keywords on --data, per phrasing group")
     p.add_argument("--out", help="output stem: writes STEM.json and STEM.md (default: next to RESULTS, *_phrasing)")
     args = p.parse_args(argv)
     from components.data.io import read_jsonl
+
+    if args.lexical:
+        if not args.data:
+            p.error("--lexical needs --data")
+        report = lexical_report(Path(args.data))
+        text = render_markdown(report, "HitRate@100 by phrasing: BM25 with the teacher's keywords vs BM25 (no model)")
+        if args.out:
+            Path(args.out).with_suffix(".json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+            Path(args.out).with_suffix(".md").write_text(text)
+        print(text)
+        return 0
+    if not args.results:
+        p.error("give RESULTS (an experiment's JSON) or --lexical --data DIR")
 
     results = json.loads(Path(args.results).read_text(encoding="utf-8"))
     if args.data:

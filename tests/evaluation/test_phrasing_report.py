@@ -78,3 +78,15 @@ def test_nightly_eval_files_and_summary_line(scored, tmp_path):
     assert (tmp_path / "phrasing.md").read_text().startswith("### HitRate@100 by phrasing")
     line = report_mod.lead_line(saved, "hard")
     assert line.startswith("hard: 0.") and "95% CI [" in line and "intents resampled" in line
+
+
+def test_lexical_report_is_the_same_comparison(scored):
+    from components.evaluation.bootstrap import per_query_hit_rate
+
+    root, world, queries, ranked = scored
+    rep = report_mod.lexical_report(root, n_resamples=100)
+    hard = report_mod.phrasing_groups(queries)["hard | held-out"]
+    hits = per_query_hit_rate(ranked["bm25_keywords"], world.relevant(), 100)
+    assert rep["hit_rate"]["hard | held-out"]["bm25_teacher_keywords"] == pytest.approx(
+        sum(hits[q] for q in hard) / len(hard))
+    assert rep["targets"] == []
