@@ -17,7 +17,9 @@ Run conf (all optional): `{"config": "configs/demo.yaml", "dvc_rev": "<git rev>"
 pass the raw-data gate's drift bounds, recorded in the run's lineage (docs/data-contract.md).
 `LREM_EXECUTION=kubernetes` runs each step as `lrem step <name>` in the training image
 through KubernetesPodOperator (GPUs for the training tasks), its inputs passed as JSON
-with `--ctx-json`; the default runs them in the worker.
+with `--ctx-json`; the default runs them in the worker. `build_index` encodes the catalog in
+`index.shards` parallel tasks first (`build_index_plan_shards` -> `build_index_shard`, mapped
+over the plan), then inserts and verifies (docs/scaling.md).
 
 One run at a time: the scheduler keeps a second run queued (`max_active_runs=1`), and in the
 default execution every task holds the pipeline's run lock under `$LREM_HOME/locks/`

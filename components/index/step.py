@@ -179,7 +179,7 @@ def gather_shards(root: Path, num_shards: int, item_ids: list[str], model_uri: s
             found.append(manifest)
     if problems:
         raise MissingShardError(f"{len(problems)} of {num_shards} index shards unusable in {root}: "
-                                f"{', '.join(problems)}; rerun those shard tasks")
+                                f"{', '.join(problems)}; rerun those shard tasks (by hand: lrem step build_index --shard I)")
     expected = 0
     for manifest in found:
         if manifest["start"] != expected:
@@ -211,9 +211,9 @@ def run_encode_shard(cfg: PipelineConfig, snapshot: DataSnapshot, model: Registe
     if not 0 <= shard < num_shards:
         raise ValueError(f"shard {shard} out of range: index.shards is {num_shards}")
     tracking.configure(cfg)
+    lrem = models.load_lrem(model.model_uri)  # first: a missing or corrupt model fails the shard at once
     world = load_world(snapshot.data_uri)
     root = shard_root(snapshot.run_key, _collection(cfg, model))
-    lrem = models.load_lrem(model.model_uri)
     return encode_shard(root, shard, num_shards, world.catalog["item_id"].astype(str).tolist(),
                         world.catalog["title"].tolist(),
                         lambda titles: lrem.embed_items(titles, batch_size=cfg.index.batch_size),
@@ -225,13 +225,19 @@ def run(cfg: PipelineConfig, snapshot: DataSnapshot, model: RegisteredModel) -> 
     from components.index.collections import insert_item_vectors
     from components.index.server import ensure_server
 
+    name = _collection(cfg, model)
+    root = shard_root(snapshot.run_key, name)
+    num_shards = int(cfg.index.shards)
+    absent = [shard_name(s, num_shards) for s in range(num_shards)
+              if not (root / f"{shard_name(s, num_shards)}.json").exists()]
+    if absent:  # before anything else: the shard tasks did not all finish
+        raise MissingShardError(f"{len(absent)} of {num_shards} index shards missing in {root}: {', '.join(absent)}; "
+                                "rerun those shard tasks (by hand: lrem step build_index --shard I)")
     ensure_server(cfg.index.milvus_uri)
     tracking.configure(cfg)
     world = load_world(snapshot.data_uri)
     item_ids = world.catalog["item_id"].astype(str).tolist()
-    name = _collection(cfg, model)
-    root = shard_root(snapshot.run_key, name)
-    batches = gather_shards(root, int(cfg.index.shards), item_ids, model.model_uri)
+    batches = gather_shards(root, num_shards, item_ids, model.model_uri)
     champion = models.alias_version(model.model_name, models.CHAMPION)
     protected = {collection_of(cfg, champion.version, champion)} if champion is not None else set()
     result = insert_item_vectors(cfg.index.milvus_uri, name, item_ids, batches, cfg.index, protected=protected,

@@ -54,12 +54,15 @@ def test_each_task_failing_once_and_retried_leaves_the_clean_run_state(fresh_sta
     from components.config import load_config
     from components.data.io import load_world
     from components.index.collections import alias_target, collection_row_count, milvus_client
-    from components.pipeline import STEPS, run_step
+    from components.pipeline import STEPS, run_shard, run_step
 
     cfg = load_config("configs/smoke.yaml")
     run_key = "retry-drill"
     ctx: dict[str, dict] = {}
     for name in STEPS:
+        for shard in range(STEPS[name].num_shards(cfg)):  # a sharded step's shard tasks (build_index), retried too
+            run_shard(name, cfg, shard, ctx)
+            assert run_shard(name, cfg, shard, ctx)["reused"]  # the retry reuses the shard's complete files
         first = run_step(name, cfg, ctx, run_key=run_key)  # the task's work is done ...
         del first  # ... and then the worker dies before handing its artefact on
         ctx[name] = run_step(name, cfg, ctx, run_key=run_key).to_dict()  # the retry

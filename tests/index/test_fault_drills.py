@@ -124,10 +124,12 @@ def test_missing_or_corrupt_model_fails_build_index_clearly_and_leaves_the_champ
 
     snapshot = DataSnapshot(run_key="drill", mlflow_run_id="none", data_uri=str(tmp_path), full_data_uri=str(tmp_path),
                             dvc_rev="workspace", data_md5="x", git_commit="x")
+    model = RegisteredModel(model_name=name, model_version="2", model_uri=f"models:/{name}/2")
     with pytest.raises(ArtifactError, match=rf"model models:/{name}/2 " + ("cannot be fetched" if damage ==
                                                                               "missing" else "is corrupt")):
-        build_index_step.run(cfg, snapshot, RegisteredModel(model_name=name, model_version="2",
-                                                            model_uri=f"models:/{name}/2"))
+        build_index_step.run_encode_shard(cfg, snapshot, model, shard=0)  # the shard task loads the model
+    with pytest.raises(build_index_step.MissingShardError, match="shard-00000-of-00001"):
+        build_index_step.run(cfg, snapshot, model)  # the gathering task: no shard, no collection
     assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
     assert alias_target(milvus_uri, serving) == v1
     with milvus_client(milvus_uri) as mc:
