@@ -39,12 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--large-users", type=int, default=20000)
     ap.add_argument("--large-requests", type=int, default=40000)
     ap.add_argument("--scenarios", default="null,overall,category", help="null, overall, category (comma-separated)")
+    ap.add_argument("--base", choices=["cot", "direct"], default="cot", help="the champion's query embedding")
     args = ap.parse_args(argv)
     cfg = load_config(args.config)
     tracking.configure(cfg)
     plan = Plan(nights=args.nights, traffics=(Traffic("demo", cfg.online.n_users, cfg.online.max_requests),
                                               Traffic("large", args.large_users, args.large_requests)),
-                kinds=tuple(k.strip() for k in args.scenarios.split(",") if k.strip()))
+                kinds=tuple(k.strip() for k in args.scenarios.split(",") if k.strip()), base=args.base)
     t0 = time.perf_counter()
     result = run_calibration(cfg, args.data, args.model or f"models:/{cfg.tracking.model_name}@champion", args.twin,
                              plan, state_path("calibration", "cache"))

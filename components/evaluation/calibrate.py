@@ -317,6 +317,7 @@ class Plan:
     traffics: tuple[Traffic, ...] = field(default_factory=lambda: (Traffic("demo", 200, 400),
                                                                    Traffic("large", 20000, 40000)))
     kinds: tuple[str, ...] = ("null", "overall", "category")  # which scenarios run (null: A/A and A/A')
+    base: str = "cot"  # the champion's query embedding: "cot" (the model as served) or "direct" (empty CoT)
 
 
 def build_scenarios(base: Embedded, twin: Embedded | None, world: World, cfg: PipelineConfig,
@@ -330,16 +331,19 @@ def build_scenarios(base: Embedded, twin: Embedded | None, world: World, cfg: Pi
     def scored(name, queries, items, note=""):
         return score_ranking(name, exact_top_k(queries, items, DEPTH), world, k_gate, k_on, clicks, note)
 
-    out = [("null", "A/A (same model)", scored("A", base.queries, base.items))]
+    direct = plan.base == "direct"
+    q0 = base.queries_direct if direct else base.queries
+    out = [("null", "A/A (same model)", scored("A", q0, base.items))]
     if twin is not None:
-        out.append(("null", "A/A' (same recipe, other seeds)", scored("A'", twin.queries, twin.items)))
+        out.append(("null", "A/A' (same recipe, other seeds)",
+                    scored("A'", twin.queries_direct if direct else twin.queries, twin.items)))
     everyone = np.arange(len(world.qids))
     for s in plan.overall_shares:
         rows = chosen_share(everyone, s)
         out.append(("overall", f"noise on {s:.0%} of queries", scored(
-            f"noise {s}", noisy(base.queries, rows, plan.noise_scale), base.items,
+            f"noise {s}", noisy(q0, rows, plan.noise_scale), base.items,
             f"query embedding + noise (scale {plan.noise_scale}) on {len(rows)} queries")))
-    for s in plan.empty_cot_shares:
+    for s in plan.empty_cot_shares if not direct else ():
         rows = chosen_share(everyone, s)
         q = np.array(base.queries, copy=True)
         q[rows] = base.queries_direct[rows]
@@ -349,7 +353,7 @@ def build_scenarios(base: Embedded, twin: Embedded | None, world: World, cfg: Pi
     for s in plan.category_shares:
         rows = chosen_share(in_cat, s)
         out.append(("category", f"noise on {s:.0%} of {plan.category}", scored(
-            f"{plan.category} noise {s}", noisy(base.queries, rows, plan.noise_scale), base.items,
+            f"{plan.category} noise {s}", noisy(q0, rows, plan.noise_scale), base.items,
             f"noise on {len(rows)} {plan.category} queries only")))
     return [s for s in out if s[0] in plan.kinds or s[1] == "A/A (same model)"]  # A/A: the champion
 
@@ -496,6 +500,8 @@ def add_commands(sub) -> None:
     p.add_argument("--out", help="JSON of every figure (default: $LREM_HOME/calibration/gate_calibration.json)")
     p.add_argument("--scenarios", default="null,overall,category",
                    help="which scenarios: null (A/A, A/A'), overall, category; comma-separated (default: all)")
+    p.add_argument("--base", choices=["cot", "direct"], default="cot",
+                   help="the champion's query embedding: after its CoT (as served) or the direct one (empty CoT)")
     p.set_defaults(fn=cmd_gate)
 
 
@@ -509,7 +515,7 @@ def cmd_gate(args) -> int:
     model = args.model or f"models:/{cfg.tracking.model_name}@champion"
     plan = Plan(nights=args.nights, traffics=(Traffic("demo", cfg.online.n_users, cfg.online.max_requests),
                                               Traffic("large", args.large_users, args.large_requests)),
-                kinds=tuple(k.strip() for k in args.scenarios.split(",") if k.strip()))
+                kinds=tuple(k.strip() for k in args.scenarios.split(",") if k.strip()), base=args.base)
     out = Path(args.out) if args.out else state_path("calibration") / "gate_calibration.json"
     result = run_calibration(cfg, args.data, model, args.twin, plan, state_path("calibration", "cache"), out,
                              progress=lambda r: log.info("%s: %s", r["scenario"], {
