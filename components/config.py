@@ -381,7 +381,7 @@ class RoutingConfig:
     max_queries: Optional[int] = 2000  # training queries measured (sampled); None: all
     folds: int = 5  # cross-validation folds: the threshold is set on out-of-fold scores
     c: float = 1.0  # inverse L2 strength of the logistic regression
-    seed: int = 0
+    seed: int = 0  # sampling of the training queries and the cross-validation folds
 
 
 @dataclass
