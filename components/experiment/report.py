@@ -199,6 +199,11 @@ def write_markdown(payload: dict) -> str:
                      f"{rec['batch_size'] if rec['steps'] else '-'} | {lr} | {_secs(rec['train_seconds'])}{shared} | "
                      f"{_secs(rec['eval_seconds'])} | {_fmt(rec.get('final_train_infonce'))} |")
     lines += comparison_markdown(payload)
+    if payload.get("phrasing"):  # held-out phrasing apart (components/evaluation/phrasing.py)
+        from components.evaluation.phrasing import render_markdown
+
+        lines += ["", render_markdown(payload["phrasing"], f"HitRate@{payload['phrasing'].get('k')} by phrasing, "
+                                      "every row; LREM minus the best direct embedder")]
     for model_id in ("lrem_cs", "lrem_rl"):
         rec = payload["models"].get(model_id)
         if not rec or not rec.get("cot"):

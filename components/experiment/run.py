@@ -40,6 +40,20 @@ def _display_path(path: Path) -> str:
         return Path(path).name
 
 
+def _phrasing_report(payload: dict, data) -> dict | None:
+    """Held-out phrasing apart, every row (components/evaluation/phrasing.py); None when the eval
+    queries record no phrasing (fixed templates, imported data) or no LREM or direct row was run."""
+    from components.data.io import read_jsonl
+    from components.evaluation.phrasing import experiment_report, has_phrasing
+
+    hits = payload["per_query"]["hit_rate"]
+    if not any(m in hits for m in ("lrem_rl", "lrem_cs")) or not any(m in hits for m in DIRECT_GROUP):
+        return None
+    wanted = set(data.eval_ids)
+    queries = [q for q in read_jsonl(Path(data.data_dir) / "queries.jsonl") if q["query_id"] in wanted]
+    return experiment_report(payload, queries) if has_phrasing(queries) else None
+
+
 def run_experiment(cfg: ExperimentConfig | None = None) -> dict:
     """Train and evaluate every model of ``cfg.models`` on one split with one budget.
 
@@ -260,6 +274,9 @@ def run_experiment(cfg: ExperimentConfig | None = None) -> dict:
             "backbone": backbone_info,
             "mlflow": {"experiment": cfg.mlflow_experiment, "parent_run_id": parent.info.run_id},
         }
+        phrased = _phrasing_report(payload, data)
+        if phrased:
+            payload["phrasing"] = phrased
         if cfg.data_dir is not None:
             payload["config"]["data_dir"] = _display_path(data.data_dir)
         payload["wall_seconds"] = time.perf_counter() - t_start
