@@ -196,7 +196,7 @@ def test_browser_trigger_in_airflow_ui_then_version_in_mlflow_ui_and_service(sta
                       timeout=120_000)
             page.get_by_text(f"Version {version}").first.wait_for(timeout=120_000)
             for alias in aliases:
-                page.get_by_text(alias, exact=True).first.wait_for(timeout=60_000)
+                page.get_by_text(alias).first.wait_for(timeout=60_000)  # shown as a tag, "@ alias"
         finally:
             browser.close()
 
