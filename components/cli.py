@@ -77,6 +77,7 @@ def cmd_data_import(args) -> int:
         print(f"lrem data import {fmt}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(stats, indent=2, default=str))
+    print(stats["summary"], file=sys.stderr)  # one line: what was repaired or dropped (import_report.json)
     return 0
 
 

@@ -40,6 +40,22 @@ query in that one category.
 
 Prices: none of these sets has one; ``price`` is written as null (the gate accepts a null
 price, never a non-number).
+
+Faults of the source (``ImportOptions.repair``, on by default; never silent)
+-------------------------------------------------------------------------
+Public sets break rules of the raw-data gate (:mod:`components.validation.text_rules`) in the
+source itself; BEIR SciFact has a claim in train and test under two ids, U+FFFD in titles and
+mojibake or C1 control characters in abstracts. The importer repairs what it safely can, with
+the gate's own detectors, and writes every change to ``import_report.json`` beside the data:
+
+1. text (titles, bodies, brands, queries): each mojibake span the gate flags is decoded back
+   (Latin-1/cp1252 -> UTF-8 round trip of that span) unless the result holds U+FFFD; then control
+   characters (C0 and C1; tabs and newlines stay in body text) -> a space; then U+FFFD is
+   removed. A value the gate accepts is never changed. A value still failing the rule after
+   this is listed under ``unrepaired`` (the gate then names it).
+2. leakage: a train query whose normalised text (:func:`text_rules.normalized_query`) equals an
+   eval query's is dropped with its judgments; eval is never touched, so published eval
+   figures stay comparable.
 """
 
 from __future__ import annotations
@@ -57,8 +73,11 @@ from typing import Any, Callable, Iterator
 from components.config import CATEGORIES
 from components.data import schema
 from components.data.io import write_jsonl
+from components.validation import text_rules
 
 FORMATS = ("beir", "esci", "wands")
+REPORT_FILE = "import_report.json"
+MAX_MOJIBAKE_PASSES = 3  # text encoded twice shows mojibake again once decoded back
 ESCI_GRADES = {"E": 3, "S": 2, "C": 1, "I": 0}
 WANDS_GRADES = {"Exact": 2, "Partial": 1, "Irrelevant": 0}
 TITLE_FROM_TEXT_CHARS = 120  # a blank title is replaced by the first characters of the text
@@ -119,6 +138,7 @@ class ImportOptions:
     categories: str = "rule"  # "rule" (query_category) or one of CATEGORIES for every query
     eval_fraction: float = 0.2  # share of queries in eval where the source has no split
     locale: str | None = None  # esci: keep one product_locale (us, es, jp); None keeps all
+    repair: bool = True  # repair text and drop leaked train queries (import_report.json); False: as published
 
     def __post_init__(self) -> None:
         if self.categories != "rule" and self.categories not in CATEGORIES:
@@ -232,6 +252,113 @@ class _Dataset:
     dropped: Counter
 
 
+def repair_text(value: str, layout_allowed: bool = False) -> tuple[str, list[str]]:
+    """``value`` with what the gate's text rules reject repaired, and a description of each fix.
+
+    Mojibake spans (as :func:`text_rules.mojibake_spans` finds them) are decoded back unless that
+    yields U+FFFD; control characters (:data:`text_rules.CONTROL`, or ``CONTROL_BUT_LAYOUT`` in
+    body text) become one space per run; U+FFFD is removed. Single-line values
+    (``layout_allowed`` False) get their whitespace collapsed once changed. A value without
+    any of these faults comes back unchanged with no fixes.
+    """
+    text, fixes = value, []
+    for _ in range(MAX_MOJIBAKE_PASSES):
+        spans = [s for s in text_rules.mojibake_spans(text) if text_rules.REPLACEMENT not in s[2]]
+        if not spans:
+            break
+        fixes += [f"mojibake {text[start:end]!r} -> {meant!r}" for start, end, meant in spans]
+        for start, end, meant in reversed(spans):  # right to left: earlier offsets stay valid
+            text = text[:start] + meant + text[end:]
+    control = text_rules.CONTROL_BUT_LAYOUT if layout_allowed else text_rules.CONTROL
+    found = sorted({f"U+{ord(c):04X}" for c in control.findall(text)})
+    if found:
+        text = re.sub(f"(?:{control.pattern})+", " ", text)
+        fixes.append(f"control character {', '.join(found)} -> space")
+    lost = text.count(text_rules.REPLACEMENT)
+    if lost:
+        text = text.replace(text_rules.REPLACEMENT, "")
+        fixes.append(f"U+FFFD removed ({lost}x)")
+    if fixes and not layout_allowed:
+        text = " ".join(text.split())
+    return text, fixes
+
+
+_ITEM_TEXT_FIELDS = (("title", False), ("text", True), ("brand", False), ("product_type", False),
+                     ("department", False))
+
+
+def _repair(ds: _Dataset, queries: list[dict]) -> tuple[list[dict], dict[str, Any]]:
+    """Text repair of items and queries, then leaked train queries dropped (with their judgments)."""
+    report: dict[str, Any] = {"repaired_items": [], "repaired_queries": [], "dropped_train_queries": [],
+                              "dropped_queries": [], "unrepaired": []}
+    for item in ds.items:
+        fixed: dict[str, list[str]] = {}
+        for field, layout in _ITEM_TEXT_FIELDS:
+            value = item.get(field)
+            if isinstance(value, str):
+                new, fixes = repair_text(value, layout)
+                if fixes:
+                    item[field], fixed[field] = new, fixes
+        if "title" in fixed and not item["title"]:
+            item["title"] = _title("", item.get("text") or "")
+            fixed["title"].append("blank once repaired: start of the text")
+        for field, layout in _ITEM_TEXT_FIELDS:
+            issue = text_rules.text_issue(item.get(field), layout_allowed=layout)
+            if issue:
+                report["unrepaired"].append({"file": schema.CATALOG_FILE, "id": item["item_id"], "field": field,
+                                             "issue": issue})
+        if fixed:
+            report["repaired_items"].append({"item_id": item["item_id"], "fixes": fixed})
+    kept = []
+    for q in queries:
+        new, fixes = repair_text(q["text"])
+        if fixes:
+            if not new:
+                report["dropped_queries"].append({"query_id": q["query_id"], "split": q["split"],
+                                                  "reason": "blank once repaired", "fixes": fixes})
+                continue
+            q["text"] = new
+            report["repaired_queries"].append({"query_id": q["query_id"], "fixes": {"text": fixes}})
+        issue = text_rules.text_issue(q["text"])
+        if issue:
+            report["unrepaired"].append({"file": schema.QUERIES_FILE, "id": q["query_id"], "field": "text",
+                                         "issue": issue})
+        kept.append(q)
+    eval_ids: dict[Any, list[str]] = {}
+    for q in kept:
+        if q["split"] == "eval":
+            eval_ids.setdefault(text_rules.normalized_query(q["text"]), []).append(q["query_id"])
+    queries = []
+    for q in kept:
+        same = eval_ids.get(text_rules.normalized_query(q["text"])) if q["split"] == "train" else None
+        if same:
+            report["dropped_train_queries"].append({"query_id": q["query_id"], "text": q["text"],
+                                                    "same_text_as_eval": same})
+            continue
+        queries.append(q)
+    gone = {d["query_id"] for d in report["dropped_train_queries"] + report["dropped_queries"]}
+    n_judgments = len(ds.judgments)
+    ds.judgments = [j for j in ds.judgments if j["query_id"] not in gone]
+    counts = {"items_repaired": len(report["repaired_items"]), "queries_repaired": len(report["repaired_queries"]),
+              "train_queries_dropped_for_leakage": len(report["dropped_train_queries"]),
+              "queries_dropped_blank": len(report["dropped_queries"]),
+              "judgments_dropped_with_queries": n_judgments - len(ds.judgments),
+              "unrepaired": len(report["unrepaired"])}
+    return queries, {"counts": counts, **report}
+
+
+def _summary(fmt: str, stats: dict[str, Any], counts: dict[str, int] | None) -> str:
+    split = stats["queries_per_split"]
+    line = (f"lrem data import {fmt}: {stats['n_items']} items, {stats['n_queries']} queries "
+            f"({split['train']} train, {split['eval']} eval), {stats['n_judgments']} judgments")
+    if counts is None:
+        return line + "; repair off: source text and splits as published"
+    return (line + f"; repaired {counts['items_repaired']} items and {counts['queries_repaired']} queries, "
+            f"dropped {counts['train_queries_dropped_for_leakage']} train queries duplicating eval queries "
+            f"and {counts['queries_dropped_blank']} blank once repaired, {counts['unrepaired']} left unrepaired; "
+            f"see {REPORT_FILE}")
+
+
 def _write(ds: _Dataset, out: Path, options: ImportOptions) -> dict[str, Any]:
     judged = {j["query_id"] for j in ds.judgments}
     queries = []
@@ -239,7 +366,11 @@ def _write(ds: _Dataset, out: Path, options: ImportOptions) -> dict[str, Any]:
         if q["query_id"] not in judged:
             ds.dropped["queries_without_relevant_judgments"] += 1
             continue
-        queries.append({**q, "category": options.category(q["text"])})
+        queries.append(q)
+    report = None
+    if options.repair:
+        queries, report = _repair(ds, queries)
+    queries = [{**q, "category": options.category(q["text"])} for q in queries]
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / schema.CATALOG_FILE, ds.items)
     write_jsonl(out / schema.QUERIES_FILE, queries)
@@ -248,7 +379,7 @@ def _write(ds: _Dataset, out: Path, options: ImportOptions) -> dict[str, Any]:
     (out / schema.KNOWLEDGE_FILE).write_text(json.dumps(knowledge, sort_keys=True, indent=2, ensure_ascii=False) + "\n",
                                              encoding="utf-8")
     by_split = Counter(q["split"] for q in queries)
-    return {
+    stats = {
         "format": ds.name,
         "out": str(out),
         "n_items": len(ds.items),
@@ -259,6 +390,16 @@ def _write(ds: _Dataset, out: Path, options: ImportOptions) -> dict[str, Any]:
         "relevance_grades": {str(k): v for k, v in sorted(Counter(j["relevance"] for j in ds.judgments).items())},
         "dropped": dict(sorted(ds.dropped.items())),
     }
+    stats["repairs"] = report["counts"] if report is not None else None
+    stats["summary"] = _summary(ds.name, stats, stats["repairs"])
+    report_path = out / REPORT_FILE
+    if report is not None:
+        report_path.write_text(json.dumps({"format": ds.name, "summary": stats["summary"], **report}, indent=2,
+                                          ensure_ascii=True) + "\n", encoding="utf-8")
+        stats["report"] = str(report_path)
+    elif report_path.exists():
+        report_path.unlink()  # a report of an earlier import would describe other data
+    return stats
 
 
 def _minimal_knowledge(items: list[dict]) -> dict[str, Any]:
@@ -544,5 +685,5 @@ def import_dataset(fmt: str, src: str | Path, out: str | Path, options: ImportOp
     return _write(READERS[fmt](src, options), Path(out), options)
 
 
-__all__ = ["FORMATS", "ImportFormatError", "ImportOptions", "hash_split", "import_dataset", "query_category",
-           "read_wands_queries"]
+__all__ = ["FORMATS", "REPORT_FILE", "ImportFormatError", "ImportOptions", "hash_split", "import_dataset",
+           "query_category", "read_wands_queries", "repair_text"]

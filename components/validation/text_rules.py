@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Iterator
 
 # Zero-width and format characters (Unicode Cf, plus fillers that render as nothing) and the
 # spaces that look like a plain space but are not (NBSP and friends, line/paragraph separators).
@@ -47,8 +48,9 @@ def _as_bytes(chunk: str) -> bytes | None:
     return bytes(out)
 
 
-def mojibake(text: str) -> str | None:
-    """The first stretch of ``text`` that is UTF-8 decoded as Latin-1/cp1252, or None."""
+def mojibake_spans(text: str) -> Iterator[tuple[int, int, str]]:
+    """(start, end, meant) of every stretch of ``text`` that is UTF-8 decoded as Latin-1/cp1252
+    (what :func:`mojibake` reports; the importers repair these spans)."""
     for match in _MOJIBAKE.finditer(text):
         chunk = match.group()
         raw = _as_bytes(chunk)
@@ -61,7 +63,13 @@ def mojibake(text: str) -> str | None:
             meant = raw[:length].decode("utf-8")
         except UnicodeDecodeError:
             continue
-        return f"mojibake {chunk[:length]!r} (UTF-8 read as Latin-1/cp1252; meant {meant!r})"
+        yield match.start(), match.start() + length, meant
+
+
+def mojibake(text: str) -> str | None:
+    """The first stretch of ``text`` that is UTF-8 decoded as Latin-1/cp1252, or None."""
+    for start, end, meant in mojibake_spans(text):
+        return f"mojibake {text[start:end]!r} (UTF-8 read as Latin-1/cp1252; meant {meant!r})"
     return None
 
 
