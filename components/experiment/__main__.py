@@ -12,7 +12,7 @@ import dataclasses
 import shlex
 import sys
 
-from components.config import HARD_SPLITS
+from components.config import HARD_SPLITS, PHRASINGS
 from components.experiment.config import MODEL_IDS, ExperimentConfig
 from components.experiment.run import run_experiment
 
@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="demo world: split the hard queries by intent (default: use, fact, premium brand, so "
                         "that no training query names an eval query's intent) or by query (the committed data's "
                         "split, where the target is out of reach)")
+    p.add_argument("--phrasing", choices=PHRASINGS,
+                   help="demo world: how queries are worded (default varied, the committed data since issue 29; "
+                        "fixed: the short templates of the world the README's headline table was measured on)")
     p.add_argument("--world-seed", type=int,
                    help="demo world: generator seed (default 20251016, the committed data); another seed is a "
                         "fresh world (catalog, knowledge, queries) to confirm a result on")
@@ -91,9 +94,9 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> ExperimentCon
         from components.config import BackboneConfig
 
         overrides["backbone"] = BackboneConfig(steps=args.backbone_steps)
-    if args.hard_split is not None or args.world_seed is not None:
+    if args.hard_split is not None or args.world_seed is not None or args.phrasing is not None:
         # on top of the experiment's default world (its hard split stays unless given)
-        world = {"hard_split": args.hard_split, "seed": args.world_seed}
+        world = {"hard_split": args.hard_split, "seed": args.world_seed, "phrasing": args.phrasing}
         overrides["world"] = dataclasses.replace(ExperimentConfig().world,
                                                  **{k: v for k, v in world.items() if v is not None})
     if args.no_progress:

@@ -44,6 +44,9 @@ def test_cli_quick_and_steps():
     assert (fresh.world.seed, fresh.world.hard_split) == (7, "intent")  # a fresh world keeps the default split
     assert default.world.seed != 7
     assert default.world == dataclasses.replace(WorldConfig(), hard_split="intent")  # else the demo world
+    # --phrasing fixed: the world of the README's headline table (before issue 29), same split
+    old_world = config_from_args(build_parser().parse_args(["--phrasing", "fixed"]), [])
+    assert (old_world.world.phrasing, old_world.world.hard_split, default.world.phrasing) == ("fixed", "intent", "varied")
 
 
 @pytest.fixture()
