@@ -138,7 +138,7 @@ def _dag_module(monkeypatch, tmp_path):
 
 
 def _run_task(module, monkeypatch, task_id: str, run_id: str, try_number: int = 1, inputs=None):
-    ti = types.SimpleNamespace(dag_id="lrem_nightly", try_number=try_number, max_tries=2,
+    ti = types.SimpleNamespace(dag_id="lrem_nightly", task_id=task_id, try_number=try_number, max_tries=2,
                                get_dagrun_state=lambda dag_id, rid: "running")
     context = {"ti": ti, "run_id": run_id, "params": {"config": "configs/smoke.yaml", "dvc_rev": None}}
     monkeypatch.setattr(module, "get_current_context", lambda: context)
