@@ -77,24 +77,34 @@ def is_loopback_uri(uri: str) -> bool:
         return False
 
 
-def can_connect(uri: str, timeout: float = _PROBE_TIMEOUT_S) -> bool:
-    """Whether a Milvus client at ``uri`` can list collections right now."""
+def can_connect(uri: str, timeout: float = _PROBE_TIMEOUT_S, attempts: int = 3) -> bool:
+    """Whether a Milvus client at ``uri`` can list collections right now.
+
+    Tried up to ``attempts`` times, a second apart: pymilvus shares one gRPC channel per
+    address, and the Milvus Lite server answers the client's 10 s keepalive pings with a
+    GOAWAY ("too_many_pings") once the channel has been idle, so the first call after a quiet
+    spell can fail on a server that is up; the next call gets a fresh channel.
+    """
     from pymilvus import MilvusClient
 
-    try:
-        client = MilvusClient(uri=uri, timeout=timeout)
-    except Exception:
-        return False
-    try:
-        client.list_collections(timeout=timeout)
-        return True
-    except Exception:
-        return False
-    finally:
+    for attempt in range(max(1, attempts)):
+        if attempt:
+            time.sleep(1.0)
         try:
-            client.close()
+            client = MilvusClient(uri=uri, timeout=timeout, dedicated=True)  # its own channel (collections.milvus_client)
         except Exception:
-            pass
+            continue
+        try:
+            client.list_collections(timeout=timeout)
+            return True
+        except Exception:
+            continue
+        finally:
+            try:
+                client.close()
+            except Exception:
+                pass
+    return False
 
 
 def _server_command(data_dir: Path, host: str, port: int) -> list[str]:
@@ -204,7 +214,7 @@ def start_server(
             f"a Milvus Lite server (pid {running}, pid file {pid_file()}) is already running "
             f"but does not answer at {uri}; stop it first (lrem/stop_server)"
         )
-    if can_connect(uri):
+    if can_connect(uri, attempts=1):
         raise MilvusServerError(
             f"something already answers at {uri} that this project did not start; "
             "use it as is (ensure_server) or pick another port"
@@ -238,7 +248,7 @@ def start_server(
                 f"milvus-lite server exited with code {proc.returncode} while starting at {uri}; "
                 f"log {logpath}:\n{_log_tail(logpath, offset)}"
             )
-        if can_connect(uri):
+        if can_connect(uri, attempts=1):
             log.info("Milvus Lite server pid %d listening at %s (data %s)", proc.pid, uri, data)
             return proc.pid
         if time.monotonic() > deadline:
@@ -302,19 +312,25 @@ def server_status(uri: str) -> dict[str, Any]:
         "pid_file": str(pid_file()),
         "log": str(log_file()),
     }
-    try:
-        client = MilvusClient(uri=uri, timeout=_PROBE_TIMEOUT_S)
-    except Exception as exc:
-        status["error"] = str(exc)
-        return status
-    try:
-        status["collections"] = sorted(client.list_collections(timeout=_PROBE_TIMEOUT_S))
-        status["reachable"] = True
-        status["aliases"] = sorted(client.list_aliases().get("aliases", []))
-    except Exception as exc:
-        status.setdefault("error", str(exc))
-    finally:
-        client.close()
+    for attempt in range(3):  # a GOAWAY'd shared channel fails one call (see can_connect)
+        if attempt:
+            time.sleep(1.0)
+        status.pop("error", None)
+        try:
+            client = MilvusClient(uri=uri, timeout=_PROBE_TIMEOUT_S, dedicated=True)
+        except Exception as exc:
+            status["error"] = str(exc)
+            continue
+        try:
+            status["collections"] = sorted(client.list_collections(timeout=_PROBE_TIMEOUT_S))
+            status["reachable"] = True
+            status["aliases"] = sorted(client.list_aliases().get("aliases", []))
+        except Exception as exc:
+            status.setdefault("error", str(exc))
+        finally:
+            client.close()
+        if status["reachable"]:
+            break
     return status
 
 

@@ -225,13 +225,13 @@ def up(s: StackSettings | None = None, say: Callable[[str], None] = print) -> di
     # Milvus Lite server (its own pid file: `lrem milvus status` sees it too)
     from components.index import server as milvus
 
-    if milvus.can_connect(s.milvus_uri):
-        pass
-    else:
+    if not milvus.can_connect(s.milvus_uri):
+        recorded = milvus._recorded_server()
         pid = milvus.start_server(s.milvus_uri)
-        (s.stack_dir / "milvus.started").write_text(f"{pid}\n")
-        started.append("milvus")
-        say(f"  started milvus (pid {pid}, log {milvus.log_file()})")
+        if pid != recorded:  # start_server returns a recorded server that answers again as is
+            (s.stack_dir / "milvus.started").write_text(f"{pid}\n")
+            started.append("milvus")
+            say(f"  started milvus (pid {pid}, log {milvus.log_file()})")
 
     # MLflow tracking server: Postgres backend store, artifacts served by the server
     artifacts = s.home / "mlflow-server" / "artifacts"

@@ -84,7 +84,7 @@ def counts(st) -> dict:
     name = model_name()
     versions = sorted(int(mv.version) for mv in client.search_model_versions(f"name = '{name}'"))
     aliases = dict(client.get_registered_model(name).aliases) if versions else {}
-    milvus = MilvusClient(uri=s.milvus_uri)
+    milvus = MilvusClient(uri=s.milvus_uri, dedicated=True)
     try:
         collections = sorted(milvus.list_collections())
         milvus_aliases = {a: milvus.describe_alias(a)["collection_name"]
@@ -337,7 +337,7 @@ def test_three_runs_back_to_back_survive_a_scheduler_crash(stack):
     assert {int(c[len(prefix):]) for c in ours} <= set(after["versions"]), "a collection of no registered version"
     champion = after["aliases"].get("champion")
     assert champion is not None and f"{prefix}{champion}" in ours
-    milvus = MilvusClient(uri=stack.settings.milvus_uri)
+    milvus = MilvusClient(uri=stack.settings.milvus_uri, dedicated=True)
     try:
         assert milvus.describe_alias("lrem_serving")["collection_name"] == f"{prefix}{champion}"
     finally:
