@@ -3,6 +3,7 @@
     lrem data generate [--out data]     write the seeded demo world
     lrem data bootstrap                 make sure the DVC remote holds data.dvc's data
     lrem data import FMT SRC --out DIR  convert a public data set (beir, esci, wands) to the data contract
+    lrem dvc ARGS                       dvc on the state dir's DVC cache and remote (lrem dvc pull, lrem dvc push)
     lrem steps                          the pipeline's steps, in order, with their inputs and outputs
     lrem step NAME --ctx ctx.json       run one pipeline step on the artefacts in ctx.json
                                         (step name -> artefact; --save adds the result to it)
@@ -61,6 +62,18 @@ def cmd_data(args) -> int:
     state = "generated, verified against data.dvc and pushed" if result["generated"] else "already in the remote"
     print(f"data {result['md5']}: {state}")
     return 0
+
+
+def cmd_dvc(args) -> int:
+    """``dvc ARGS`` in this directory, on the state dir's DVC cache and remote ($LREM_HOME/dvc/config)."""
+    import subprocess
+
+    from components.data import versioning
+
+    here = Path.cwd().resolve()
+    repo = next((p for p in (here, *here.parents) if (p / ".dvc").is_dir()), None)
+    env = {**os.environ, **versioning.dvc_env(repo)}
+    return subprocess.run([versioning.dvc_executable(), *args.dvc_args], env=env).returncode
 
 
 def cmd_data_import(args) -> int:
@@ -243,6 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-fraction", type=float, default=0.2, help="import: eval share where the source has no split")
     p.add_argument("--locale", help="import esci: keep one product_locale (us, es, jp)")
     p.set_defaults(fn=cmd_data)
+
+    p = sub.add_parser("dvc", help="dvc with the state dir's cache and remote: lrem dvc pull, lrem dvc push, ...")
+    p.add_argument("dvc_args", nargs=argparse.REMAINDER, metavar="DVC_ARGS", help="the dvc command line")
+    p.set_defaults(fn=cmd_dvc)
 
     p = sub.add_parser("steps", help="list the pipeline's steps, their inputs and outputs")
     p.set_defaults(fn=cmd_steps)

@@ -147,25 +147,29 @@ def _read_jsonl_frame(path: Path, name: str, data_dir: Path | None = None) -> tu
 
 
 def _trusted_roots(data_dir: Path) -> list[Path]:
-    """DVC's caches a data file may link into: of the repo holding the data folder and of this one."""
+    """DVC's caches a data file may link into: of the repo holding the data folder, of this one, and
+    the state dir's (``$LREM_HOME/dvc/config``, components/data/versioning.py)."""
     import configparser
 
-    from components.paths import REPO_ROOT
+    from components.paths import REPO_ROOT, state_dir
 
     roots: list[Path] = []
     repos = [p for p in (data_dir, *data_dir.parents) if (p / ".dvc").is_dir()][:1] + [REPO_ROOT]
+    configs = []
     for repo in repos:
         dvc_dir = repo / ".dvc"
         roots.append((dvc_dir / "cache").resolve())
-        for config_name in ("config", "config.local"):
-            parser = configparser.ConfigParser(strict=False, interpolation=None)
-            try:
-                parser.read(dvc_dir / config_name, encoding="utf-8")
-                cache = parser.get("cache", "dir", fallback=None)
-            except (configparser.Error, OSError, UnicodeDecodeError):
-                continue
-            if cache:
-                roots.append((dvc_dir / cache).resolve())
+        configs += [dvc_dir / "config", dvc_dir / "config.local"]
+    configs.append(state_dir() / "dvc" / "config")
+    for config in configs:
+        parser = configparser.ConfigParser(strict=False, interpolation=None)
+        try:
+            parser.read(config, encoding="utf-8")
+            cache = parser.get("cache", "dir", fallback=None)
+        except (configparser.Error, OSError, UnicodeDecodeError):
+            continue
+        if cache:  # a relative cache.dir is relative to its config file's folder, as in DVC
+            roots.append((config.parent / cache).resolve())
     return roots
 
 

@@ -38,8 +38,6 @@ def stack(tmp_path_factory):
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "TOKENIZERS_PARALLELISM": "false",
     }
-    local_cfg = REPO / ".dvc" / "config.local"
-    saved = local_cfg.read_text() if local_cfg.exists() else None
     try:
         boot = _run([str(BIN / "lrem"), "--config", "configs/smoke.yaml", "data", "bootstrap"], env)
         assert boot.returncode == 0, boot.stdout + boot.stderr
@@ -50,10 +48,6 @@ def stack(tmp_path_factory):
         yield env
     finally:
         _run([str(BIN / "lrem"), "milvus", "stop"], env)
-        if saved is None:
-            local_cfg.unlink(missing_ok=True)
-        else:
-            local_cfg.write_text(saved)
 
 
 def _dags_test(env: dict, config: Path | str) -> subprocess.CompletedProcess:
@@ -105,7 +99,7 @@ def test_nightly_dag_registers_indexes_evaluates_and_promotes(stack):
 
 def test_bad_data_stops_at_validate_raw_and_registers_nothing(stack, tmp_path):
     from components.data.io import read_jsonl, write_jsonl
-    from components.data.versioning import configure_local_remote
+    from components.data.versioning import dvc_env
 
     # A data repo of its own: the demo data with a missing column, a null id and a duplicate id.
     repo = tmp_path / "data-repo"
@@ -124,12 +118,12 @@ def test_bad_data_stops_at_validate_raw_and_registers_nothing(stack, tmp_path):
     write_jsonl(repo / "data" / "catalog.jsonl", catalog)
     os.environ["LREM_HOME"] = env["LREM_HOME"]
     try:
-        configure_local_remote(repo)
+        dvc = {**env, **dvc_env(repo)}  # the data repo's DVC on the stack's state dir (cache and remote)
     finally:
         os.environ.pop("LREM_HOME")
     for cmd in ([str(BIN / "dvc"), "add", "-q", "data"], ["git", "add", "-A"],
                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "bad data"]):
-        res = _run(cmd, env, cwd=repo)
+        res = _run(cmd, dvc, cwd=repo)
         assert res.returncode == 0, res.stdout + res.stderr
 
     config = tmp_path / "bad.yaml"

@@ -48,7 +48,7 @@ def test_imported_scifact_runs_the_whole_pipeline(tmp_path, monkeypatch):
         pytest.skip(f"real data sample {SCIFACT} is absent (../shared/data is not checked out beside the repo)")
     from components.config import load_config
     from components.data.importers import import_dataset
-    from components.data.versioning import configure_local_remote
+    from components.data.versioning import dvc_env
 
     home = tmp_path / "lrem_home"
     env = {**os.environ, "LREM_HOME": str(home), "LREM_MILVUS_URI": f"http://127.0.0.1:{_free_port()}",
@@ -62,10 +62,10 @@ def test_imported_scifact_runs_the_whole_pipeline(tmp_path, monkeypatch):
         assert _run(cmd, env, cwd=repo).returncode == 0
     stats = import_dataset("beir", _scifact_subset(tmp_path / "src"), repo / "data")
     assert stats["queries_per_split"] == {"train": 80, "eval": 20}
-    configure_local_remote(repo)
+    dvc = {**env, **dvc_env(repo)}  # the data repo's DVC on this state dir's cache and remote
     for cmd in ([str(BIN / "dvc"), "add", "-q", "data"], [str(BIN / "dvc"), "push", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "scifact subset"]):
-        res = _run(cmd, env, cwd=repo)
+        res = _run(cmd, dvc, cwd=repo)
         assert res.returncode == 0, " ".join(cmd) + ": " + res.stdout + res.stderr
 
     smoke = yaml.safe_load((REPO / "configs" / "smoke.yaml").read_text())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e_helpers import BIN, REPO  # noqa: E402  (tests/e2e is on sys.path: no package)
+from e2e_helpers import BIN  # noqa: E402  (tests/e2e is on sys.path: no package)
 from e2e_helpers import free_port as _free_port  # noqa: E402
 from e2e_helpers import run as _run  # noqa: E402
 pytestmark = pytest.mark.e2e
@@ -30,8 +30,6 @@ def fresh_stack(tmp_path, monkeypatch):
     home = tmp_path / "lrem_home"
     env = {**os.environ, "LREM_HOME": str(home), "LREM_MILVUS_URI": f"http://127.0.0.1:{_free_port()}",
            "TOKENIZERS_PARALLELISM": "false"}
-    local_cfg = REPO / ".dvc" / "config.local"
-    saved = local_cfg.read_text() if local_cfg.exists() else None
     try:
         boot = _run([str(BIN / "lrem"), "--config", "configs/smoke.yaml", "data", "bootstrap"], env)
         assert boot.returncode == 0, boot.stdout + boot.stderr
@@ -42,10 +40,6 @@ def fresh_stack(tmp_path, monkeypatch):
         yield env
     finally:
         _run([str(BIN / "lrem"), "milvus", "stop"], env)
-        if saved is None:
-            local_cfg.unlink(missing_ok=True)
-        else:
-            local_cfg.write_text(saved)
 
 
 def test_each_task_failing_once_and_retried_leaves_the_clean_run_state(fresh_stack):
