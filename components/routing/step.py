@@ -44,11 +44,10 @@ def per_query_hits(embs: np.ndarray, items: np.ndarray, item_ids: np.ndarray, qi
     return out
 
 
-def measure(model, world: World, split: str, k: int, max_queries: int | None, batch_size: int, seed: int = 0):
-    """Direct and always-reasoning HitRate@k of one split's queries, with the router's features."""
-    queries = world.split(split)
-    if max_queries is not None and len(queries) > max_queries:
-        queries = queries.sample(n=max_queries, random_state=seed).reset_index(drop=True)
+def measure_queries(model, world: World, queries, k: int, batch_size: int):
+    """Direct and always-reasoning HitRate@k of ``queries`` (rows of ``world.queries``), with the
+    router's features; queries without judgments are left out."""
+    queries = queries.reset_index(drop=True)
     texts, qids = queries["text"].tolist(), queries["query_id"].astype(str).tolist()
     items = model.embed_items(world.catalog["title"].tolist(), batch_size=batch_size * 2)
     item_ids = world.catalog["item_id"].astype(str).to_numpy()
@@ -62,11 +61,21 @@ def measure(model, world: World, split: str, k: int, max_queries: int | None, ba
             "direct": direct[keep], "scalars": scalars[keep], "hit_direct": hit_d[keep], "hit_reason": hit_r[keep]}
 
 
-def eval_report(router, m: dict, n_boot: int = 2000, seed: int = 0) -> dict:
-    """Routed against always-reasoning (and direct) on measured queries, overall and per category."""
+def measure(model, world: World, split: str, k: int, max_queries: int | None, batch_size: int, seed: int = 0):
+    """:func:`measure_queries` of one split's queries (a seeded sample of ``max_queries`` of them)."""
+    queries = world.split(split)
+    if max_queries is not None and len(queries) > max_queries:
+        queries = queries.sample(n=max_queries, random_state=seed).reset_index(drop=True)
+    return measure_queries(model, world, queries, k, batch_size)
+
+
+def routed_report(reason: np.ndarray, m: dict, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Routing decisions ``reason`` (True: the query reasons) against always reasoning (and direct)
+    on measured queries ``m``, overall and per category: share that reasons, HitRates, and the
+    paired bootstrap CI of routed minus always-reasoning."""
     from components.evaluation.bootstrap import paired_bootstrap
 
-    reason = router.decide(m["direct"], m["scalars"])
+    reason = np.asarray(reason, dtype=bool)
     routed = np.where(reason, m["hit_reason"], m["hit_direct"])
     groups = {"overall": np.ones(len(routed), dtype=bool)}
     groups.update({str(c): m["category"] == c for c in sorted(set(m["category"]))})
@@ -80,6 +89,11 @@ def eval_report(router, m: dict, n_boot: int = 2000, seed: int = 0) -> dict:
                      "diff_routed_minus_always": ci["diff"], "ci_low": ci["ci_low"], "ci_high": ci["ci_high"],
                      "zero_in_ci": bool(ci["ci_low"] <= 0.0 <= ci["ci_high"])}
     return out
+
+
+def eval_report(router, m: dict, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Routed against always-reasoning (and direct) on measured queries, overall and per category."""
+    return routed_report(router.decide(m["direct"], m["scalars"]), m, n_boot, seed)
 
 
 def train_router_for(cfg: PipelineConfig, model, world: World) -> tuple:
