@@ -59,7 +59,8 @@ def load_measurements(args) -> tuple[dict, object, object]:
     print(f"measured {len(m['qids'])} eval queries in {time.perf_counter() - t0:.1f} s", flush=True)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, **{k: np.asarray(m[k]) for k in KEYS})
+        np.savez(cache, **{k: np.asarray(m[k], dtype=str) if k in ("category", "qids") else np.asarray(m[k])
+                           for k in KEYS})
     return m, model, world
 
 
