@@ -152,6 +152,9 @@ class StackSettings:
         s = self.secrets
         env = {
             "LREM_HOME": str(self.home),
+            # a shell with the stack's env runs plain `dvc` on this state dir's remote and cache
+            # (components/data/versioning.py writes them there)
+            "DVC_SYSTEM_CONFIG_DIR": str(self.home / "dvc"),
             "LREM_CONFIG": self.config,
             "LREM_SCHEDULE": self.schedule,
             "LREM_MILVUS_URI": self.milvus_uri,
