@@ -340,6 +340,9 @@ class GateConfig:
     # an inconclusive challenger (not vetoed, offline CI not above 0) is kept, not promoted, and its
     # online evidence pooled over the nights it is compared (always-valid mSPRT; docs/gate.md)
     sequential: bool = False
+    # gate.sequential: the most nights one kept pair is compared (the first included); a pair still
+    # inconclusive on its last night is dropped (the champion stays) and the next night trains again
+    sequential_max_nights: int = 10
 
 
 @dataclass

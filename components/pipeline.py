@@ -191,10 +191,20 @@ def run_all(cfg: PipelineConfig, run_key: str, ctx_file: Path | None = None) -> 
     so that a single step can be rerun by hand with ``lrem step NAME --ctx ctx_file``.
     Holds the pipeline's run lock for the whole run (:mod:`components.runlock`): it fails at
     once, before any step, while another run (the DAG's or another ``lrem pipeline``) is active.
+
+    As the DAG's branch: with ``gate.sequential`` on and a kept challenger pending
+    (:mod:`components.evaluation.retest`), after ``validate_raw`` it skips training, registration
+    and the index build and runs ``evaluate_online``, ``gate`` and ``promote`` on the kept pair.
     """
+    from components.evaluation import retest
     from components.runlock import holding_run_lock
 
     ctx: dict[str, dict[str, Any]] = {}
+
+    def save() -> None:
+        if ctx_file is not None:
+            ctx_file.write_text(json.dumps(ctx, indent=2))
+
     with holding_run_lock(run_key, "lrem pipeline", last=True, final_try=True):
         for name in STEPS:
             log.info("step %s", name)
@@ -202,6 +212,16 @@ def run_all(cfg: PipelineConfig, run_key: str, ctx_file: Path | None = None) -> 
                 log.info("step %s, shard %d", name, shard)
                 run_shard(name, cfg, shard, ctx)
             ctx[name] = run_step(name, cfg, ctx, run_key=run_key).to_dict()
-            if ctx_file is not None:
-                ctx_file.write_text(json.dumps(ctx, indent=2))
+            save()
+            if name == retest.BRANCH_AFTER:
+                kept = retest.kept_pair(cfg)
+                if kept is not None:  # re-test the kept pair tonight instead of training (the DAG's branch)
+                    log.info("kept challenger v%s pending against champion v%s: re-tested, no training",
+                             kept["challenger_version"], kept["champion_version"])
+                    ctx.update(retest.kept_context(cfg, kept))
+                    for step in retest.RETEST_STEPS:
+                        log.info("step %s (re-test)", step)
+                        ctx[step] = run_step(step, cfg, ctx, run_key=run_key).to_dict()
+                        save()
+                    break
     return ctx

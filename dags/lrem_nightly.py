@@ -21,6 +21,13 @@ with `--ctx-json`; the default runs them in the worker. `build_index` encodes th
 `index.shards` parallel tasks first (`build_index_plan_shards` -> `build_index_shard`, mapped
 over the plan), then inserts and verifies (docs/scaling.md).
 
+With `gate.sequential` on, a challenger the gate kept (neither vetoed nor clearly better) is
+re-tested instead of training a new one: after `validate_raw`, the branch `train_or_retest`
+follows `kept_challenger` -> `retest_evaluate_online` -> `retest_gate` -> `retest_promote` (the
+same steps on the kept pair, tonight's fresh replay pooled with the earlier nights) while the
+pair is pending in `$LREM_HOME/gate/sequential/`, else the training path; the other path is
+skipped (`components/evaluation/retest.py`; embedded execution only, where that state dir is).
+
 One run at a time: the scheduler keeps a second run queued (`max_active_runs=1`), and in the
 default execution every task holds the pipeline's run lock under `$LREM_HOME/locks/`
 (`components/runlock.py`), so that a run the scheduler does not know of (`airflow dags test`,
@@ -92,39 +99,107 @@ def _local_task(step: Step, sharded: bool = False):
 
     @task(task_id=_shard_task_id(step) if sharded else step.name, trigger_rule=step.trigger_rule)
     def run_step(inputs: dict[str, dict] | None = None, shard: int | None = None) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from components.artifacts import ArtifactError
-        from components.config import ConfigError, load_config
-        from components.faults import InjectedFault, inject
         from components.pipeline import run_shard as run_pipeline_shard
-        from components.pipeline import run_conf_overrides, run_step as run_pipeline_step
-        from components.runlock import RunLockError, holding_run_lock
-        from components.validation.errors import DataValidationError
+        from components.pipeline import run_step as run_pipeline_step
 
-        # Bad data, a bad artefact or config, another active run or an injected fault is not
-        # transient: fail at once, no retries, nothing downstream runs.
-        not_transient = (DataValidationError, ArtifactError, ConfigError, RunLockError, InjectedFault)
-        context = get_current_context()
-        ti = context["ti"]
-        params = context["params"]
-        overrides = run_conf_overrides(params)
-        try:
-            cfg = load_config(params["config"], overrides)
-            # the registry names each input by its producing step: re-key the XComs the same way
-            ctx = {step.inputs[param]: value for param, value in (inputs or {}).items()}
-            with holding_run_lock(context["run_id"], ti.task_id, dag_id=ti.dag_id,
-                                  last=step.name == LAST_STEP and not sharded,
-                                  final_try=ti.try_number > ti.max_tries, ends_run=not_transient,
-                                  run_state=lambda run_id: ti.get_dagrun_state(ti.dag_id, run_id)):
-                inject(ti.task_id)
-                if sharded:
-                    return run_pipeline_shard(step.name, cfg, shard, ctx)
-                return run_pipeline_step(step.name, cfg, ctx, run_key=context["run_id"]).to_dict()
-        except not_transient as exc:
-            raise AirflowFailException(str(exc)) from exc
+        # the registry names each input by its producing step: re-key the XComs the same way
+        ctx = {step.inputs[param]: value for param, value in (inputs or {}).items()}
+
+        def body(cfg, context):
+            if sharded:
+                return run_pipeline_shard(step.name, cfg, shard, ctx)
+            return run_pipeline_step(step.name, cfg, ctx, run_key=context["run_id"]).to_dict()
+
+        return _in_worker(body, last=step.name == LAST_STEP and not sharded)
 
     return run_step
+
+
+def _in_worker(body, last: bool = False):
+    """``body(cfg, context)`` in the worker, holding the run lock (released after it when ``last``).
+
+    Bad data, a bad artefact or config, another active run or an injected fault is not
+    transient: the task fails at once, no retries, nothing downstream runs.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from components.artifacts import ArtifactError
+    from components.config import ConfigError, load_config
+    from components.faults import InjectedFault, inject
+    from components.pipeline import run_conf_overrides
+    from components.runlock import RunLockError, holding_run_lock
+    from components.validation.errors import DataValidationError
+
+    not_transient = (DataValidationError, ArtifactError, ConfigError, RunLockError, InjectedFault)
+    context = get_current_context()
+    ti = context["ti"]
+    params = context["params"]
+    try:
+        cfg = load_config(params["config"], run_conf_overrides(params))
+        with holding_run_lock(context["run_id"], ti.task_id, dag_id=ti.dag_id, last=last,
+                              final_try=ti.try_number > ti.max_tries, ends_run=not_transient,
+                              run_state=lambda run_id: ti.get_dagrun_state(ti.dag_id, run_id)):
+            inject(ti.task_id)
+            return body(cfg, context)
+    except not_transient as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+def _retest_branch(tasks: dict) -> None:
+    """gate.sequential: while a kept challenger is pending, re-test it instead of training.
+
+    After ``validate_raw``, the branch ``train_or_retest`` follows either the training path
+    (the registry's next step) or ``kept_challenger`` (the kept pair's artefacts: its registered
+    version, index and offline evaluation) -> ``retest_evaluate_online`` -> ``retest_gate`` ->
+    ``retest_promote`` (the same step functions, the last one releases the run lock); the path
+    not taken is skipped (components/evaluation/retest.py)."""
+    from components.evaluation import retest
+
+    after = list(STEPS)[list(STEPS).index(retest.BRANCH_AFTER) + 1]
+
+    @task.branch(task_id=retest.BRANCH_TASK)
+    def train_or_retest() -> str:
+        def body(cfg, context):
+            return retest.KEPT_TASK if retest.kept_pair(cfg) is not None else after
+
+        return _in_worker(body)
+
+    @task(task_id=retest.KEPT_TASK)
+    def kept_challenger() -> dict:
+        from components.artifacts import ArtifactError
+
+        def body(cfg, context):
+            record = retest.kept_pair(cfg)
+            if record is None:
+                raise ArtifactError("no kept challenger is pending any more (gate.sequential): nothing to re-test")
+            return retest.kept_context(cfg, record)
+
+        return _in_worker(body)
+
+    def retest_task(name: str):
+        @task(task_id=retest.retest_task_id(name))
+        def run_retest(kept: dict, done: dict) -> dict:
+            """``kept``: the kept night's artefacts; ``done``: tonight's (pull_data, earlier re-test steps)."""
+            from components.pipeline import run_step as run_pipeline_step
+
+            ctx = {**kept, **done}
+            return _in_worker(lambda cfg, context: run_pipeline_step(name, cfg, ctx,
+                                                                     run_key=context["run_id"]).to_dict(),
+                              last=name == retest.RETEST_STEPS[-1])
+
+        return run_retest
+
+    branch = train_or_retest()
+    tasks[retest.BRANCH_AFTER] >> branch >> tasks[after]
+    kept = kept_challenger()
+    branch >> kept
+    done = {list(STEPS)[0]: tasks[list(STEPS)[0]]}  # tonight's snapshot (its run key, its replay seed)
+    previous = kept
+    for name in retest.RETEST_STEPS:
+        current = retest_task(name)(kept, dict(done))
+        previous >> current
+        done[name] = current
+        previous = current
 
 
 def _compute_config():
@@ -233,6 +308,8 @@ def lrem_nightly():
         if previous is not None:  # the registry's order: a step starts when the one before it succeeded
             previous >> tasks[step.name]
         previous = tasks[step.name]
+    if EXECUTION != "kubernetes":  # the ledger of kept pairs lives in the worker's state dir
+        _retest_branch(tasks)
 
 
 lrem_nightly()

@@ -242,6 +242,7 @@ def decide_on_evidence(decision: GateDecision, tests: Mapping[str, Mapping[str, 
     if decision.champion_value is None or not tests:
         return decision
     fam = family_decision(tests, cfg, srm)
+    kept = False  # gate.sequential: inconclusive, kept as challenger (components/evaluation/retest.py)
     reported = [n for n, t in fam["rows"].items() if t.get("status") != TESTED]
     note = f" (family of {fam['family_size']} tests, Holm at alpha {cfg.alpha:g}"
     note += f"; reported, not tested: {', '.join(reported)})" if reported else ")"
@@ -260,13 +261,13 @@ def decide_on_evidence(decision: GateDecision, tests: Mapping[str, Mapping[str, 
         promote = True
         overall = fam["rows"].get(f"offline/{OVERALL}", {})
         if cfg.sequential and not clearly_better(overall):  # inconclusive: keep it and pool more nights
-            promote = False
+            promote, kept = False, True
             reason = ("inconclusive, kept as challenger (gate.sequential): no significant regression and the "
                       f"offline {cfg.metric} overall CI [{overall.get('ci_low', float('nan')):+.4f}, "
                       f"{overall.get('ci_high', float('nan')):+.4f}] is not above 0; the online evidence is pooled "
                       f"over the nights it is compared (mSPRT)" + closest + note)
     evidence = {"family": fam["rows"], "family_size": fam["family_size"], "alpha": cfg.alpha,
-                "deciding": first, "untrusted": fam["untrusted"], **(extra or {})}
+                "deciding": first, "untrusted": fam["untrusted"], "kept": kept, **(extra or {})}
     return dataclasses.replace(decision, promote=promote, reason=reason, evidence=json_safe(evidence))
 
 

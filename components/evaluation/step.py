@@ -142,6 +142,10 @@ def run_gate(cfg: PipelineConfig, snapshot: DataSnapshot, report: EvalReport, on
     challenger, champion = load_metrics(report)
     # offline point estimates, then re-decided on the family of tests (Holm; docs/gate.md)
     decision = combine(decide(challenger, champion, cfg.gate), online, cfg.gate)
+    # gate.sequential: a kept challenger is re-tested on the next nights instead of training (retest.py)
+    from components.evaluation.retest import record_decision
+
+    decision = record_decision(cfg, snapshot, report, online, decision)
     from components.evaluation.report import write_gate_report
 
     out = run_dir(snapshot.run_key) / "gate"
