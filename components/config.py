@@ -384,6 +384,8 @@ class RoutingConfig:
     max_queries: Optional[int] = 2000  # training queries measured (sampled); None: all
     folds: int = 5  # cross-validation folds: the threshold is set on out-of-fold scores
     c: float = 1.0  # inverse L2 strength of the logistic regression
+    # paired bootstrap resamples of the router's eval report (routed minus always-reasoning, per category)
+    bootstrap_samples: int = 2000
     seed: int = 0  # sampling of the training queries and the cross-validation folds
 
 
@@ -406,8 +408,6 @@ class OnlineConfig:
     purchase_given_click: float = 0.3  # P(purchase | click on a relevant item)
     alpha: float = 0.05  # significance level of the tests
     srm_alpha: float = 0.001  # sample-ratio mismatch is flagged below this p-value
-    offline_margin: float = 0.0  # gate: a group regresses when its bootstrap CI upper end < -margin
-    bootstrap_samples: int = 2000  # paired bootstrap resamples of the eval queries (gate)
     seed: int = 0  # seed of the simulated users' queries and clicks
 
 

@@ -108,7 +108,7 @@ def train_router_for(cfg: PipelineConfig, model, world: World) -> tuple:
     router.stats["hit_k"] = r.hit_k
     router.stats["fit_seconds"] = round(time.perf_counter() - t0, 2)
     ev = measure(model, world, "eval", r.hit_k, None, cfg.eval.batch_size)
-    report = {"hit_k": r.hit_k, "train": router.stats, "eval": eval_report(router, ev, cfg.online.bootstrap_samples)}
+    report = {"hit_k": r.hit_k, "train": router.stats, "eval": eval_report(router, ev, r.bootstrap_samples)}
     return router, report
 
 

@@ -14,7 +14,6 @@ def test_evaluate_online_step_compares_challenger_with_champion(stack):
 
     cfg, world, home = stack
     cfg.online.max_requests = 40
-    cfg.online.bootstrap_samples = 300
     run_id = tracking.start_pipeline_run(cfg, "online-step")
     snapshot = DataSnapshot(run_key="online-step", mlflow_run_id=run_id, data_uri=str(home / "data"),
                             full_data_uri=str(home / "data"), dvc_rev="r", data_md5="m", git_commit="c")
