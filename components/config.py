@@ -379,14 +379,19 @@ class RoutingConfig:
     """`train_router`: when a query reasons, learned each night (components/routing, docs/serving-cost.md)."""
 
     enabled: bool = field(default=True, metadata={"help": "train a router; false: the model always reasons"})
+    holdout_share: float = field(default=0.15, metadata={"help": (
+        "share of the training queries held out of the teacher's triplets (so of the backbone corpus, cold start, "
+        "GRPO and direct baseline) for the router to be fitted on: per category, the hard ones by whole intent "
+        "when the data has intent ids; 0: the router is fitted on the trained queries (it learns their gain, "
+        "not that of unseen queries). Only when a router is trained")})
     hit_k: int = 100  # the HitRate@k the router keeps
-    tolerance: float = 0.0  # HitRate@k the routing may lose against always reasoning (out-of-fold, train queries)
-    max_queries: Optional[int] = 2000  # training queries measured (sampled); None: all
+    tolerance: float = 0.0  # HitRate@k the routing may lose against always reasoning (out-of-fold, fitted queries)
+    max_queries: Optional[int] = 2000  # held-out (holdout_share 0: training) queries measured (sampled); None: all
     folds: int = 5  # cross-validation folds: the threshold is set on out-of-fold scores
     c: float = 1.0  # inverse L2 strength of the logistic regression
     # paired bootstrap resamples of the router's eval report (routed minus always-reasoning, per category)
     bootstrap_samples: int = 2000
-    seed: int = 0  # sampling of the training queries and the cross-validation folds
+    seed: int = 0  # the held-out queries, their sample and the cross-validation folds
 
 
 @dataclass
@@ -492,7 +497,8 @@ def check_config(cfg: PipelineConfig) -> None:
     for key, value, upper in (("cold_start.sft_warmup_ratio", cfg.cold_start.sft_warmup_ratio, 1.0),
                               ("cold_start.self_cot_ratio", cfg.cold_start.self_cot_ratio, 1.0),
                               ("cold_start.wrong_cot_ratio", cfg.cold_start.wrong_cot_ratio, 1.0),
-                              ("grpo.rl_query_share", cfg.grpo.rl_query_share, 0.99)):
+                              ("grpo.rl_query_share", cfg.grpo.rl_query_share, 0.99),
+                              ("routing.holdout_share", cfg.routing.holdout_share, 0.9)):
         if not 0.0 <= float(value) <= upper:
             raise ConfigError(f"{key}: {value!r} must be between 0 and {upper}")
     for section in ("cold_start", "grpo"):

@@ -3,9 +3,11 @@
 The router's label is "this query's own CoT raises its HitRate@k over the direct embedding".
 Measured on the queries the model was trained on, that gain is small (the model has learned
 their items: on the demo model direct 0.952 vs reasoning 0.959) and the router learns the
-wrong thing for the queries it will serve. So a share of the training queries
-(``routing.holdout_share``) is held out of the teacher's triplets, and with them out of the
-cold start, GRPO and the direct baseline, and the router is fitted on them only.
+wrong thing for the queries it will serve (docs/serving-cost.md, section 3.1). So a share of
+the training queries (``routing.holdout_share``) is held out of everything the model learns
+from, as the eval queries are: the teacher's triplets (so the cold start, GRPO, the direct
+baseline, and the backbone's CoT documents) and the backbone's pre-training text (so the
+cold start's and GRPO's rehearsal of it); the router is fitted on them only.
 
 The split mirrors the eval split (:func:`components.data.generate.generate_world`): per
 category, and for the hard categories (the intent split's), whole intents when the data
@@ -70,3 +72,13 @@ def take_share(frame: pd.DataFrame, share: float, seed: int = 0) -> np.ndarray:
         mask[rows[taken]] = True
     return mask
 
+
+def holdout_query_ids(cfg, queries: pd.DataFrame) -> set[str]:
+    """The training queries the router learns from and the trainers never see (``routing.holdout_share``
+    of them, see :func:`take_share`); empty when no router is trained."""
+    r = cfg.routing
+    if not r.enabled or r.holdout_share <= 0 or cfg.model.pooling != "emb_token":
+        return set()
+    train = queries[queries["split"] == "train"].reset_index(drop=True)
+    mask = take_share(train, r.holdout_share, seed=r.seed)
+    return set(train.loc[mask, "query_id"].astype(str))

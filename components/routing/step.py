@@ -1,9 +1,11 @@
 """Step `train_router`: learn when reasoning pays, on tonight's world, and ship it with the model.
 
-Between ``train_grpo`` and ``register_challenger``: the GRPO model is loaded, every training
-query (up to ``routing.max_queries``) is embedded directly and after its own greedy CoT,
-both are searched exactly against the catalog, and the per-query HitRate@``routing.hit_k``
-gain of the CoT is the label of :func:`components.routing.router.fit_router`. The model
+Between ``train_grpo`` and ``register_challenger``: the GRPO model is loaded, every held-out
+training query (``routing.holdout_share`` of them, which no trainer saw:
+:mod:`components.routing.holdout`; up to ``routing.max_queries``) is embedded directly and
+after its own greedy CoT, both are searched exactly against the catalog, and the per-query
+HitRate@``routing.hit_k`` gain of the CoT is the label of
+:func:`components.routing.router.fit_router`. The model
 directory plus its ``router.json`` is logged as ``routed_model``: the version registered
 tonight carries its router, so the offline evaluation, the online A/B and the gate run the
 routing the service runs. The eval queries are never used for fitting; they are reported
@@ -96,19 +98,40 @@ def eval_report(router, m: dict, n_boot: int = 2000, seed: int = 0) -> dict:
     return routed_report(router.decide(m["direct"], m["scalars"]), m, n_boot, seed)
 
 
+def fit_queries(cfg: PipelineConfig, world: World):
+    """The queries the router is fitted on, and which they are: the held-out training queries
+    (``routing.holdout_share``: no trainer saw them), or with ``holdout_share`` 0 the training
+    queries; a seeded sample of ``routing.max_queries`` of them."""
+    from components.routing.holdout import holdout_query_ids
+
+    r = cfg.routing
+    held = holdout_query_ids(cfg, world.queries)
+    if held:
+        queries = world.queries[world.queries["query_id"].astype(str).isin(held)].reset_index(drop=True)
+        source = "held_out"
+    else:
+        queries, source = world.split("train"), "train"
+    if r.max_queries is not None and len(queries) > r.max_queries:
+        queries = queries.sample(n=r.max_queries, random_state=r.seed).reset_index(drop=True)
+    return queries, source
+
+
 def train_router_for(cfg: PipelineConfig, model, world: World) -> tuple:
-    """Fit the router on the training queries and report it on the eval queries: (router, report)."""
+    """Fit the router on the held-out training queries (:func:`fit_queries`) and report it on the
+    eval queries: (router, report)."""
     from components.routing.router import fit_router
 
     r = cfg.routing
     t0 = time.perf_counter()
-    train = measure(model, world, "train", r.hit_k, r.max_queries, cfg.eval.batch_size, seed=r.seed)
-    router = fit_router(train["direct"], train["scalars"], train["hit_direct"], train["hit_reason"],
+    queries, source = fit_queries(cfg, world)
+    fit = measure_queries(model, world, queries, r.hit_k, cfg.eval.batch_size)
+    router = fit_router(fit["direct"], fit["scalars"], fit["hit_direct"], fit["hit_reason"],
                         tolerance=r.tolerance, folds=r.folds, c=r.c, seed=r.seed)
-    router.stats["hit_k"] = r.hit_k
-    router.stats["fit_seconds"] = round(time.perf_counter() - t0, 2)
+    router.stats.update(hit_k=r.hit_k, fit_on=source, holdout_share=r.holdout_share if source == "held_out" else 0.0,
+                        fit_seconds=round(time.perf_counter() - t0, 2))
     ev = measure(model, world, "eval", r.hit_k, None, cfg.eval.batch_size)
-    report = {"hit_k": r.hit_k, "train": router.stats, "eval": eval_report(router, ev, r.bootstrap_samples)}
+    report = {"hit_k": r.hit_k, "fit_on": source, "fit_query_ids": fit["qids"], "train": router.stats,
+              "eval": eval_report(router, ev, r.bootstrap_samples)}
     return router, report
 
 
@@ -127,6 +150,7 @@ def run_train_router(cfg: PipelineConfig, snapshot: DataSnapshot, trained: Train
             world = load_world(snapshot.data_uri)
             model.router, report = train_router_for(cfg, model, world)
             report["enabled"] = True
+            mlflow.set_tag("router.fit_on", report["fit_on"])
             ev = report["eval"]["overall"]
             mlflow.log_metrics({"router.eval_reason_share": ev["reason_share"],
                                 "router.eval_hit_rate_routed": ev["hit_rate_routed"],
@@ -134,6 +158,7 @@ def run_train_router(cfg: PipelineConfig, snapshot: DataSnapshot, trained: Train
                                 "router.eval_hit_rate_direct": ev["hit_rate_direct"],
                                 "router.eval_diff_ci_low": ev["ci_low"], "router.eval_diff_ci_high": ev["ci_high"],
                                 "router.train_reason_share": report["train"].get("calibration_reason_share", 1.0),
+                                "router.fit_queries": report["train"]["n_queries"],
                                 "router.threshold": model.router.threshold})
             for cat, row in report["eval"].items():
                 if cat != "overall":

@@ -31,7 +31,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -427,10 +427,13 @@ def _select_items(qid: str, relevant: list[str], a: list[str], b: list[str], cfg
     return chosen, "judged" if cfg.item_filter == "judged" else "judged_fallback"
 
 
-def generate_triplets(data_dir: str | Path, cfg: TeacherConfig, out_path: Path) -> dict:
+def generate_triplets(data_dir: str | Path, cfg: TeacherConfig, out_path: Path,
+                      exclude: Collection[str] = ()) -> dict:
     """Write Query-CoT-Item triplets for the TRAIN queries of ``data_dir`` to ``out_path``; return stats.
 
     Rows: ``query_id, query, category, cot, item_id, item_title`` (JSON Lines, sorted keys).
+    ``exclude``: training query ids left out (the router's held-out queries,
+    :func:`components.routing.holdout.holdout_query_ids`), counted in ``n_queries_held_out``.
     """
     if cfg.item_filter not in ITEM_FILTERS:
         raise ValueError(f"teacher.item_filter must be one of {ITEM_FILTERS}, got {cfg.item_filter!r}")
@@ -442,6 +445,9 @@ def generate_triplets(data_dir: str | Path, cfg: TeacherConfig, out_path: Path) 
     data_dir, out_path = Path(data_dir), Path(out_path)
     catalog = read_jsonl(data_dir / schema.CATALOG_FILE)
     queries = [q for q in read_jsonl(data_dir / schema.QUERIES_FILE) if q["split"] == "train"]
+    n_train = len(queries)
+    exclude = {str(q) for q in exclude}
+    queries = [q for q in queries if str(q["query_id"]) not in exclude]
     queries.sort(key=lambda q: q["query_id"])
     relevant: dict[str, list[str]] = {}
     for row in read_jsonl(data_dir / schema.JUDGMENTS_FILE):
@@ -490,7 +496,8 @@ def generate_triplets(data_dir: str | Path, cfg: TeacherConfig, out_path: Path) 
     n_kept = sum(kept_queries.values())
     return {
         "n_triplets": len(rows),
-        "n_train_queries": len(queries),
+        "n_train_queries": n_train,
+        "n_queries_held_out": n_train - len(queries),
         "n_queries": n_kept,
         "n_queries_dropped": len(queries) - n_kept,
         "dropped_reasons": dict(sorted(dropped.items())),

@@ -31,9 +31,11 @@ def _is_main_process() -> bool:
 
 
 def world_corpus(cfg: PipelineConfig, data_uri: str, triplets: list[dict] | None = None):
-    """The backbone's pre-training corpus, rendered from this run's data (train queries only;
-    with ``backbone.train_cots``, their teacher CoT from ``triplets``)."""
+    """The backbone's pre-training corpus, rendered from this run's data (train queries only, and
+    not the router's held-out ones: ``routing.holdout_share``; with ``backbone.train_cots``, their
+    teacher CoT from ``triplets``)."""
     from components.data.io import load_knowledge
+    from components.routing.holdout import holdout_query_ids
     from components.training.pretrain import cot_documents, render_world_corpus
 
     world = load_world(data_uri)
@@ -41,6 +43,8 @@ def world_corpus(cfg: PipelineConfig, data_uri: str, triplets: list[dict] | None
     # DataFileError naming it; `lrem data import` writes a minimal one for real data
     knowledge = load_knowledge(data_uri)
     train = world.split("train")
+    held = holdout_query_ids(cfg, world.queries)
+    train = train[~train["query_id"].astype(str).isin(held)].reset_index(drop=True)
     docs = None
     if cfg.backbone.train_cots and triplets:
         train_ids = set(train["query_id"])

@@ -92,20 +92,44 @@ def test_routed_embeddings_follow_the_router_and_survive_save_load(tiny_model, t
     np.testing.assert_allclose(loaded.embed_queries(QUERIES)[0], embs, atol=1e-5)
 
 
-@pytest.mark.parametrize("enabled", [True])
-def test_train_router_measures_train_and_reports_eval(tiny_model, tmp_path, enabled):
+@pytest.mark.parametrize("holdout_share", [0.15, 0.0])
+def test_train_router_fits_on_the_held_out_queries_and_reports_eval(tiny_model, tmp_path, monkeypatch, holdout_share):
+    """The router is fitted on the held-out training queries only (with holdout_share 0: the training
+    queries), reported on the eval queries, and the same twice."""
     from components.config import PipelineConfig, RoutingConfig, WorldConfig
     from components.data.generate import generate_world
     from components.data.io import load_world
-    from components.routing.step import train_router_for
+    from components.routing import step
+    from components.routing.holdout import holdout_query_ids
 
-    generate_world(WorldConfig(n_items=150, n_queries=60), tmp_path / "data")
+    generate_world(WorldConfig(n_items=150, n_queries=120), tmp_path / "data")
     world = load_world(tmp_path / "data")
-    cfg = PipelineConfig(routing=RoutingConfig(enabled=enabled, max_queries=40, folds=3))
-    router, report = train_router_for(cfg, copy.deepcopy(tiny_model), world)
-    assert report["train"]["n_queries"] <= 40
+    cfg = PipelineConfig(routing=RoutingConfig(max_queries=40, folds=3, holdout_share=holdout_share))
+    measured = []
+    real = step.measure_queries
+
+    def spy(model, world, queries, *args, **kwargs):
+        measured.append(queries["query_id"].tolist())
+        return real(model, world, queries, *args, **kwargs)
+
+    monkeypatch.setattr(step, "measure_queries", spy)
+    router, report = step.train_router_for(cfg, copy.deepcopy(tiny_model), world)
+    fitted, evaluated = measured
+    held = holdout_query_ids(cfg, world.queries)
+    if holdout_share:
+        assert report["fit_on"] == "held_out" and router.stats["fit_on"] == "held_out"
+        assert set(fitted) == held and len(held) < 40  # all of them (fewer than max_queries), nothing else
+    else:
+        assert report["fit_on"] == "train" and not held
+        assert set(fitted) <= set(world.split("train")["query_id"]) and len(fitted) == 40
+    assert set(report["fit_query_ids"]) <= set(fitted) and report["train"]["n_queries"] == len(report["fit_query_ids"])
+    assert set(evaluated) == set(world.split("eval")["query_id"])
     ev = report["eval"]
     assert ev["overall"]["n"] == (world.queries["split"] == "eval").sum()
     for row in ev.values():
         assert 0.0 <= row["reason_share"] <= 1.0 and row["ci_low"] <= row["diff_routed_minus_always"] <= row["ci_high"]
     assert set(ev) - {"overall"} <= set(world.queries["category"])
+    again, report2 = step.train_router_for(cfg, copy.deepcopy(tiny_model), world)  # deterministic
+    for r in (router, again):
+        r.stats.pop("fit_seconds")
+    assert again == router and report2["eval"] == report["eval"] and report2["fit_query_ids"] == report["fit_query_ids"]

@@ -83,3 +83,130 @@ def test_tradeoff_curve_runs_from_direct_to_always_reasoning():
     assert curve[1]["hit_rate_routed"] > curve[0]["hit_rate_routed"]
     reason = top_share(res["score"], fold, 0.3)
     assert reason[fold].sum() == round(0.3 * fold.sum()) and reason[~fold].sum() == round(0.3 * (~fold).sum())
+
+
+# ------------------------------------------------------------------ the nightly run's held-out queries
+@pytest.fixture(scope="module")
+def tiny_world(tmp_path_factory):
+    from components.config import WorldConfig
+    from components.data.generate import generate_world
+    from components.data.io import load_world
+
+    data = tmp_path_factory.mktemp("world") / "data"
+    generate_world(WorldConfig(n_items=200, n_queries=160), data)  # varied phrasing, hard queries split by intent
+    return data, load_world(data)
+
+
+def _smoke(**routing):
+    from components.config import load_config
+
+    return load_config("configs/smoke.yaml", {"routing": routing} if routing else None)
+
+
+def test_holdout_query_ids_are_training_queries_by_category_and_intent(tiny_world):
+    from components.routing.holdout import HARD_CATEGORIES, holdout_query_ids
+
+    _, world = tiny_world
+    cfg = _smoke()
+    held = holdout_query_ids(cfg, world.queries)
+    train = world.split("train")
+    assert held and held <= set(train["query_id"])
+    is_held = train["query_id"].isin(held)
+    for cat, group in train.groupby("category"):  # about holdout_share of each category
+        assert abs(is_held[group.index].sum() - cfg.routing.holdout_share * len(group)) <= 3, cat
+    hard = train["category"].isin(HARD_CATEGORIES)
+    for cat in HARD_CATEGORIES:  # a held-out intent is named by no trained query of its category
+        sel = train["category"] == cat
+        assert not set(train.loc[sel & is_held, "intent"]) & set(train.loc[sel & ~is_held, "intent"])
+    assert hard[is_held].any()
+    assert holdout_query_ids(_smoke(), world.queries) == held  # deterministic
+    assert holdout_query_ids(_smoke(seed=1), world.queries) != held
+    assert holdout_query_ids(_smoke(holdout_share=0.0), world.queries) == set()
+    assert holdout_query_ids(_smoke(enabled=False), world.queries) == set()  # no router, nothing held out
+
+
+class _Recorder:
+    """Stands in for MLflow and the trainers: records what each trainer was handed."""
+
+    def __init__(self, tmp_path):
+        self.got: dict[str, dict] = {}
+        self.tmp = tmp_path
+
+    def trainer(self, name):
+        def train(model, rows, *args, **kwargs):
+            self.got[name] = {"rows": list(rows), "replay_docs": kwargs.get("replay_docs")}
+            (self.tmp / name).mkdir(exist_ok=True)
+            return {"steps": 1, "model_dir": str(self.tmp / name), "history": []}
+        return train
+
+
+def test_held_out_queries_never_reach_the_trainers_data(tiny_world, tmp_path, monkeypatch):
+    """The smoke config on a tiny world: the teacher's triplets, the backbone's corpus, the direct
+    baseline's, cold start's and GRPO's rows and their rehearsal text hold no held-out query."""
+    import contextlib
+    from types import SimpleNamespace
+
+    from components.artifacts import Backbone, DataSnapshot, TrainedModel, TripletSet
+    from components.data.io import read_jsonl
+    from components.model import lrem
+    from components.routing.holdout import holdout_query_ids
+    from components.teacher.step import write_triplets
+    from components.training import cold_start, grpo, pretrain
+    from components.training import step as tstep
+
+    data, world = tiny_world
+    cfg = _smoke()
+    held = holdout_query_ids(cfg, world.queries)
+    held_texts = set(world.queries.loc[world.queries["query_id"].isin(held), "text"])
+    trained_ids = set(world.split("train")["query_id"]) - held
+
+    stats = write_triplets(cfg, str(data), tmp_path / "triplets.jsonl")
+    rows = read_jsonl(tmp_path / "triplets.jsonl")
+    assert stats["n_queries_held_out"] == len(held) and not {r["query_id"] for r in rows} & held
+    assert stats["n_queries"] + stats["n_queries_dropped"] + stats["n_queries_held_out"] == stats["n_train_queries"]
+    assert {r["query_id"] for r in rows} <= trained_ids
+
+    monkeypatch.setenv("LREM_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("RANK", raising=False)
+    rec = _Recorder(tmp_path)
+    fake_tracking = SimpleNamespace(configure=lambda cfg: None, resume=lambda *a, **k: contextlib.nullcontext(),
+                                    download=lambda uri, dest: str(dest), log_metrics_fn=lambda: None)
+    fake_mlflow = SimpleNamespace(**{name: (lambda *a, **k: None) for name in
+                                     ("set_tags", "log_param", "log_artifacts", "log_text")})
+    monkeypatch.setattr(tstep, "tracking", fake_tracking)
+    monkeypatch.setattr(tstep, "mlflow", fake_mlflow)
+    monkeypatch.setattr(lrem.LREMModel, "create", classmethod(lambda cls, *a, **k: None))
+    monkeypatch.setattr(lrem.LREMModel, "load", classmethod(lambda cls, *a, **k: None))
+    corpora = []
+
+    def fake_backbone(model_cfg, backbone_cfg, corpus, root):
+        corpora.append(corpus)
+        return SimpleNamespace(model_dir="b", cache_key="k", registered_version=None, source="trained")
+
+    def fake_baseline(cfg, backbone_dir, key, rows, replay_docs=None, data_uri=None):
+        rec.got["direct_baseline"] = {"rows": list(rows), "replay_docs": replay_docs}
+        return "baseline"
+
+    monkeypatch.setattr(pretrain, "prepare_backbone", fake_backbone)
+    monkeypatch.setattr(tstep, "_direct_baseline", fake_baseline)
+    monkeypatch.setattr(cold_start, "train_cold_start", rec.trainer("cold_start"))
+    monkeypatch.setattr(grpo, "train_grpo", rec.trainer("grpo"))
+
+    snap = DataSnapshot(run_key="t", mlflow_run_id="r", data_uri=str(data), full_data_uri=str(data), dvc_rev="",
+                        data_md5="", git_commit="")
+    triplets = TripletSet(triplets_uri=str(tmp_path / "triplets.jsonl"), n_triplets=len(rows))
+    backbone = tstep.run_prepare_backbone(cfg, snap, triplets)
+    assert backbone.direct_baseline_dir == "baseline"
+    cs = tstep.run_cold_start(cfg, snap, triplets, Backbone(source="trained", model_dir="b", cache_key="k"))
+    tstep.run_grpo(cfg, snap, triplets, TrainedModel(stage="cold_start", model_uri="runs:/r/cs", steps=cs.steps))
+
+    assert set(rec.got) == {"direct_baseline", "cold_start", "grpo"}
+    assert not held_texts & set(corpora[0].train)  # the backbone's pre-training text
+    for name, got in rec.got.items():
+        ids = {r["query_id"] for r in got["rows"]}
+        assert ids and not ids & held, name
+        if got["replay_docs"] is not None:  # the rehearsal of the pre-training text
+            assert not held_texts & set(got["replay_docs"]), name
+    assert rec.got["cold_start"]["replay_docs"]  # smoke rehearses: the check above ran
+    # the trained queries do reach them (the test is not vacuous)
+    assert set(world.queries.loc[world.queries["query_id"].isin(trained_ids), "text"]) & set(corpora[0].train)
