@@ -256,6 +256,11 @@ class GRPOStageConfig:
     lm_replay_weight: float = 0.0
     lm_replay_batch: int = 16  # packed sequences of pre-training text rehearsed per step
     lm_replay_seq_len: int = 96  # tokens per rehearsed sequence
+    # checkpoint every this many GRPO steps in the run's scratch (<run dir>/grpo/checkpoints; 0: none);
+    # a rerun of the step for the same run resumes from the last complete one (docs/scaling.md).
+    # A multiple of num_iterations (a checkpoint between two updates on one generation batch
+    # would have to hold the sampled completions)
+    save_every: int = 20
     seed: int = 0  # seed of GRPO's sampling and shuffling
 
 
@@ -516,6 +521,10 @@ def check_config(cfg: PipelineConfig) -> None:
                           f"{cfg.compute.gpus}")
     if cfg.grpo.num_iterations < 1:
         raise ConfigError(f"grpo.num_iterations: {cfg.grpo.num_iterations!r} must be >= 1")
+    if cfg.grpo.save_every < 0 or cfg.grpo.save_every % cfg.grpo.num_iterations:
+        raise ConfigError(f"grpo.save_every: {cfg.grpo.save_every!r} must be >= 0 (0: no checkpoints) and a multiple "
+                          f"of grpo.num_iterations ({cfg.grpo.num_iterations}): a checkpoint between two updates "
+                          "on one generation batch would have to hold its sampled completions")
     if len(cfg.grpo.reward_weights) != len(cfg.grpo.reward_funcs):
         raise ConfigError(f"grpo.reward_weights: {len(cfg.grpo.reward_weights)} weights for "
                           f"{len(cfg.grpo.reward_funcs)} reward_funcs {cfg.grpo.reward_funcs}")

@@ -42,6 +42,7 @@ RANGES: dict[str, str] = {
     "grpo.reward_pool_size": ">= 0 (0: the whole catalog)",
     "grpo.reward_refresh_steps": ">= 1",
     "grpo.num_iterations": ">= 1",
+    "grpo.save_every": ">= 0 (0: no checkpoints), a multiple of grpo.num_iterations",
     "index.shards": ">= 1",
     "compute.gpus": ">= 0",
     "grpo.reward_weights": "one weight per entry of grpo.reward_funcs",

@@ -19,14 +19,26 @@ and optionally ``lm_replay_weight`` x the causal-LM loss on the backbone's pre-t
 RL steps at lr 1e-6 do not make forget; a tiny backbone at a higher rate does).
 No KL term (``beta`` 0). Every reward component, the InfoNCE term, the policy loss and the
 CoT length are logged per step.
+
+Checkpoints (``save_every``): TRL's (the Trainer's) checkpoint of weights, optimizer, schedule,
+step and every process's RNG, plus this module's own random state (the InfoNCE term's positives
+and negatives, the accuracy reward's targets and pool and its cached catalog embeddings, the
+rehearsal stream) and a marker written last, once every process has written its part. A rerun
+in the same ``out_dir`` resumes from the newest marked checkpoint of the same run (config,
+prompts, catalog, number of processes and starting weights) and ends with the weights an
+uninterrupted run would have (tests/training/test_distributed.py).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import os
 import random
+import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +127,16 @@ class RankAccuracyReward:
         self._calls = 0
         self._catalog_emb: torch.Tensor | None = None
 
+    def state_dict(self) -> dict:
+        """What a resumed run needs to draw the same targets and pools and rank against the same
+        cached catalog embeddings as the run it continues."""
+        return {"rng": self.rng.getstate(), "calls": self._calls, "catalog_emb": self._catalog_emb}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.setstate(_as_random_state(state["rng"]))
+        self._calls = int(state["calls"])
+        self._catalog_emb = state["catalog_emb"]
+
     def _item_embeddings(self, pool: Sequence[str]) -> torch.Tensor:
         if not self.full_catalog:
             return torch.from_numpy(self.model.embed_items([self.titles[i] for i in pool]))
@@ -182,6 +204,12 @@ REWARDS: dict[str, Callable[[RewardContext], Callable]] = {
 }
 
 
+def _as_random_state(state) -> tuple:
+    """``random.Random.getstate()`` as saved (torch.save keeps tuples; be lenient with lists)."""
+    version, internal, gauss = state
+    return int(version), tuple(int(x) for x in internal), gauss
+
+
 def build_rewards(names: Sequence[str], ctx: RewardContext) -> list[Callable]:
     unknown = [n for n in names if n not in REWARDS]
     if unknown:
@@ -215,12 +243,91 @@ def rl_infonce(model: LREMModel, prompt_ids: torch.Tensor, prompt_mask: torch.Te
     return info_nce(q, items, temperature, item_keys=keys, n_positives=len(positives), judged=judged)
 
 
+CHECKPOINT_MARKER = "lrem_checkpoint.json"  # written last: a checkpoint without it is incomplete
+
+
+def _lrem_state_file(process_index: int) -> str:
+    return f"lrem_state_{process_index}.pt"
+
+
+def latest_checkpoint(root: str | Path, fingerprint: str) -> tuple[Path | None, int]:
+    """The newest complete checkpoint (``checkpoint-N`` holding the marker, written after every
+    process saved its part) of the run with ``fingerprint`` under ``root``, and its step."""
+    best, step = None, 0
+    for path in Path(root).glob("checkpoint-*"):
+        m = re.fullmatch(r"checkpoint-(\d+)", path.name)
+        if not m or int(m.group(1)) <= step:
+            continue
+        try:
+            marker = json.loads((path / CHECKPOINT_MARKER).read_text())
+        except (OSError, ValueError):
+            continue
+        if marker.get("fingerprint") == fingerprint and marker.get("step") == int(m.group(1)):
+            best, step = path, int(m.group(1))
+    return best, step
+
+
+def weights_digest(lm: torch.nn.Module) -> str:
+    """sha256 of a model's state dict (names and bytes)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(lm.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def run_fingerprint(cfg: GRPOStageConfig, rows: Sequence[dict], item_ids: Sequence[str], world: int,
+                    start_digest: str) -> str:
+    """What a checkpoint can be resumed by: the same config, prompts, catalog, number of
+    processes and starting weights (a cold start retrained in the same run is another start)."""
+    from dataclasses import asdict
+
+    h = hashlib.sha256()
+    h.update(json.dumps({"cfg": asdict(cfg), "world": world, "start": start_digest}, sort_keys=True).encode())
+    h.update(json.dumps([[r["query_id"], r["prompt"], r["item_indices"]] for r in rows]).encode())
+    h.update(json.dumps(list(item_ids)).encode())
+    return h.hexdigest()[:24]
+
+
 def make_trainer_class():
     """:class:`LREMGRPOTrainer`, built lazily so importing this module does not import TRL."""
+    from transformers import TrainerCallback
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
     from trl import GRPOTrainer
+    from trl.trainer.utils import RepeatSampler
+
+    class EpochRepeatSampler(RepeatSampler):
+        """TRL's sampler, its shuffle seeded by (seed, epoch): TRL's draws each epoch's order from
+        one generator that a resumed run recreates, so a run resumed past epoch 0 would replay
+        epoch 0's order. :class:`_SamplerEpoch` sets the epoch before each one, resumed or not."""
+
+        epoch = 0
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = int(epoch)
+
+        def __iter__(self):
+            if self.shuffle:
+                self.generator.manual_seed((self.seed or 0) + self.epoch)
+            return super().__iter__()
+
+    class _SamplerEpoch(TrainerCallback):
+        """The epoch for the sampler, from the trainer's state at the start of each epoch (the
+        Trainer's own ``set_epoch`` does not reach the sampler under several processes once a
+        resumed run skips batches: accelerate wraps it one level deeper than it looks)."""
+
+        def __init__(self, trainer):
+            self.trainer = trainer
+
+        def on_epoch_begin(self, _args, state, _control, **_kw):
+            sampler = getattr(self.trainer, "_lrem_sampler", None)
+            if sampler is not None:  # state.epoch: whole at an epoch's start, e + k/n when resumed mid-epoch
+                sampler.set_epoch(math.floor(state.epoch or 0))
 
     class LREMGRPOTrainer(GRPOTrainer):
         """TRL's GRPO plus the paper's InfoNCE term: loss = L_GRPO + lambda x L_InfoNCE."""
+
+        lrem_fingerprint = ""  # of the run, written into each checkpoint's marker
 
         def __init__(self, *args, lrem: LREMModel, item_titles: Mapping[str, str], item_ids: Sequence[str],
                      lambda_infonce: float, temperature: float, n_negatives: int, seed: int = 0,
@@ -240,6 +347,49 @@ def make_trainer_class():
             self.nce_temperature = temperature
             self.n_negatives = n_negatives
             self.nce_rng = random.Random(seed)
+            self.add_callback(_SamplerEpoch(self))
+
+        def _get_train_sampler(self, dataset=None):
+            trl = super()._get_train_sampler(dataset)
+            self._lrem_sampler = EpochRepeatSampler(trl.data_source, trl.mini_repeat_count, trl.batch_size,
+                                                    trl.repeat_count, trl.shuffle, self.args.seed)
+            return self._lrem_sampler
+
+        # ---- checkpoints: TRL's, plus this trainer's own random state, plus a marker
+        def lrem_state_dict(self) -> dict:
+            rewards = {str(i): f.state_dict() for i, f in enumerate(self.reward_funcs) if hasattr(f, "state_dict")}
+            state = {"nce_rng": self.nce_rng.getstate(), "rewards": rewards}
+            if self.replay is not None:
+                state["replay"] = {"rng": self.replay.rng.getstate(), "order": list(self.replay.order)}
+            return state
+
+        def load_lrem_state(self, checkpoint: str | Path) -> None:
+            state = torch.load(Path(checkpoint) / _lrem_state_file(self.args.process_index), weights_only=True)
+            self.nce_rng.setstate(_as_random_state(state["nce_rng"]))
+            for i, f in enumerate(self.reward_funcs):
+                if hasattr(f, "load_state_dict"):
+                    f.load_state_dict(state["rewards"][str(i)])
+            if self.replay is not None:
+                self.replay.rng.setstate(_as_random_state(state["replay"]["rng"]))
+                self.replay.order = [int(x) for x in state["replay"]["order"]]
+
+        def _save_checkpoint(self, model, trial):
+            super()._save_checkpoint(model, trial)
+            root = Path(self._get_output_dir(trial=trial))
+            path = root / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            path.mkdir(parents=True, exist_ok=True)
+            torch.save(self.lrem_state_dict(), path / _lrem_state_file(self.args.process_index))
+            self.accelerator.wait_for_everyone()  # every process has written its part
+            if self.accelerator.is_main_process:
+                marker = {"step": self.state.global_step, "fingerprint": self.lrem_fingerprint,
+                          "num_processes": self.accelerator.num_processes}
+                tmp = path / f".{CHECKPOINT_MARKER}.tmp"
+                tmp.write_text(json.dumps(marker))
+                tmp.rename(path / CHECKPOINT_MARKER)
+                for old in root.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):  # keep only the newest
+                    if old != path:
+                        shutil.rmtree(old, ignore_errors=True)
+            self.accelerator.wait_for_everyone()
 
         def _generate_and_score_completions(self, inputs):
             out = super()._generate_and_score_completions(inputs)
@@ -417,6 +567,9 @@ def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[
     per_device = per_device_batch_size(cfg.per_device_batch_size, world, "grpo.per_device_batch_size")
     if len(cfg.reward_weights) != len(cfg.reward_funcs):
         raise ValueError("grpo.reward_weights must give one weight per reward function")
+    if cfg.save_every < 0 or cfg.save_every % cfg.num_iterations:
+        raise ValueError(f"grpo.save_every ({cfg.save_every}) must be >= 0 and a multiple of grpo.num_iterations "
+                         f"({cfg.num_iterations})")
     replay = replay_stream("grpo", cfg, model.tokenizer, replay_docs)
     out_dir = Path(out_dir)
     item_ids = sorted(catalog_titles)
@@ -436,8 +589,12 @@ def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[
     lm.generation_config.pad_token_id = model.pad_id
     lm.generation_config.bos_token_id = None
     rewards = build_rewards(cfg.reward_funcs, RewardContext(model, catalog_titles, relevant, cfg))
+    ckpt_root = out_dir / "checkpoints"
+    fingerprint = ""
+    if cfg.save_every:  # before training: the starting weights are part of what a checkpoint resumes
+        fingerprint = run_fingerprint(cfg, rows, item_ids, world, weights_digest(model.lm))
     args = GRPOConfig(
-        output_dir=str(out_dir / "trainer"),
+        output_dir=str(ckpt_root),
         max_steps=cfg.max_steps,
         per_device_train_batch_size=per_device,
         num_generations=cfg.num_generations,
@@ -451,7 +608,9 @@ def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[
         scale_rewards=cfg.scale_rewards,
         reward_weights=list(cfg.reward_weights),
         logging_steps=1,
-        save_strategy="no",
+        save_strategy="steps" if cfg.save_every else "no",
+        save_steps=cfg.save_every or 500,
+        save_total_limit=None,  # the trainer keeps the newest complete one itself
         report_to="none",
         seed=cfg.seed,
         bf16=torch.cuda.is_available(),
@@ -463,6 +622,10 @@ def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[
     history: list[dict] = []
 
     class _Relay(TrainerCallback):
+        def on_step_end(self, _args, state, control, **_kw):
+            if state.global_step >= state.max_steps:
+                control.should_save = False  # the finished model is saved instead; no last checkpoint
+
         def on_log(self, _args, state, _control, logs=None, **_kw):
             if not logs:
                 return
@@ -487,18 +650,31 @@ def train_grpo(model: LREMModel, triplets: Sequence[dict], catalog_titles: dict[
         random_positive=cfg.infonce_positive == "random",
         judged=relevant if cfg.mask_judged_negatives else None,
     )
+    trainer.lrem_fingerprint = fingerprint
+    resume, resumed_step = latest_checkpoint(ckpt_root, fingerprint) if cfg.save_every else (None, 0)
+    trainer.accelerator.wait_for_everyone()  # every process has chosen before any is removed
+    if trainer.accelerator.is_main_process:  # another run's, torn or older checkpoints: never resumed
+        for stale in ckpt_root.glob("checkpoint-*"):
+            if stale != resume:
+                shutil.rmtree(stale, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    if resume is not None:
+        trainer.load_lrem_state(resume)
+        log.info("resuming GRPO from %s (step %d of %d)", resume, resumed_step, cfg.max_steps)
     t0 = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     model.lm = trainer.model if not hasattr(trainer.model, "module") else trainer.model.module
     model.eval()
     model_dir = out_dir / "model"
     if trainer.accelerator.is_main_process:  # one writer; the other processes hold the same weights
         model.save(model_dir)
+        shutil.rmtree(ckpt_root, ignore_errors=True)  # the finished model supersedes them
     trainer.accelerator.wait_for_everyone()
     rewarded = [h for h in history if "grpo/reward" in h]
     reward_keys = [k for k in (rewarded[-1] if rewarded else {}) if "reward" in k]
     return {
         "steps": trainer.state.global_step,
+        "resumed_from_step": resumed_step,
         "num_processes": trainer.accelerator.num_processes,
         "per_device_batch_size": per_device,
         "generation_batch_size": int(args.generation_batch_size),

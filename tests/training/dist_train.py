@@ -2,12 +2,12 @@
 the library trainers on a tiny saved model; each process writes what it saw to JSON files.
 
     dist_train.py cold_start MODEL_DIR TRIPLETS_JSON OUT_DIR CONFIG_JSON RUNS [KILL_AT_STEP]
-    dist_train.py grpo MODEL_DIR TRIPLETS_JSON OUT_DIR CONFIG_JSON
+    dist_train.py grpo MODEL_DIR TRIPLETS_JSON OUT_DIR CONFIG_JSON [RUNS [KILL_AT_STEP]]
 
-cold_start: for each name in the comma-separated ``RUNS``, a fresh copy of the model trains in
-``OUT_DIR/<name>`` (resuming from a checkpoint there, if any); ``<name>.rank<R>.json`` records it.
-``KILL_AT_STEP``: rank 0 dies (``os._exit``) when it logs that step, as a lost worker would; the
-launcher then stops the other process. Not a test module (no ``test_`` prefix).
+For each name in the comma-separated ``RUNS`` (GRPO: default ``grpo``), a fresh copy of the model
+trains in ``OUT_DIR/<name>`` (resuming from a checkpoint there, if any); ``<name>.rank<R>.json``
+records it. ``KILL_AT_STEP``: rank 0 dies (``os._exit``) when it logs that step, as a lost worker
+would; the launcher then stops the other process. Not a test module (no ``test_`` prefix).
 """
 
 from __future__ import annotations
@@ -54,21 +54,29 @@ def cold_start(model_dir: str, rows: list[dict], out: Path, config: dict, runs: 
         }))
 
 
-def grpo(model_dir: str, rows: list[dict], out: Path, config: dict) -> None:
+def grpo(model_dir: str, rows: list[dict], out: Path, config: dict, runs: str, kill_at: int | None) -> None:
     from components.training.grpo import train_grpo
 
     rank = int(os.environ.get("RANK", "0"))
-    model = LREMModel.load(model_dir)
-    initial = weights_digest(model)
     titles = {r["item_id"]: r["item_title"] for r in rows}
-    logged: list[int] = []
-    result = train_grpo(model, rows, titles, GRPOStageConfig(**config), out / "grpo",
-                        log_metrics=lambda metrics, step: logged.append(step), show_progress=False)
-    (out / f"grpo.rank{rank}.json").write_text(json.dumps({
-        "initial": initial, "final": weights_digest(model), "logged": logged,
-        "saved": (out / "grpo" / "model" / "lrem_config.json").exists(),
-        **{k: result[k] for k in ("steps", "num_processes", "per_device_batch_size", "generation_batch_size")},
-    }))
+    for name in runs.split(","):
+        model = LREMModel.load(model_dir)
+        initial = weights_digest(model)
+        logged: list[int] = []
+
+        def log_metrics(metrics: dict, step: int) -> None:
+            logged.append(step)
+            if kill_at is not None and step == kill_at:
+                os._exit(17)
+
+        result = train_grpo(model, rows, titles, GRPOStageConfig(**config), out / name, log_metrics=log_metrics,
+                            show_progress=False)
+        (out / f"{name}.rank{rank}.json").write_text(json.dumps({
+            "initial": initial, "final": weights_digest(model), "logged": logged,
+            "saved": (out / name / "model" / "lrem_config.json").exists(),
+            **{k: result[k] for k in ("steps", "resumed_from_step", "num_processes", "per_device_batch_size",
+                                      "generation_batch_size")},
+        }))
 
 
 if __name__ == "__main__":
@@ -78,4 +86,5 @@ if __name__ == "__main__":
     if mode == "cold_start":
         cold_start(model_dir, rows, Path(out), config, sys.argv[6], int(sys.argv[7]) if len(sys.argv) > 7 else None)
     else:
-        grpo(model_dir, rows, Path(out), config)
+        grpo(model_dir, rows, Path(out), config, sys.argv[6] if len(sys.argv) > 6 else "grpo",
+             int(sys.argv[7]) if len(sys.argv) > 7 else None)

@@ -3,7 +3,8 @@ the library cold start and GRPO on a tiny model (tests/training/dist_train.py ru
 
 Checked: the ranks hold identical weights after optimizer steps; only rank 0 logs and saves; the
 global batch and the LR schedule are the config's (each process takes batch / world size); a run
-killed mid-way resumes from its last checkpoint to the same weights as an uninterrupted run.
+killed mid-way resumes from its last checkpoint to the same weights as an uninterrupted run (the
+cold start and GRPO).
 """
 
 from __future__ import annotations
@@ -124,6 +125,40 @@ def test_grpo_in_two_processes_keeps_the_generation_batch(tiny, tmp_path):
         assert r["per_device_batch_size"] == 4 and r["generation_batch_size"] == 8
         assert r["saved"]
     assert ranks[0]["logged"] and ranks[1]["logged"] == []
+
+
+def test_grpo_in_two_processes_resumes_after_a_kill_to_the_uninterrupted_weights(tiny, tmp_path):
+    """Rank 0 dies at step 5 of 5; the checkpoints came at steps 2 and 4 (grpo.save_every 2). With 6
+    queries and 2 a step an epoch is 3 steps: the run crosses an epoch and step 4 is mid-epoch, so
+    the resume restores the sampler's place, both processes' RNG (the sampled CoTs), the optimizer,
+    and the trainer's own draws (InfoNCE positives and negatives, the reward's cached catalog
+    embeddings: 6 items, a pool of 8 ranks the whole catalog)."""
+    rows = json.loads((tiny / "triplets.json").read_text())[:6]
+    triplets = tmp_path / "triplets.json"
+    triplets.write_text(json.dumps(rows))
+    config = {"max_steps": 5, "num_generations": 4, "per_device_batch_size": 8, "reward_pool_size": 8,
+              "reward_refresh_steps": 3, "lambda_infonce": 0.1, "infonce_negatives": 4, "save_every": 2}
+    args = [str(tiny / "model"), str(triplets), str(tmp_path), json.dumps(config)]
+    killed = _launch("grpo", *args, "run", "5")
+    assert killed.returncode != 0, killed.stdout[-2000:] + killed.stderr[-2000:]
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("checkpoint-*")) == ["checkpoint-4"]  # the newest only
+    assert {"lrem_checkpoint.json", "lrem_state_0.pt", "lrem_state_1.pt", "rng_state_0.pth",
+            "rng_state_1.pth"} <= {p.name for p in (checkpoints / "checkpoint-4").iterdir()}
+    assert not (tmp_path / "run" / "model").exists()
+
+    done = _launch("grpo", *args, "run,straight")  # resume the killed run, then the same run uninterrupted
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    resumed, straight = _ranks(tmp_path, "run"), _ranks(tmp_path, "straight")
+    for ranks in (resumed, straight):
+        assert ranks[0]["final"] == ranks[1]["final"]
+        assert all(r["steps"] == 5 and r["saved"] for r in ranks)
+        assert ranks[1]["logged"] == []
+    assert [r["resumed_from_step"] for r in resumed + straight] == [4, 4, 0, 0]
+    assert sorted(set(resumed[0]["logged"])) == [5]  # picked up after the checkpoint
+    assert sorted(set(straight[0]["logged"])) == [1, 2, 3, 4, 5]
+    assert resumed[0]["final"] == straight[0]["final"] != straight[0]["initial"]
+    assert not checkpoints.exists()  # the finished model supersedes them
 
 
 def test_a_global_batch_the_processes_cannot_share_is_an_error():

@@ -249,3 +249,41 @@ def test_hardest_prompts_keep_the_queries_the_model_ranks_worst(model):
     assert hardest_prompts(model, rows, TITLES, relevant, 1.0) == rows
     with pytest.raises(ValueError):
         hardest_prompts(model, rows, TITLES, relevant, 0.0)
+
+
+def test_grpo_resumes_only_a_complete_checkpoint_of_the_same_run(tmp_path):
+    """A checkpoint counts once its marker is written (last, after every process saved its part)
+    and names this run; a torn one, another run's, or a marker for another step is never resumed.
+    The kill-and-resume run itself: tests/training/test_distributed.py."""
+    import json
+
+    from components.config import ConfigError, PipelineConfig
+    from components.training.grpo import CHECKPOINT_MARKER, latest_checkpoint, run_fingerprint
+
+    def checkpoint(step: int, marker: dict | None) -> None:
+        path = tmp_path / f"checkpoint-{step}"
+        path.mkdir()
+        (path / "model.safetensors").write_bytes(b"x")
+        if marker is not None:
+            (path / CHECKPOINT_MARKER).write_text(json.dumps(marker))
+
+    checkpoint(2, {"step": 2, "fingerprint": "this"})
+    checkpoint(4, {"step": 4, "fingerprint": "other"})  # another config or start: not this run's
+    checkpoint(6, None)  # killed while saving: no marker
+    checkpoint(8, {"step": 3, "fingerprint": "this"})  # a marker that is not this folder's
+    assert latest_checkpoint(tmp_path, "this") == (tmp_path / "checkpoint-2", 2)
+    assert latest_checkpoint(tmp_path, "other") == (tmp_path / "checkpoint-4", 4)
+    assert latest_checkpoint(tmp_path, "none") == (None, 0)
+    assert latest_checkpoint(tmp_path / "absent", "this") == (None, 0)
+
+    rows = [{"query_id": "q1", "prompt": "p", "item_indices": [1]}]
+    base = run_fingerprint(GRPOStageConfig(), rows, ["I1"], 1, "w")
+    assert base == run_fingerprint(GRPOStageConfig(), rows, ["I1"], 1, "w")
+    assert len({base, run_fingerprint(GRPOStageConfig(), rows, ["I1"], 2, "w"),  # another number of processes
+                run_fingerprint(GRPOStageConfig(), rows, ["I1"], 1, "w2"),  # another starting model
+                run_fingerprint(GRPOStageConfig(max_steps=61), rows, ["I1"], 1, "w")}) == 4
+
+    # a checkpoint between two updates on one generation batch is refused
+    with pytest.raises(ConfigError, match="grpo.save_every"):
+        PipelineConfig(grpo=GRPOStageConfig(num_iterations=2, save_every=3))
+    PipelineConfig(grpo=GRPOStageConfig(num_iterations=2, save_every=4))
