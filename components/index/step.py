@@ -13,6 +13,8 @@ fails naming the shards that are missing or do not match, inserts the vectors in
 collection, builds the index and verifies the row count and a probe search, before the model
 version is tagged with the collection (nothing points at it before that: the serving alias moves
 only at ``promote``). A retried shard whose files are complete and match is reused as it is.
+Once the collection is verified and tagged, the shard files are deleted (:func:`discard_shards`);
+a build that fails keeps them, so its retry inserts them again without encoding anything.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -199,6 +202,20 @@ def gather_shards(root: Path, num_shards: int, item_ids: list[str], model_uri: s
     return vectors()
 
 
+def discard_shards(root: Path) -> int:
+    """Delete a built collection's shard files (``root``) and the run's ``index_shards`` folder once
+    it holds nothing else; returns the bytes freed."""
+    if not root.is_dir():
+        return 0
+    freed = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    shutil.rmtree(root)
+    try:
+        root.parent.rmdir()  # index_shards/, when no other collection's shards are there
+    except OSError:
+        pass
+    return freed
+
+
 # ---------------------------------------------------------------------------- the steps
 def _collection(cfg: PipelineConfig, model: RegisteredModel) -> str:
     return collection_name(cfg, model.model_version)
@@ -247,4 +264,8 @@ def run(cfg: PipelineConfig, snapshot: DataSnapshot, model: RegisteredModel) -> 
         mlflow.log_metrics({"index/rows": float(result["rows"]), "index/seconds": float(result["seconds"]),
                             "index/shards": float(cfg.index.shards)})
         mlflow.set_tag(COLLECTION_TAG, name)
+    # verified and tagged: the vectors live in Milvus now. Any failure above raised before this
+    # line and left the shard files for the retry.
+    freed = discard_shards(root)
+    log.info("deleted the %d shard files of %s (%.1f MB)", 3 * num_shards, name, freed / 1e6)
     return ItemIndex(collection=name, rows=int(result["rows"]), model_version=model.model_version)

@@ -93,3 +93,60 @@ def test_gathered_shards_build_a_verified_collection(milvus_uri, embed_titles, t
     assert result["rows"] == len(IDS) and result["probes"] == 8
     assert collection_row_count(milvus_uri, "sharded_v1") == len(IDS)
     assert search(milvus_uri, "sharded_v1", embed_titles(TITLES[40:41]), limit=1) == [[IDS[40]]]
+
+
+def test_the_build_step_deletes_the_shards_once_verified_and_keeps_them_when_it_fails(
+        milvus_uri, embed_titles, tmp_path, monkeypatch):
+    """`build_index` (the gathering step) on 3 shard files in the run's scratch: a build that fails
+    (here the collection's verification) leaves them for the retry, which builds from them without
+    encoding anything and then deletes them, with the run's empty index_shards folder."""
+    import types
+
+    import mlflow
+    import pandas as pd
+
+    from components import tracking
+    from components.artifacts import DataSnapshot, RegisteredModel
+    from components.config import PipelineConfig, TrackingConfig
+    from components.index import collections as index_collections
+    from components.index import step as build_index_step
+    from components.paths import run_dir
+
+    monkeypatch.setenv("LREM_HOME", str(tmp_path / "home"))
+    db = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = PipelineConfig(tracking=TrackingConfig(mlflow_uri=db, experiment="shards", model_name="lrem-shards"),
+                         index=IndexConfig(milvus_uri=milvus_uri, serving_alias="shards_serving", index_type="FLAT",
+                                           collection_prefix="shards_items_v", batch_size=16, shards=3))
+    client = mlflow.MlflowClient(tracking_uri=db, registry_uri=db)
+    client.create_registered_model("lrem-shards")
+    client.create_model_version("lrem-shards", source=str(tmp_path))
+    run_id = tracking.start_pipeline_run(cfg, "shards-run")
+    snapshot = DataSnapshot(run_key="shards-run", mlflow_run_id=run_id, data_uri=str(tmp_path),
+                            full_data_uri=str(tmp_path), dvc_rev="workspace", data_md5="x", git_commit="x")
+    model = RegisteredModel(model_name="lrem-shards", model_version="1", model_uri="models:/lrem-shards/1")
+    world = types.SimpleNamespace(catalog=pd.DataFrame({"item_id": IDS, "title": TITLES}))
+    monkeypatch.setattr(build_index_step, "load_world", lambda uri: world)
+
+    root = build_index_step.shard_root("shards-run", "shards_items_v1")
+    for shard in range(3):  # what the three shard tasks wrote
+        build_index_step.encode_shard(root, shard, 3, IDS, TITLES, embed_titles, model.model_uri, 16)
+    files = sorted(p.name for p in root.iterdir())
+    assert len(files) == 9  # vectors, ids and manifest of each shard
+
+    real_insert = index_collections.insert_item_vectors
+
+    def failing_verification(*args, **kwargs):
+        raise index_collections.IndexBuildError("probe search on 'shards_items_v1': 1 of 8 items are not in their top 10")
+
+    monkeypatch.setattr(index_collections, "insert_item_vectors", failing_verification)
+    with pytest.raises(index_collections.IndexBuildError, match="probe search"):
+        build_index_step.run(cfg, snapshot, model)
+    assert sorted(p.name for p in root.iterdir()) == files  # kept for the retry
+
+    monkeypatch.setattr(index_collections, "insert_item_vectors", real_insert)
+    monkeypatch.setattr(build_index_step, "encode_shard", None)  # the retry encodes nothing
+    built = build_index_step.run(cfg, snapshot, model)
+    assert built.rows == len(IDS) == collection_row_count(milvus_uri, "shards_items_v1")
+    assert search(milvus_uri, "shards_items_v1", embed_titles(TITLES[70:71]), limit=1) == [[IDS[70]]]
+    assert client.get_model_version("lrem-shards", "1").tags["milvus_collection"] == "shards_items_v1"
+    assert not root.exists() and not (run_dir("shards-run") / "index_shards").exists()
