@@ -8,6 +8,8 @@
     lrem step NAME --ctx ctx.json       run one pipeline step on the artefacts in ctx.json
                                         (step name -> artefact; --save adds the result to it)
     lrem step build_index --shard I     one shard of a sharded step (index.shards); without --shard, the gathering
+    lrem step train_grpo --launch       a training step under `accelerate launch`, one process a GPU of the
+                                        config's compute.gpus (what the Kubernetes pods run)
     lrem pipeline                       run all steps in this process, no Airflow
                                         (writes the context to .lrem/runs/<run key>/ctx.json)
     lrem run-lock [--clear]             the run holding the pipeline's run lock (one run at a time)
@@ -103,10 +105,37 @@ def cmd_steps(args) -> int:
     return 0
 
 
+def accelerate_command(args, cfg) -> list[str] | None:
+    """``lrem step NAME --launch``: the ``accelerate launch`` command line that reruns this one in
+    ``compute.gpus`` processes (read from the run's config now, not when the DAG was parsed), or
+    None: a one-process step, ``compute.gpus`` at most 1, or already a process of a launcher."""
+    from components.pipeline import get_step
+
+    step = get_step(args.name)
+    gpus = int(cfg.compute.gpus)
+    if not step.multi_process or args.shard is not None or gpus <= 1:
+        return None
+    if "RANK" in os.environ or "LOCAL_RANK" in os.environ:  # a process accelerate (torchrun) started
+        return None
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() < gpus:
+        raise SystemExit(f"compute.gpus is {gpus} in {args.config} but this machine sees {torch.cuda.device_count()} "
+                         "GPUs: the pod's nvidia.com/gpu request and the config disagree")
+    rest = [a for a in args.argv if a != "--launch"]
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(gpus),
+            "-m", "components.cli", *rest]
+
+
 def cmd_step(args) -> int:
     from components.pipeline import run_step
 
     cfg = _config(args)
+    if args.launch:
+        command = accelerate_command(args, cfg)
+        if command is not None:  # the launcher replaces this process (signals reach it, its status is the pod's)
+            print("lrem step --launch: " + " ".join(command), file=sys.stderr, flush=True)
+            os.execv(command[0], command)
     ctx_file = Path(args.ctx) if args.ctx else None
     ctx = json.loads(ctx_file.read_text()) if ctx_file is not None and ctx_file.exists() else {}
     if args.ctx_json:
@@ -273,6 +302,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--save", action="store_true", help="add the step's artefact to the --ctx file")
     p.add_argument("--shard", type=int, default=os.environ.get("LREM_SHARD"),
                    help="run only this shard of a sharded step (build_index: index.shards); $LREM_SHARD")
+    p.add_argument("--launch", action="store_true",
+                   help="a multi-process step (train_cold_start, train_grpo): rerun it under `accelerate launch`, "
+                        "one process a GPU of the config's compute.gpus, when that is more than 1 (the Kubernetes "
+                        "pods' command); no effect on other steps")
     p.set_defaults(fn=cmd_step)
 
     p = sub.add_parser("pipeline", help="run every step in this process")
@@ -326,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     add_stack_commands(sub)  # stack up|down|status (make up / down / status)
 
     args = parser.parse_args(argv)
+    args.argv = argv  # `lrem step --launch` reruns this command line under accelerate
     if not logging.getLogger().handlers:  # steps report through logging
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return args.fn(args)

@@ -16,7 +16,7 @@ Run conf (all optional): `{"config": "configs/demo.yaml", "dvc_rev": "<git rev>"
 `allow_drift` (true, or a list of bounds such as `["rows"]`) lets an intended change of the data
 pass the raw-data gate's drift bounds, recorded in the run's lineage (docs/data-contract.md).
 `LREM_EXECUTION=kubernetes` runs each step as `lrem step <name>` in the training image
-through KubernetesPodOperator (GPUs for the training tasks), its inputs passed as JSON
+through KubernetesPodOperator (GPUs and processes from the run's config), its inputs passed as JSON
 with `--ctx-json`; the default runs them in the worker. `build_index` encodes the catalog in
 `index.shards` parallel tasks first (`build_index_plan_shards` -> `build_index_shard`, mapped
 over the plan), then inserts and verifies (docs/scaling.md).
@@ -202,37 +202,68 @@ def _retest_branch(tasks: dict) -> None:
         previous = current
 
 
-def _compute_config():
-    """``compute`` of the deployment's config (``LREM_CONFIG``): pod resources are fixed when the
-    DAG is parsed, so a run's ``config`` param does not change them (its shard count it does)."""
-    from components.config import load_config
+def pod_gpus(step: Step, cfg, shard_task: bool = False) -> int:
+    """GPUs of a step's pod for a run's config: ``compute.gpus`` for a multi-process step
+    (training), one for any other GPU step (0 when ``compute.gpus`` is 0; a shard encodes on one,
+    the gathering task of a sharded step needs none), none for a CPU step."""
+    if not step.gpu:
+        return 0
+    if step.multi_process:
+        return int(cfg.compute.gpus)
+    return min(int(cfg.compute.gpus), 1 if shard_task or not step.shards else 0)
 
-    return load_config(DEFAULT_CONFIG).compute
+
+_POD_OPERATOR = None
+
+
+def _pod_operator():
+    """KubernetesPodOperator whose GPU request comes from the RUN's config (its ``config`` param),
+    read when the pod is built at run time in the worker, as the shard plan reads the shard count.
+    Built lazily: the provider's import is slow, and the default execution does not need it."""
+    global _POD_OPERATOR
+    if _POD_OPERATOR is not None:
+        return _POD_OPERATOR
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from kubernetes.client import models as k8s
+
+    class LremPodOperator(KubernetesPodOperator):
+        def __init__(self, *, lrem_step: str, lrem_shard_task: bool = False, **kwargs):
+            super().__init__(**kwargs)
+            self.lrem_step = lrem_step
+            self.lrem_shard_task = lrem_shard_task
+
+        def build_pod_request_obj(self, context=None, *, dry_run: bool = False):
+            from components.config import load_config
+
+            params = (context or {}).get("params") or {}
+            # without a run (a dry run): the deployment's config
+            gpus = pod_gpus(STEPS[self.lrem_step], load_config(params.get("config") or DEFAULT_CONFIG),
+                            self.lrem_shard_task)
+            self.container_resources = k8s.V1ResourceRequirements(limits={"nvidia.com/gpu": str(gpus)}) if gpus else None
+            return super().build_pod_request_obj(context, dry_run=dry_run)
+
+    _POD_OPERATOR = LremPodOperator
+    return _POD_OPERATOR
 
 
 def _kubernetes_task(step: Step, shard_plan=None):
     """A pod running ``lrem step NAME --ctx-json {producer: artefact, ...}`` in the training image.
 
-    A multi-process GPU step (training) gets ``compute.gpus`` GPUs and, with more than one, runs
-    under ``accelerate launch``, one process a GPU; any other GPU step one GPU (0 when
-    ``compute.gpus`` is 0). A sharded step (``shard_plan``: the XCom of its
+    Its GPUs (:func:`pod_gpus`) and, for a training step, its processes come from the run's
+    config at run time: the operator reads ``compute.gpus`` when it builds the pod, and the pod
+    runs ``lrem step NAME --launch``, which reruns itself under ``accelerate launch``, one process
+    a GPU, when the config gives it more than one. A sharded step (``shard_plan``: the XCom of its
     plan task) is a pod per shard (``$LREM_SHARD``) mapped over the plan, then the step's own pod;
     they share the run's scratch, the PersistentVolumeClaim ``LREM_SCRATCH_PVC``
     (``infra/k8s/scratch-pvc.yaml``) mounted where ``run_dir`` puts it."""
-    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import models as k8s
 
+    operator = _pod_operator()
     ctx_arg = []
     if step.upstream:
         pulls = ", ".join(f"'{up}': ti.xcom_pull(task_ids='{up}')" for up in step.upstream)
         ctx_arg = ["--ctx-json", "{{ {%s} | tojson }}" % pulls]
-    gpus = _compute_config().gpus if step.gpu else 0
-    if not step.multi_process:  # one process: one GPU (a shard encodes on one; gathering them needs none)
-        gpus = min(gpus, 0 if step.shards and shard_plan is None else 1)
-    resources = k8s.V1ResourceRequirements(limits={"nvidia.com/gpu": str(gpus)}) if gpus else None
-    cmds = ["lrem"]
-    if step.multi_process and gpus > 1:
-        cmds = ["accelerate", "launch", "--multi_gpu", "--num_processes", str(gpus), "-m", "components.cli"]
+    launch = ["--launch"] if step.multi_process else []
     env_from = [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=RUNTIME_SECRET))] if RUNTIME_SECRET else None
     scratch = {}
     if step.shards and SCRATCH_PVC:
@@ -243,24 +274,22 @@ def _kubernetes_task(step: Step, shard_plan=None):
         )
     kwargs = dict(
         image=TRAINING_IMAGE,
-        cmds=cmds,
+        cmds=["lrem"],
         arguments=["--config", "{{ params.config }}",
                    "--allow-drift", "{{ 'all' if params.allow_drift is sameas true else (params.allow_drift or []) | join(',') }}",
-                   "step", step.name, *ctx_arg,
+                   "step", step.name, *launch, *ctx_arg,
                    "--run-key", "{{ run_id }}",
                    "--out", "/airflow/xcom/return.json"],
         do_xcom_push=True,
-        container_resources=resources,
         env_from=env_from,
         trigger_rule=step.trigger_rule,
         get_logs=True,
         **scratch,
     )
     if shard_plan is not None:
-        return KubernetesPodOperator.partial(task_id=_shard_task_id(step),
-                                             name=f"lrem-{step.name.replace('_', '-')}-shard",
-                                             **kwargs).expand(env_vars=shard_plan)
-    return KubernetesPodOperator(task_id=step.name, name=f"lrem-{step.name.replace('_', '-')}", **kwargs)
+        return operator.partial(task_id=_shard_task_id(step), name=f"lrem-{step.name.replace('_', '-')}-shard",
+                                lrem_step=step.name, lrem_shard_task=True, **kwargs).expand(env_vars=shard_plan)
+    return operator(task_id=step.name, name=f"lrem-{step.name.replace('_', '-')}", lrem_step=step.name, **kwargs)
 
 
 @dag(

@@ -89,7 +89,7 @@ def test_kubernetes_tasks_pass_each_input_artefact_as_json(monkeypatch, tmp_path
     monkeypatch.delenv("LREM_CONFIG", raising=False)  # configs/demo.yaml: compute.gpus 1
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
     monkeypatch.setenv("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "300")  # the provider's first import is slow
-    import airflow.providers.cncf.kubernetes.operators.pod  # noqa: F401  (imported once, outside the timeout)
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator  # once, outside the timeout
 
     bag = DagBag(dag_folder=str(DAGS_DIR / "lrem_nightly.py"))
     assert not bag.import_errors
@@ -101,9 +101,11 @@ def test_kubernetes_tasks_pass_each_input_artefact_as_json(monkeypatch, tmp_path
 
     for step in STEPS.values():
         op = dag.get_task(step.name)
-        assert type(op).__name__ == "KubernetesPodOperator" and op.cmds == ["lrem"]
+        assert isinstance(op, KubernetesPodOperator) and op.cmds == ["lrem"]
         assert set(step.upstream) <= op.upstream_task_ids
-        gpu = (op.container_resources.limits or {}).get("nvidia.com/gpu") if op.container_resources else None
+        # the GPUs come from the run's config when the pod is built (without a run: LREM_CONFIG's)
+        resources = op.build_pod_request_obj(dry_run=True).spec.containers[0].resources
+        gpu = (resources.limits or {}).get("nvidia.com/gpu") if resources else None
         # one GPU a GPU step's pod; the gathering pod of a sharded step only inserts (its shards encode)
         assert gpu == ("1" if step.gpu and not step.shards else None), step.name
         assert [e.secret_ref.name for e in op.env_from] == ["lrem-runtime"]  # credentials from the Secret

@@ -1,5 +1,9 @@
 """LREM_EXECUTION=kubernetes with a sharded, multi-GPU config: the pod specs KubernetesPodOperator
-would submit, rendered for a run (no cluster: the operator builds the V1Pod, nothing is sent)."""
+would submit, rendered for a run (no cluster: the operator builds the V1Pod, nothing is sent).
+
+The shard count, the GPUs and the training processes come from the RUN's config (its ``config``
+param), not from the ``LREM_CONFIG`` the DAG was parsed with: a run of another config gets other
+pods, and ``lrem step NAME --launch`` starts ``accelerate`` with the config's ``compute.gpus``."""
 
 from __future__ import annotations
 
@@ -109,13 +113,74 @@ def test_pod_specs_of_a_sharded_multi_gpu_run(k8s_dag):
     assert not (c.get("resources") or {}).get("limits")  # gathering only inserts: no GPU
     assert {"mountPath": "/opt/lrem/.lrem/runs", "name": "run-scratch"} in c["volumeMounts"]
 
-    for name in ("train_cold_start", "train_grpo"):  # compute.gpus 4: accelerate, one process a GPU
+    for name in ("train_cold_start", "train_grpo"):  # compute.gpus 4: `lrem step --launch` starts accelerate
         c = _container(_render(dag, dag.get_task(name), config, kubeconfig))
-        assert c["command"] == ["accelerate", "launch", "--multi_gpu", "--num_processes", "4", "-m",
-                                "components.cli"]
-        assert c["args"][c["args"].index("step") + 1] == name
+        assert c["command"] == ["lrem"]
+        assert c["args"][c["args"].index("step") + 1:c["args"].index("step") + 3] == [name, "--launch"]
         assert c["resources"]["limits"] == {"nvidia.com/gpu": "4"}
     c = _container(_render(dag, dag.get_task("evaluate_offline"), config, kubeconfig))
     assert c["command"] == ["lrem"] and c["resources"]["limits"] == {"nvidia.com/gpu": "1"}
     c = _container(_render(dag, dag.get_task("gate"), config, kubeconfig))
     assert not (c.get("resources") or {}).get("limits")
+
+
+def test_a_run_of_another_config_gets_its_own_gpus(k8s_dag, tmp_path):
+    """The DAG was parsed with LREM_CONFIG's compute.gpus 4; a run whose config says 2 (or 0) gets
+    pods of 2 (or none) GPUs: the operator reads the run's config when it builds the pod."""
+    dag, _, kubeconfig = k8s_dag
+    for gpus, training, one in ((2, {"nvidia.com/gpu": "2"}, {"nvidia.com/gpu": "1"}), (0, None, None)):
+        run_config = tmp_path / f"gpus{gpus}.yaml"
+        run_config.write_text(f"name: other\nindex:\n  shards: 2\ncompute:\n  gpus: {gpus}\n")
+        for name in ("train_cold_start", "train_grpo"):
+            c = _container(_render(dag, dag.get_task(name), run_config, kubeconfig))
+            assert (c.get("resources") or {}).get("limits") == training
+            assert "--launch" in c["args"]
+        shard = dag.get_task("build_index_shard").unmap({"env_vars": {"LREM_SHARD": "0"}})
+        for op in (dag.get_task("evaluate_offline"), shard):
+            assert (_container(_render(dag, op, run_config, kubeconfig)).get("resources") or {}).get("limits") == one
+        gather = _container(_render(dag, dag.get_task("build_index"), run_config, kubeconfig))
+        assert not (gather.get("resources") or {}).get("limits")
+
+
+def test_lrem_step_launch_reruns_a_training_step_under_accelerate_with_the_config_gpus(tmp_path, monkeypatch):
+    """What the training pods run: `lrem ... step train_grpo --launch` reads compute.gpus from its
+    --config and execs `accelerate launch --num_processes <gpus>` on the same command line without
+    --launch; with one GPU, inside a launched process, or for a one-process step it runs as is."""
+    import sys
+
+    from components import cli, pipeline
+    from components.artifacts import TrainedModel
+
+    class Exec(Exception):
+        pass
+
+    launched, ran = [], []
+
+    def fake_exec(path, argv):
+        launched.append(argv)
+        raise Exec
+
+    monkeypatch.setattr(cli.os, "execv", fake_exec)
+    monkeypatch.setattr(pipeline, "run_step", lambda name, cfg, ctx, run_key=None:
+                        ran.append((name, cfg.compute.gpus)) or TrainedModel(stage="grpo", model_uri="m", steps=1))
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    configs = {}
+    for gpus in (1, 4):
+        configs[gpus] = tmp_path / f"gpus{gpus}.yaml"
+        configs[gpus].write_text(f"name: launch\ncompute:\n  gpus: {gpus}\n")
+
+    argv = ["--config", str(configs[4]), "--allow-drift", "", "step", "train_grpo", "--launch",
+            "--ctx-json", '{"pull_data": {}}', "--run-key", "r1", "--out", str(tmp_path / "out.json")]
+    with pytest.raises(Exec):
+        cli.main(argv)
+    assert launched == [[sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "4",
+                         "-m", "components.cli", *[a for a in argv if a != "--launch"]]]
+    assert ran == []
+
+    monkeypatch.setenv("RANK", "1")  # a process accelerate started: it trains
+    assert cli.main(argv) == 0
+    monkeypatch.delenv("RANK")
+    assert cli.main(["--config", str(configs[1]), "step", "train_grpo", "--launch"]) == 0  # one GPU: one process
+    assert cli.main(["--config", str(configs[4]), "step", "evaluate_offline", "--launch"]) == 0  # not multi-process
+    assert len(launched) == 1 and [r[0] for r in ran] == ["train_grpo", "train_grpo", "evaluate_offline"]
