@@ -21,6 +21,7 @@
     lrem history | rollback [--to V]    audit trail of alias moves; move champion back, serving follows
     lrem summary                        metrics, versions, aliases, collection, MLflow UI command
     lrem gate calibrate [--twin URI]    the gate's false-veto rate and power on simulated nights (docs/gate.md)
+    lrem gate train-pair --data DIR     the calibration's model pair: one recipe, one model a seed (--seeds 0,1)
     lrem reproduce scifact              MiniLM on BEIR SciFact through import, Milvus and the metrics vs MTEB
     lrem clean-up [--keep N] [--dry-run]  drop collections neither champion, challenger, serving nor recent champions
     lrem experiment [--quick] ...       LREM against the paper's baselines on the demo world

@@ -311,6 +311,10 @@ class Plan:
     nights: int = 1000
     noise_scale: float = 1.0
     overall_shares: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5)
+    # the ladder's extension (docs/gate.md, registered before it ran): (share, noise scale) steps
+    # past noise on half the queries, so that two steps bracket a true effect of -gate.margin
+    extra_overall: tuple[tuple[float, float], ...] = ((0.7, 1.0), (1.0, 1.0), (0.3, 2.0), (0.5, 2.0), (0.7, 2.0),
+                                                      (1.0, 2.0), (1.0, 4.0))
     empty_cot_shares: tuple[float, ...] = (0.5, 1.0)
     category: str = "qa"
     category_shares: tuple[float, ...] = (0.3, 0.6, 1.0)
@@ -338,11 +342,12 @@ def build_scenarios(base: Embedded, twin: Embedded | None, world: World, cfg: Pi
         out.append(("null", "A/A' (same recipe, other seeds)",
                     scored("A'", twin.queries_direct if direct else twin.queries, twin.items)))
     everyone = np.arange(len(world.qids))
-    for s in plan.overall_shares:
+    for s, scale in [(s, plan.noise_scale) for s in plan.overall_shares] + list(plan.extra_overall):
         rows = chosen_share(everyone, s)
-        out.append(("overall", f"noise on {s:.0%} of queries", scored(
-            f"noise {s}", noisy(q0, rows, plan.noise_scale), base.items,
-            f"query embedding + noise (scale {plan.noise_scale}) on {len(rows)} queries")))
+        times = "" if scale == plan.noise_scale else f" x{scale:g}"
+        out.append(("overall", f"noise{times} on {s:.0%} of queries", scored(
+            f"noise{times} {s}", noisy(q0, rows, scale), base.items,
+            f"query embedding + noise (scale {scale:g}) on {len(rows)} queries")))
     for s in plan.empty_cot_shares if not direct else ():
         rows = chosen_share(everyone, s)
         q = np.array(base.queries, copy=True)
@@ -358,6 +363,18 @@ def build_scenarios(base: Embedded, twin: Embedded | None, world: World, cfg: Pi
     return [s for s in out if s[0] in plan.kinds or s[1] == "A/A (same model)"]  # A/A: the champion
 
 
+def paired_ci(diff: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The paired t interval of the mean per-query difference (challenger - champion) on the full eval set."""
+    from scipy.stats import t
+
+    diff = np.asarray(diff, float)
+    n = len(diff)
+    if n < 2:
+        return float("nan"), float("nan")
+    half = t.ppf(0.5 + level / 2, n - 1) * diff.std(ddof=1) / np.sqrt(n)
+    return float(diff.mean() - half), float(diff.mean() + half)
+
+
 def _interp_cross(xs: Sequence[float], ys: Sequence[float], target: float) -> float | None:
     """x where y first reaches ``target`` going along increasing x (linear interpolation)."""
     pts = sorted(zip(xs, ys))
@@ -369,12 +386,22 @@ def _interp_cross(xs: Sequence[float], ys: Sequence[float], target: float) -> fl
     return None
 
 
-def _interp_at(xs: Sequence[float], ys: Sequence[float], x: float) -> float | None:
+def _bracket(xs: Sequence[float], ys: Sequence[float], x: float) -> tuple[tuple[float, float], ...] | None:
+    """The two points, adjacent in increasing x, whose x bracket ``x`` (the first such pair), or None."""
     pts = sorted(zip(xs, ys))
     for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
         if x0 <= x <= x1:
-            return y0 + (x - x0) * (y1 - y0) / (x1 - x0) if x1 > x0 else y0
+            return (x0, y0), (x1, y1)
     return None
+
+
+def _interp_at(xs: Sequence[float], ys: Sequence[float], x: float) -> float | None:
+    """Linear interpolation at ``x`` between the two points of :func:`_bracket`."""
+    pair = _bracket(xs, ys, x)
+    if pair is None:
+        return None
+    (x0, y0), (x1, y1) = pair
+    return y0 + (x - x0) * (y1 - y0) / (x1 - x0) if x1 > x0 else y0
 
 
 def calibrate(base: Embedded, twin: Embedded | None, world: World, cfg: PipelineConfig, plan: Plan | None = None,
@@ -394,6 +421,7 @@ def calibrate(base: Embedded, twin: Embedded | None, world: World, cfg: Pipeline
         row = {"kind": kind, "scenario": name, "note": chal.note,
                "champion_offline": float(champion.hit.mean()), "challenger_offline": float(chal.hit.mean()),
                "true_offline_effect": float((chal.hit - champion.hit).mean()),
+               "true_offline_effect_ci95": list(paired_ci(chal.hit - champion.hit)),
                f"true_offline_effect_{plan.category}": float((chal.hit - champion.hit)[cat_mask].mean()),
                "true_online_effect": float((chal.p_hit - champion.p_hit).mean()),
                "champion_online_expected": float(champion.p_hit.mean()),
@@ -416,6 +444,7 @@ def calibrate(base: Embedded, twin: Embedded | None, world: World, cfg: Pipeline
         level = cfg.gate.alpha / fam
         summary[t.name] = {
             "power_at_margin": _interp_at(effects, powers, margin),
+            "margin_bracket": _bracket(effects, powers, margin),  # ((-effect, power), (-effect, power))
             "mde_offline_overall": _interp_cross(effects, powers, cfg.gate.power),
             "online_se_under_AA": se,
             "online_mde_analytic": (norm.ppf(1 - level) + norm.ppf(cfg.gate.power)) * se if se else None,
@@ -439,7 +468,7 @@ def format_report(result: Mapping[str, Any]) -> str:
     lines = [f"Gate calibration: {plan['nights']} nights per scenario and traffic, {result['eval_queries']} eval "
              f"queries, {result['items']} items; alpha {plan['alpha']}, margin {plan['margin']} (HitRate), "
              f"online margin {plan['online_margin']}, min_queries {plan['min_queries']}; {result['seconds']} s",
-             "", "| scenario | offline HitRate (chal vs champ) | true offline effect | true effect in "
+             "", "| scenario | offline HitRate (chal vs champ) | true offline effect (A/A': paired 95% CI) | true effect in "
              f"{plan['category']} | true online effect | " + " | ".join(
                  f"veto rate, {t} traffic [95% CI]" for t in traffics) + " | old rule, demo |",
              "|---|---|---|---|---|" + "---|" * len(traffics) + "---|"]
@@ -451,8 +480,11 @@ def format_report(result: Mapping[str, Any]) -> str:
             cells.append(f"{_pct(b['veto_rate'])} [{_pct(b['ci_low'])}, {_pct(b['ci_high'])}]")
         demo = r["by_traffic"].get("demo", {})
         old = f"{_pct(demo.get('old_rule_rate'))}" if "old_rule_rate" in demo else "-"
+        ci = r.get("true_offline_effect_ci95")
+        ci_txt = f" [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci and r["kind"] == "null" and r["challenger_offline"] != \
+            r["champion_offline"] else ""
         lines.append(f"| {r['scenario']} | {r['challenger_offline']:.4f} vs {r['champion_offline']:.4f} | "
-                     f"{r['true_offline_effect']:+.4f} | {r[effect_key]:+.4f} | "
+                     f"{r['true_offline_effect']:+.4f}{ci_txt} | {r[effect_key]:+.4f} | "
                      f"{r['true_online_effect']:+.4f} | " + " | ".join(cells) + f" | {old} |")
     lines += ["", "| traffic | users | requests | power at margin (overall noise ladder) | offline MDE (80%) | "
               "online SE under A/A | online-only MDE (80%, analytic) |", "|---|---|---|---|---|---|---|"]
@@ -488,16 +520,25 @@ def run_calibration(cfg: PipelineConfig, data_dir: str, model_uri: str, twin_uri
 
 # ------------------------------------------------------------------------ the CLI
 def add_commands(sub) -> None:
-    """`lrem gate calibrate`."""
-    p = sub.add_parser("gate", help="the promotion gate: calibrate its error rates on simulated nights")
-    p.add_argument("action", choices=["calibrate"])
+    """`lrem gate calibrate`, `lrem gate train-pair`."""
+    p = sub.add_parser("gate", help="the promotion gate: calibrate its error rates on simulated nights; train the "
+                                    "calibration's model pair")
+    p.add_argument("action", choices=["calibrate", "train-pair"])
     p.add_argument("--model", help="the champion of the simulation (default: models:/<model_name>@champion)")
     p.add_argument("--twin", help="A/A': a model trained by the same recipe with other seeds (a models:/ URI)")
-    p.add_argument("--data", default="data", help="the world whose eval queries are replayed (default: data)")
+    p.add_argument("--data", default="data", help="the world whose eval queries are replayed; train-pair: the snapshot "
+                                                  "the pair is trained on (default: data)")
+    p.add_argument("--seeds", default="0,1", help="train-pair: one model per seed, comma-separated (default: 0,1)")
+    p.add_argument("--vary", default="cold_start,grpo,routing",
+                   help="train-pair: the config sections whose seed is set to each seed (default: the fine-tuning's, "
+                        "cold_start,grpo,routing; add model,backbone to re-train the backbone too)")
+    p.add_argument("--model-name", default=None,
+                   help="train-pair: the registered model of the pair (default: lrem-gate-pair; never the serving one)")
     p.add_argument("--nights", type=int, default=Plan.nights, help=f"nights per scenario and traffic ({Plan.nights})")
     p.add_argument("--large-users", type=int, default=20000, help="users of the larger stated traffic")
     p.add_argument("--large-requests", type=int, default=40000, help="requests of the larger stated traffic")
-    p.add_argument("--out", help="JSON of every figure (default: $LREM_HOME/calibration/gate_calibration.json)")
+    p.add_argument("--out", help="JSON of every figure (default: $LREM_HOME/calibration/gate_calibration.json; "
+                                 "train-pair: $LREM_HOME/calibration/gate_pair.json)")
     p.add_argument("--scenarios", default="null,overall,category",
                    help="which scenarios: null (A/A, A/A'), overall, category; comma-separated (default: all)")
     p.add_argument("--base", choices=["cot", "direct"], default="cot",
@@ -510,6 +551,8 @@ def cmd_gate(args) -> int:
     from components.config import load_config
     from components.paths import state_path
 
+    if args.action == "train-pair":
+        return cmd_train_pair(args)
     cfg = load_config(args.config)
     tracking.configure(cfg)
     model = args.model or f"models:/{cfg.tracking.model_name}@champion"
@@ -522,4 +565,19 @@ def cmd_gate(args) -> int:
                                  t: f"{b['veto_rate']:.3f}" for t, b in r["by_traffic"].items()}))
     print(format_report(result))
     print(f"\nall figures: {out}")
+    return 0
+
+
+def cmd_train_pair(args) -> int:
+    from components.evaluation.gate_pair import DEFAULT_MODEL_NAME, train_pair
+    from components.paths import state_path
+
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    out = Path(args.out) if args.out else state_path("calibration") / "gate_pair.json"
+    vary = tuple(v.strip() for v in args.vary.split(",") if v.strip())
+    result = train_pair(args.config, args.data, seeds, out, args.model_name or DEFAULT_MODEL_NAME, vary)
+    for m in result["models"]:
+        print(f"seed {m['seed']}: {m['model_uri']}  ({sum(m['seconds'].values()):.0f} s: "
+              + ", ".join(f"{k} {v:.0f}" for k, v in m["seconds"].items()) + ")")
+    print(f"\nall artefacts: {out}")
     return 0

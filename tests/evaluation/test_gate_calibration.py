@@ -125,7 +125,7 @@ def test_calibration_report_on_a_small_synthetic_world():
     world = cal.World([f"q{i}" for i in range(n)], np.array([CATS[i % 5] for i in range(n)], dtype=object), rel, m)
     base = cal.Embedded(q, cal._unit(q + 0.5 * rng.normal(size=q.shape).astype(np.float32)), items)
     plan = cal.Plan(nights=20, overall_shares=(0.2, 0.6), empty_cot_shares=(1.0,), category_shares=(1.0,),
-                    traffics=(cal.Traffic("demo", 50, 100),))
+                    traffics=(cal.Traffic("demo", 50, 100),), extra_overall=())
     out = cal.calibrate(base, None, world, PipelineConfig(), plan)
     names = [r["scenario"] for r in out["scenarios"]]
     assert names[0] == "A/A (same model)" and len(names) == 5
@@ -138,3 +138,29 @@ def test_calibration_report_on_a_small_synthetic_world():
     null_only = cal.calibrate(base, None, world, PipelineConfig(), dataclasses.replace(plan, kinds=("null",)))
     assert [r["scenario"] for r in null_only["scenarios"]] == ["A/A (same model)"]
     assert null_only["scenarios"][0]["by_traffic"] == aa["by_traffic"]  # the same nights, the same figures
+
+
+def test_the_extended_ladder_brackets_the_margin():
+    """The ladder's (share, noise scale) extension: named by its scale, and the power at the margin
+    read between the two steps whose true effects bracket -margin."""
+    rng = np.random.default_rng(1)
+    n, m, d = 100, 300, 16
+    items = cal._unit(rng.normal(size=(m, d)).astype(np.float32))
+    rel = [set(rng.choice(m, 3, replace=False).tolist()) for _ in range(n)]
+    q = cal._unit(np.stack([items[list(r)].mean(0) for r in rel]))
+    world = cal.World([f"q{i}" for i in range(n)], np.array([CATS[i % 5] for i in range(n)], dtype=object), rel, m)
+    base = cal.Embedded(q, q, items)
+    plan = cal.Plan(nights=20, overall_shares=(0.05,), extra_overall=((0.5, 2.0), (1.0, 4.0)), empty_cot_shares=(),
+                    kinds=("overall",),
+                    traffics=(cal.Traffic("demo", 50, 100),))
+    out = cal.calibrate(base, None, world, PipelineConfig(), plan)
+    names = [r["scenario"] for r in out["scenarios"]]
+    assert names == ["A/A (same model)", "noise on 5% of queries", "noise x2 on 50% of queries",
+                     "noise x4 on 100% of queries"]
+    effects = [-r["true_offline_effect"] for r in out["scenarios"][1:]]
+    assert min(effects) < 0.03 < max(effects), effects
+    summary = out["summary"]["demo"]
+    (x0, y0), (x1, y1) = summary["margin_bracket"]
+    assert x0 <= 0.03 <= x1 and min(y0, y1) <= summary["power_at_margin"] <= max(y0, y1)
+    ci = out["scenarios"][1]["true_offline_effect_ci95"]
+    assert ci[0] <= out["scenarios"][1]["true_offline_effect"] <= ci[1]

@@ -1,0 +1,133 @@
+"""The calibration's model pair: one recipe, trained once per seed, on one fixed data snapshot.
+
+`lrem --config RECIPE gate train-pair --data DIR --seeds 0,1` runs the pipeline's own steps
+(``generate_triplets``, ``prepare_backbone``, ``train_cold_start``, ``train_grpo``,
+``train_router``, ``register_challenger``; :func:`components.pipeline.run_step`, the functions
+the DAG's tasks call) once per seed, on the folder ``DIR`` as it is (no ``pull_data``: the
+snapshot cannot change under the runs), with the fine-tuning's seeds (``cold_start``, ``grpo``,
+``routing``; ``--vary`` names others, e.g. ``model,backbone`` too) set to that seed. Nothing else
+differs between the runs: by default they share the pre-trained backbone (its cache), as the
+paper's recipe fine-tunes one pretrained LLM. The models are registered under their own name (``lrem-gate-pair`` unless
+``--model-name``), so that registering them never moves the serving model's ``challenger``
+alias; the data's content hash and the versions go to ``--out`` (JSON), which
+`lrem gate calibrate --model ... --twin ...` then takes. Each run keeps its context after every
+step (``<run dir>/gate_pair_ctx.json``): the same command again goes on after the last finished
+step. The protocol is in docs/gate.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from components.config import PipelineConfig, load_config
+
+log = logging.getLogger(__name__)
+
+PAIR_STEPS = ("generate_triplets", "prepare_backbone", "train_cold_start", "train_grpo", "train_router",
+              "register_challenger")
+SEEDED = ("model", "backbone", "cold_start", "grpo", "routing")  # every config section with a training seed
+# what a pair varies by default: the fine-tuning's seeds. The pre-trained backbone (``model.seed``,
+# ``backbone.seed``) stands in for the paper's pretrained LLM, which the recipe fine-tunes and never
+# re-initialises: it is the recipe's fixed input, trained once (cached) and shared by the pair
+VARIED = ("cold_start", "grpo", "routing")
+DEFAULT_MODEL_NAME = "lrem-gate-pair"
+
+
+def seeded_config(config: str | None, seed: int, model_name: str = DEFAULT_MODEL_NAME,
+                  vary: Sequence[str] = VARIED) -> PipelineConfig:
+    """The recipe ``config`` with the seeds of the sections ``vary`` set to ``seed`` and its own registered
+    model name (the other sections' seeds stay the config's)."""
+    unknown = sorted(set(vary) - set(SEEDED))
+    if unknown:
+        raise ValueError(f"no training seed in {unknown}; sections with one: {', '.join(SEEDED)}")
+    overrides: dict[str, Any] = {section: {"seed": int(seed)} for section in vary}
+    overrides["tracking"] = {"model_name": model_name}
+    return load_config(config, overrides)
+
+
+def snapshot_context(cfg: PipelineConfig, data_dir: str, run_key: str) -> dict[str, dict[str, Any]]:
+    """The ``pull_data`` artefact of a run on the folder ``data_dir`` as it is (its content hash as the data md5)."""
+    import mlflow
+
+    from components import tracking
+    from components.artifacts import DataSnapshot
+    from components.data.versioning import content_hash
+
+    data = str(Path(data_dir).resolve())
+    digest = content_hash(Path(data))
+    run_id = tracking.start_pipeline_run(cfg, run_key)
+    with tracking.resume(cfg, run_id):
+        mlflow.set_tags({"data_content_sha256": digest, "data_uri": data, "gate_pair": "true"})
+        mlflow.log_params(cfg.flat())
+        mlflow.log_text(json.dumps(cfg.to_dict(), indent=2), "config.json")
+    snap = DataSnapshot(run_key=run_key, mlflow_run_id=run_id, data_uri=data, full_data_uri=data,
+                        dvc_rev="snapshot", data_md5=f"sha256:{digest}", git_commit=_git_commit())
+    return {"pull_data": snap.to_dict()}
+
+
+def _git_commit() -> str:
+    import subprocess
+
+    from components.paths import REPO_ROOT
+
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except Exception:  # noqa: BLE001 - lineage only
+        return "unknown"
+
+
+def train_one(config: str | None, data_dir: str, seed: int, model_name: str = DEFAULT_MODEL_NAME,
+              run_key: str | None = None, vary: Sequence[str] = VARIED) -> dict[str, Any]:
+    """One member of the pair: the pipeline's steps in order on ``data_dir``; returns its artefacts and times."""
+    from components.pipeline import run_step
+
+    from components.paths import run_dir
+
+    cfg = seeded_config(config, seed, model_name, vary)
+    data = str(Path(data_dir).resolve())
+    recipe = json.loads(json.dumps(cfg.to_dict(), default=str))
+    key = hashlib.sha256(json.dumps([recipe, data], sort_keys=True).encode()).hexdigest()[:8]
+    run_key = run_key or f"gate-pair-{cfg.name}-{key}-seed{seed}"  # one run per recipe, seed and snapshot
+    # a rerun of the same run (same recipe, seed and data) goes on after its last finished step
+    saved = run_dir(run_key) / "gate_pair_ctx.json"
+    state = json.loads(saved.read_text()) if saved.exists() else {}
+    if state and (state.get("config"), state.get("data")) != (recipe, data):
+        raise ValueError(f"run key {run_key} was used for another recipe or snapshot ({saved}): give another one")
+    if not state:
+        state = {"config": recipe, "data": data, "ctx": snapshot_context(cfg, data_dir, run_key), "seconds": {}}
+    ctx, seconds = state["ctx"], state["seconds"]
+    for name in PAIR_STEPS:
+        if name in ctx:
+            log.info("gate pair, seed %d: %s already done in this run (%s)", seed, name, saved)
+            continue
+        t0 = time.perf_counter()
+        log.info("gate pair, seed %d: step %s", seed, name)
+        ctx[name] = run_step(name, cfg, ctx).to_dict()
+        seconds[name] = round(time.perf_counter() - t0, 1)
+        saved.write_text(json.dumps(state, indent=2, default=str))
+        log.info("gate pair, seed %d: %s done in %.0f s", seed, name, seconds[name])
+    reg = ctx["register_challenger"]
+    return {"seed": seed, "run_key": run_key, "model_uri": reg["model_uri"], "model_version": reg["model_version"],
+            "data_md5": ctx["pull_data"]["data_md5"], "seconds": seconds, "context": ctx,
+            "seeds": {s: getattr(cfg, s).seed for s in SEEDED}}
+
+
+def train_pair(config: str | None, data_dir: str, seeds: Sequence[int], out: Path | None = None,
+               model_name: str = DEFAULT_MODEL_NAME, vary: Sequence[str] = VARIED) -> dict[str, Any]:
+    """Every seed in turn; ``out`` (JSON) is rewritten after each, so a finished member is never lost."""
+    cfg = load_config(config)
+    result: dict[str, Any] = {"config": str(config), "recipe": dataclasses.asdict(cfg), "data": str(data_dir),
+                              "model_name": model_name, "varied_seeds": list(vary), "models": []}
+    for seed in seeds:
+        result["models"].append(train_one(config, data_dir, int(seed), model_name, vary=vary))
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(result, indent=2, default=str))
+    return result
