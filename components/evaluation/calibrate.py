@@ -529,9 +529,10 @@ def add_commands(sub) -> None:
     p.add_argument("--data", default="data", help="the world whose eval queries are replayed; train-pair: the snapshot "
                                                   "the pair is trained on (default: data)")
     p.add_argument("--seeds", default="0,1", help="train-pair: one model per seed, comma-separated (default: 0,1)")
-    p.add_argument("--vary", default="cold_start,grpo,routing",
+    p.add_argument("--vary", default="cold_start,grpo",
                    help="train-pair: the config sections whose seed is set to each seed (default: the fine-tuning's, "
-                        "cold_start,grpo,routing; add model,backbone to re-train the backbone too)")
+                        "cold_start,grpo; add model,backbone to re-train the backbone too, routing to redraw the "
+                        "router's held-out training queries)")
     p.add_argument("--model-name", default=None,
                    help="train-pair: the registered model of the pair (default: lrem-gate-pair; never the serving one)")
     p.add_argument("--nights", type=int, default=Plan.nights, help=f"nights per scenario and traffic ({Plan.nights})")

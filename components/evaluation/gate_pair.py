@@ -4,10 +4,10 @@
 (``generate_triplets``, ``prepare_backbone``, ``train_cold_start``, ``train_grpo``,
 ``train_router``, ``register_challenger``; :func:`components.pipeline.run_step`, the functions
 the DAG's tasks call) once per seed, on the folder ``DIR`` as it is (no ``pull_data``: the
-snapshot cannot change under the runs), with the fine-tuning's seeds (``cold_start``, ``grpo``,
-``routing``; ``--vary`` names others, e.g. ``model,backbone`` too) set to that seed. Nothing else
-differs between the runs: by default they share the pre-trained backbone (its cache), as the
-paper's recipe fine-tunes one pretrained LLM. The models are registered under their own name (``lrem-gate-pair`` unless
+snapshot cannot change under the runs), with the fine-tuning's seeds (``cold_start``, ``grpo``;
+``--vary`` names others, e.g. ``model,backbone,routing`` too) set to that seed. Nothing else
+differs between the runs: by default they share the pre-trained backbone (its cache) and the
+router's held-out queries, as the paper's recipe fine-tunes one pretrained LLM on one data set. The models are registered under their own name (``lrem-gate-pair`` unless
 ``--model-name``), so that registering them never moves the serving model's ``challenger``
 alias; the data's content hash and the versions go to ``--out`` (JSON), which
 `lrem gate calibrate --model ... --twin ...` then takes. Each run keeps its context after every
@@ -34,8 +34,10 @@ PAIR_STEPS = ("generate_triplets", "prepare_backbone", "train_cold_start", "trai
 SEEDED = ("model", "backbone", "cold_start", "grpo", "routing")  # every config section with a training seed
 # what a pair varies by default: the fine-tuning's seeds. The pre-trained backbone (``model.seed``,
 # ``backbone.seed``) stands in for the paper's pretrained LLM, which the recipe fine-tunes and never
-# re-initialises: it is the recipe's fixed input, trained once (cached) and shared by the pair
-VARIED = ("cold_start", "grpo", "routing")
+# re-initialises: it is the recipe's fixed input, trained once (cached) and shared by the pair.
+# ``routing.seed`` also picks the training queries held out for the router (routing.holdout_share),
+# i.e. the data every stage and the backbone's corpus see: varied, it changes the data, not a seed
+VARIED = ("cold_start", "grpo")
 DEFAULT_MODEL_NAME = "lrem-gate-pair"
 
 
