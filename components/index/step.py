@@ -237,6 +237,24 @@ def run_encode_shard(cfg: PipelineConfig, snapshot: DataSnapshot, model: Registe
                         model.model_uri, cfg.index.batch_size)
 
 
+def _finished_build(cfg: PipelineConfig, snapshot: DataSnapshot, model: RegisteredModel, name: str) -> int | None:
+    """The row count of ``name`` when an earlier attempt of this step finished it: the model version
+    carries the collection tag and the collection holds exactly the catalog's rows; else None."""
+    from components.index.collections import collection_row_count
+    from components.index.server import ensure_server
+
+    tracking.configure(cfg)
+    mv = mlflow.MlflowClient().get_model_version(model.model_name, model.model_version)
+    if mv.tags.get(COLLECTION_TAG) != name:
+        return None
+    ensure_server(cfg.index.milvus_uri)
+    try:
+        rows = int(collection_row_count(cfg.index.milvus_uri, name))
+    except Exception:  # no such collection (dropped since): not finished
+        return None
+    return rows if rows == len(load_world(snapshot.data_uri).catalog) else None
+
+
 def run(cfg: PipelineConfig, snapshot: DataSnapshot, model: RegisteredModel) -> ItemIndex:
     """The final task: insert every shard, build and verify the collection, tag the model version."""
     from components.index.collections import insert_item_vectors
@@ -247,7 +265,15 @@ def run(cfg: PipelineConfig, snapshot: DataSnapshot, model: RegisteredModel) -> 
     num_shards = int(cfg.index.shards)
     absent = [shard_name(s, num_shards) for s in range(num_shards)
               if not (root / f"{shard_name(s, num_shards)}.json").exists()]
-    if absent:  # before anything else: the shard tasks did not all finish
+    if absent:
+        # a retry of a build that finished (worker lost after the shard files were deleted): the
+        # version is tagged with this collection and the collection holds the catalog, so nothing is
+        # left to do; otherwise the shard tasks did not all finish
+        built = _finished_build(cfg, snapshot, model, name)
+        if built is not None:
+            log.info("%s already built and verified for v%s (%d rows): nothing to redo", name,
+                     model.model_version, built)
+            return ItemIndex(collection=name, rows=built, model_version=model.model_version)
         raise MissingShardError(f"{len(absent)} of {num_shards} index shards missing in {root}: {', '.join(absent)}; "
                                 "rerun those shard tasks (by hand: lrem step build_index --shard I)")
     ensure_server(cfg.index.milvus_uri)

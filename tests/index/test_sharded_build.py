@@ -95,7 +95,7 @@ def test_gathered_shards_build_a_verified_collection(milvus_uri, embed_titles, t
     assert search(milvus_uri, "sharded_v1", embed_titles(TITLES[40:41]), limit=1) == [[IDS[40]]]
 
 
-def test_the_build_step_deletes_the_shards_once_verified_and_keeps_them_when_it_fails(
+def test_the_build_step_deletes_the_shards_once_verified_keeps_them_when_it_fails_and_a_retry_after_success_redoes_nothing(
         milvus_uri, embed_titles, tmp_path, monkeypatch):
     """`build_index` (the gathering step) on 3 shard files in the run's scratch: a build that fails
     (here the collection's verification) leaves them for the retry, which builds from them without
@@ -150,3 +150,14 @@ def test_the_build_step_deletes_the_shards_once_verified_and_keeps_them_when_it_
     assert search(milvus_uri, "shards_items_v1", embed_titles(TITLES[70:71]), limit=1) == [[IDS[70]]]
     assert client.get_model_version("lrem-shards", "1").tags["milvus_collection"] == "shards_items_v1"
     assert not root.exists() and not (run_dir("shards-run") / "index_shards").exists()
+
+    # the worker dies after the build finished (shard files deleted) and Airflow retries the task:
+    # the retry finds the version tagged with its verified collection and redoes nothing
+    again = build_index_step.run(cfg, snapshot, model)
+    assert (again.collection, again.rows) == ("shards_items_v1", len(IDS))
+    assert collection_row_count(milvus_uri, "shards_items_v1") == len(IDS)
+    # shard files gone and the collection dropped since: that is a build that did not finish
+    with index_collections.milvus_client(milvus_uri) as mc:
+        mc.drop_collection("shards_items_v1")
+    with pytest.raises(build_index_step.MissingShardError, match="3 of 3 index shards missing"):
+        build_index_step.run(cfg, snapshot, model)
