@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from components.config import CATEGORIES, WorldConfig
 from components.data import schema
@@ -862,18 +862,32 @@ def _order_by_intent(members: list[int], intent_of: dict[int, str], n_eval: int,
         groups.setdefault(intent_of[k], []).append(k)
     names = sorted(groups)
     rng.shuffle(names)
-    eval_part: list[int] = []
+    eval_part, rest = take_whole_groups(groups, names, n_eval, keep=1)
+    return eval_part + [k for name in rest for k in groups[name]], len(eval_part)
+
+
+def take_whole_groups(groups: dict[str, list], order: list[str], target: int, keep: int = 1,
+                      size_key: Callable[[str], object] | None = None) -> tuple[list, list[str]]:
+    """Members of whole ``groups`` up to about ``target`` of them, and the names of the groups left.
+
+    Groups are taken in ``order`` while they fit in ``target``; when that falls short, the
+    smallest of the rest (``size_key``, default the group's size; ties in ``order``) are added
+    whole until it is reached, as long as more than ``keep`` groups stay behind. Shared by the
+    eval split (:func:`_order_by_intent`) and the router's held-out share
+    (:func:`components.routing.holdout.take_share`)."""
+    key = size_key or (lambda name: len(groups[name]))
+    taken: list = []
     rest: list[str] = []
-    for name in names:
-        if len(eval_part) + len(groups[name]) <= n_eval:
-            eval_part += groups[name]
+    for name in order:
+        if len(taken) + len(groups[name]) <= target:
+            taken += groups[name]
         else:
             rest.append(name)
-    while len(eval_part) < n_eval and len(rest) > 1:
-        name = min(rest, key=lambda n: len(groups[n]))
+    while len(taken) < target and len(rest) > keep:
+        name = min(rest, key=key)
         rest.remove(name)
-        eval_part += groups[name]
-    return eval_part + [k for name in rest for k in groups[name]], len(eval_part)
+        taken += groups[name]
+    return taken, rest
 
 
 def _phrase_all(cfg: WorldConfig, drafted: list[tuple[str, str, list[str]]], said_as: dict[int, str],

@@ -21,6 +21,8 @@ import random
 import numpy as np
 import pandas as pd
 
+from components.data.generate import take_whole_groups
+
 # the categories the world splits by intent (world.hard_split "intent"); the rest split by query
 HARD_CATEGORIES = ("qa", "alternative", "knowledge")
 
@@ -58,17 +60,8 @@ def take_share(frame: pd.DataFrame, share: float, seed: int = 0) -> np.ndarray:
         target = int(round(share * len(sub)))
         names = sorted(groups)
         random.Random(f"{seed}:{category}").shuffle(names)
-        taken: list[int] = []
-        rest: list[str] = []
-        for name in names:
-            if len(taken) + len(groups[name]) <= target:
-                taken += groups[name]
-            else:
-                rest.append(name)
-        while len(taken) < target and len(rest) > (0 if share >= 1.0 else 1):
-            name = min(rest, key=lambda n: (len(groups[n]), n))
-            rest.remove(name)
-            taken += groups[name]
+        taken, _ = take_whole_groups(groups, names, target, keep=0 if share >= 1.0 else 1,
+                                     size_key=lambda n, g=groups: (len(g[n]), n))
         mask[rows[taken]] = True
     return mask
 

@@ -115,14 +115,21 @@ def test_exact_interleaving_probabilities_match_simulated_clicks():
     assert wins["champion"] / trials == pytest.approx(p_champ, abs=0.015)
 
 
-def test_calibration_report_on_a_small_synthetic_world():
-    """The whole calibration (scenarios, nights, summary, report) on a synthetic embedding world."""
-    rng = np.random.default_rng(0)
-    n, m, d = 100, 300, 16
+def _synthetic_world(seed: int, n: int = 100, m: int = 300, d: int = 16):
+    """A seeded embedding world: ``m`` random unit items, ``n`` queries with 3 relevant items each,
+    every query at the mean of its items (categories in turn). Returns the generator (to draw
+    more noise from), the world, the query embeddings and the item embeddings."""
+    rng = np.random.default_rng(seed)
     items = cal._unit(rng.normal(size=(m, d)).astype(np.float32))
     rel = [set(rng.choice(m, 3, replace=False).tolist()) for _ in range(n)]
     q = cal._unit(np.stack([items[list(r)].mean(0) for r in rel]))
     world = cal.World([f"q{i}" for i in range(n)], np.array([CATS[i % 5] for i in range(n)], dtype=object), rel, m)
+    return rng, world, q, items
+
+
+def test_calibration_report_on_a_small_synthetic_world():
+    """The whole calibration (scenarios, nights, summary, report) on a synthetic embedding world."""
+    rng, world, q, items = _synthetic_world(0)
     base = cal.Embedded(q, cal._unit(q + 0.5 * rng.normal(size=q.shape).astype(np.float32)), items)
     plan = cal.Plan(nights=20, overall_shares=(0.2, 0.6), empty_cot_shares=(1.0,), category_shares=(1.0,),
                     traffics=(cal.Traffic("demo", 50, 100),), extra_overall=())
@@ -143,12 +150,7 @@ def test_calibration_report_on_a_small_synthetic_world():
 def test_the_extended_ladder_brackets_the_margin():
     """The ladder's (share, noise scale) extension: named by its scale, and the power at the margin
     read between the two steps whose true effects bracket -margin."""
-    rng = np.random.default_rng(1)
-    n, m, d = 100, 300, 16
-    items = cal._unit(rng.normal(size=(m, d)).astype(np.float32))
-    rel = [set(rng.choice(m, 3, replace=False).tolist()) for _ in range(n)]
-    q = cal._unit(np.stack([items[list(r)].mean(0) for r in rel]))
-    world = cal.World([f"q{i}" for i in range(n)], np.array([CATS[i % 5] for i in range(n)], dtype=object), rel, m)
+    _, world, q, items = _synthetic_world(1)
     base = cal.Embedded(q, q, items)
     plan = cal.Plan(nights=20, overall_shares=(0.05,), extra_overall=((0.5, 2.0), (1.0, 4.0)), empty_cot_shares=(),
                     kinds=("overall",),
