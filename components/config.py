@@ -394,6 +394,9 @@ class RoutingConfig:
     max_queries: Optional[int] = 2000  # held-out (holdout_share 0: training) queries measured (sampled); None: all
     folds: int = 5  # cross-validation folds: the threshold is set on out-of-fold scores
     c: float = 1.0  # inverse L2 strength of the logistic regression
+    # 0: the threshold is the first crossing of the out-of-fold curve (fewest reasoning queries that keep
+    # HitRate); N: the median of that rule's thresholds over N bootstrap resamples (docs/serving-cost.md, 3.3)
+    threshold_bags: int = 0
     # paired bootstrap resamples of the router's eval report (routed minus always-reasoning, per category)
     bootstrap_samples: int = 2000
     seed: int = 0  # the held-out queries, their sample and the cross-validation folds
@@ -521,6 +524,8 @@ def check_config(cfg: PipelineConfig) -> None:
                           f"{cfg.compute.gpus}")
     if cfg.grpo.num_iterations < 1:
         raise ConfigError(f"grpo.num_iterations: {cfg.grpo.num_iterations!r} must be >= 1")
+    if cfg.routing.threshold_bags < 0:
+        raise ConfigError(f"routing.threshold_bags: {cfg.routing.threshold_bags!r} must be >= 0 (0: no bagging)")
     if cfg.grpo.save_every < 0 or cfg.grpo.save_every % cfg.grpo.num_iterations:
         raise ConfigError(f"grpo.save_every: {cfg.grpo.save_every!r} must be >= 0 (0: no checkpoints) and a multiple "
                           f"of grpo.num_iterations ({cfg.grpo.num_iterations}): a checkpoint between two updates "

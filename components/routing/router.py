@@ -86,12 +86,33 @@ def choose_threshold(score: np.ndarray, hit_direct: np.ndarray, hit_reason: np.n
                  "target": target}
 
 
+def bagged_threshold(score: np.ndarray, hit_direct: np.ndarray, hit_reason: np.ndarray, tolerance: float,
+                     bags: int, seed: int = 0) -> tuple[float, dict]:
+    """:func:`choose_threshold` on ``bags`` bootstrap resamples of the (score, hits) rows, and
+    their median threshold: the first-crossing rule looks for where a flat, noisy curve first
+    touches its top, so its cut jumps with the sample; the median of the resamples' cuts does
+    not follow one sample's noise (docs/serving-cost.md, section 3.3)."""
+    rng = np.random.default_rng(seed)
+    n = len(score)
+    cuts = []
+    for _ in range(bags):
+        idx = rng.integers(0, n, n)
+        cuts.append(choose_threshold(score[idx], hit_direct[idx], hit_reason[idx], tolerance)[0])
+    cut = float(np.median(cuts))
+    value, share = routed_metric(score, hit_direct, hit_reason, cut)
+    return cut, {"calibration_hit_rate": value, "calibration_reason_share": share,
+                 "target": float(hit_reason.mean()) - tolerance, "threshold_bags": bags,
+                 "bag_threshold_iqr": [float(np.percentile(cuts, 25)), float(np.percentile(cuts, 75))]}
+
+
 def fit_router(direct: np.ndarray, scalars: np.ndarray, hit_direct: np.ndarray, hit_reason: np.ndarray,
-               tolerance: float = 0.0, folds: int = 5, c: float = 1.0, seed: int = 0) -> Router:
+               tolerance: float = 0.0, folds: int = 5, c: float = 1.0, seed: int = 0, bags: int = 0) -> Router:
     """Learn "does this query's own CoT raise its HitRate over the empty CoT" and the threshold.
 
     scikit-learn's LogisticRegression (class-balanced); the threshold is chosen on out-of-fold
-    scores so that it is not fitted to the very queries it is judged on.
+    scores so that it is not fitted to the very queries it is judged on: the first crossing
+    (:func:`choose_threshold`) when ``bags`` is 0, else the median over ``bags`` bootstrap
+    resamples of the out-of-fold rows (:func:`bagged_threshold`).
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
@@ -119,7 +140,10 @@ def fit_router(direct: np.ndarray, scalars: np.ndarray, hit_direct: np.ndarray, 
         clf = LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
         clf.fit(z[train], y[train])
         oof[test] = clf.predict_proba(z[test])[:, 1]
-    threshold, calib = choose_threshold(oof, hit_direct, hit_reason, tolerance)
+    if bags > 0:
+        threshold, calib = bagged_threshold(oof, hit_direct, hit_reason, tolerance, bags, seed)
+    else:
+        threshold, calib = choose_threshold(oof, hit_direct, hit_reason, tolerance)
     clf = LogisticRegression(C=c, class_weight="balanced", max_iter=2000).fit(z, y)
     try:
         from sklearn.metrics import roc_auc_score

@@ -126,7 +126,8 @@ def train_router_for(cfg: PipelineConfig, model, world: World) -> tuple:
     queries, source = fit_queries(cfg, world)
     fit = measure_queries(model, world, queries, r.hit_k, cfg.eval.batch_size)
     router = fit_router(fit["direct"], fit["scalars"], fit["hit_direct"], fit["hit_reason"],
-                        tolerance=r.tolerance, folds=r.folds, c=r.c, seed=r.seed)
+                        tolerance=r.tolerance, folds=r.folds, c=r.c, seed=r.seed,
+                        bags=r.threshold_bags)
     router.stats.update(hit_k=r.hit_k, fit_on=source, holdout_share=r.holdout_share if source == "held_out" else 0.0,
                         fit_seconds=round(time.perf_counter() - t0, 2))
     ev = measure(model, world, "eval", r.hit_k, None, cfg.eval.batch_size)

@@ -89,10 +89,12 @@ def main(argv=None) -> int:
     ap.add_argument("--tolerance", type=float, default=0.0)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--c", type=float, default=1.0)
+    ap.add_argument("--bags", type=int, default=0, help="routing.threshold_bags: 0 the first-crossing threshold, "
+                    "N the median over N bootstrap resamples (docs/serving-cost.md, 3.3)")
     args = ap.parse_args(argv)
 
     m, model, world = load_measurements(args)
-    fit = dict(tolerance=args.tolerance, folds=args.folds, c=args.c, seed=0)
+    fit = dict(tolerance=args.tolerance, folds=args.folds, c=args.c, seed=0, bags=args.bags)
     frame = world.queries.set_index(world.queries["query_id"].astype(str)).loc[m["qids"]].reset_index(drop=True)
     assert (frame["category"].to_numpy() == m["category"]).all()
     helps = m["hit_reason"] > m["hit_direct"]

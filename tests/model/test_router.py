@@ -133,3 +133,34 @@ def test_train_router_fits_on_the_held_out_queries_and_reports_eval(tiny_model, 
     for r in (router, again):
         r.stats.pop("fit_seconds")
     assert again == router and report2["eval"] == report["eval"] and report2["fit_query_ids"] == report["fit_query_ids"]
+
+
+def test_bagged_threshold_is_the_median_of_the_resamples_first_crossings():
+    """routing.threshold_bags: the first-crossing rule on bootstrap resamples, and their median."""
+    from components.routing.router import bagged_threshold
+
+    direct, scalars, hd, hr, _ = _synthetic(n=120, seed=3)
+    score = np.random.default_rng(5).uniform(size=len(hd))
+    cut, info = bagged_threshold(score, hd, hr, 0.0, bags=15, seed=2)
+    rng = np.random.default_rng(2)
+    cuts = []
+    for _ in range(15):
+        idx = rng.integers(0, len(hd), len(hd))
+        cuts.append(choose_threshold(score[idx], hd[idx], hr[idx], 0.0)[0])
+    assert cut == pytest.approx(float(np.median(cuts)))
+    assert info["threshold_bags"] == 15 and info["bag_threshold_iqr"][0] <= cut <= info["bag_threshold_iqr"][1]
+    routed_share = float((score >= cut).mean())
+    assert info["calibration_reason_share"] == pytest.approx(routed_share)
+    # fit_router with bags: deterministic in its seed, and the learned router still routes who gains
+    a = fit_router(direct, scalars, hd, hr, bags=15, seed=1)
+    b = fit_router(direct, scalars, hd, hr, bags=15, seed=1)
+    assert a.threshold == b.threshold and a.stats["threshold_bags"] == 15
+
+
+def test_threshold_bags_must_not_be_negative():
+    from components.config import ConfigError, PipelineConfig, check_config
+
+    cfg = PipelineConfig()
+    cfg.routing.threshold_bags = -1
+    with pytest.raises(ConfigError, match="routing.threshold_bags"):
+        check_config(cfg)
