@@ -13,7 +13,8 @@ variant loads):
 Traffic: queries drawn from the eval + training queries with Zipf probabilities (rank r has
 weight 1 / r^s, s = ``--zipf`` = 1.0, ranks in a seeded shuffle); the repeat rate (share of
 requests whose query was asked before in the stream) is printed. Every variant replays the
-same stream in order, in blocks that rotate between variants (noise on a shared machine
+same stream in order (each client setting a draw of its own from the same Zipf law over the
+same head queries, so the 8-client pass is not the 1-client stream replayed into a full cache), in blocks that rotate between variants (noise on a shared machine
 hits all three alike), with 1 and with 8 concurrent clients. Reported: client-side p50/p95
 and throughput, ratios to direct in the same run; server-side latency and queue time (where
 the time goes), the cache hit rate and the share of queries that reasoned (``/healthz``);
@@ -47,9 +48,13 @@ NAME = "serving_cost"
 VARIANTS = ("direct", "always_reason", "reason_cache_router")
 
 
-def zipf_stream(queries: list[str], n: int, s: float, seed: int) -> list[int]:
+def zipf_stream(queries: list[str], n: int, s: float, seed: int, draw: int = 0) -> list[int]:
+    """``n`` query positions drawn with Zipf weights over ranks; the rank order (which queries are
+    the head) depends on ``seed`` only, the draw also on ``draw`` (0: the first draw)."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(queries))
+    if draw:
+        rng = np.random.default_rng([seed, draw])
     weights = 1.0 / np.arange(1, len(queries) + 1) ** s
     ranks = rng.choice(len(queries), size=n, p=weights / weights.sum())
     return order[ranks].tolist()
@@ -174,6 +179,9 @@ def main() -> None:
                 out = r.json()
                 return ms, out
 
+            # each client setting replays a draw of its own (the same Zipf law, the same head queries), so
+            # the later setting finds in the cache what the earlier traffic left there, not its whole stream
+            stream = [pool[i] for i in zipf_stream(pool, args.requests, args.zipf, args.seed, draw=clients - 1)]
             blocks = [stream[i:i + args.block] for i in range(0, len(stream), args.block)]
             lock = threading.Lock()
             for b, block in enumerate(blocks):
