@@ -98,9 +98,10 @@ def tiny_world(tmp_path_factory):
 
 
 def _smoke(**routing):
+    """The smoke config with a router held-out share (0.15 unless given; the default is 0)."""
     from components.config import load_config
 
-    return load_config("configs/smoke.yaml", {"routing": routing} if routing else None)
+    return load_config("configs/smoke.yaml", {"routing": {"holdout_share": 0.15, **routing}})
 
 
 def test_holdout_query_ids_are_training_queries_by_category_and_intent(tiny_world):
