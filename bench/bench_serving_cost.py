@@ -13,9 +13,10 @@ variant loads):
 Traffic: queries drawn from the eval + training queries with Zipf probabilities (rank r has
 weight 1 / r^s, s = ``--zipf`` = 1.0, ranks in a seeded shuffle); the repeat rate (share of
 requests whose query was asked before in the stream) is printed. Every variant replays the
-same stream in order (each client setting a draw of its own from the same Zipf law over the
-same head queries, so the 8-client pass is not the 1-client stream replayed into a full cache), in blocks that rotate between variants (noise on a shared machine
-hits all three alike), with 1 and with 8 concurrent clients. Reported: client-side p50/p95
+same stream in order, in blocks that rotate between variants (noise on a shared machine hits
+all three alike), with 1 and with 8 concurrent clients; each client setting replays a draw of
+its own from the same Zipf law over the same head queries (so the 8-client pass is not the
+1-client stream replayed into a full cache). Reported: client-side p50/p95
 and throughput, ratios to direct in the same run; server-side latency and queue time (where
 the time goes), the cache hit rate and the share of queries that reasoned (``/healthz``);
 HitRate@100 on the eval queries of the stream, with a paired bootstrap CI of each variant

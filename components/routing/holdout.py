@@ -61,7 +61,7 @@ def take_share(frame: pd.DataFrame, share: float, seed: int = 0) -> np.ndarray:
         names = sorted(groups)
         random.Random(f"{seed}:{category}").shuffle(names)
         taken, _ = take_whole_groups(groups, names, target, keep=0 if share >= 1.0 else 1,
-                                     size_key=lambda n, g=groups: (len(g[n]), n))
+                                     size_key=lambda name: (len(groups[name]), name))
         mask[rows[taken]] = True
     return mask
 
