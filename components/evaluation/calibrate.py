@@ -535,6 +535,10 @@ def add_commands(sub) -> None:
                         "router's held-out training queries)")
     p.add_argument("--model-name", default=None,
                    help="train-pair: the registered model of the pair (default: lrem-gate-pair; never the serving one)")
+    p.add_argument("--reuse", default=None,
+                   help="train-pair: earlier pairs' JSONs (comma-separated) whose members' training (triplets, backbone, "
+                        "cold start, GRPO) each seed takes over, redoing only the router and the registration; their "
+                        "recipe may differ from this one only in how the router is fitted")
     p.add_argument("--nights", type=int, default=Plan.nights, help=f"nights per scenario and traffic ({Plan.nights})")
     p.add_argument("--large-users", type=int, default=20000, help="users of the larger stated traffic")
     p.add_argument("--large-requests", type=int, default=40000, help="requests of the larger stated traffic")
@@ -576,7 +580,9 @@ def cmd_train_pair(args) -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     out = Path(args.out) if args.out else state_path("calibration") / "gate_pair.json"
     vary = tuple(v.strip() for v in args.vary.split(",") if v.strip())
-    result = train_pair(args.config, args.data, seeds, out, args.model_name or DEFAULT_MODEL_NAME, vary)
+    reuse = [json.loads(Path(f.strip()).read_text()) for f in args.reuse.split(",") if f.strip()] \
+        if args.reuse else None
+    result = train_pair(args.config, args.data, seeds, out, args.model_name or DEFAULT_MODEL_NAME, vary, reuse)
     for m in result["models"]:
         print(f"seed {m['seed']}: {m['model_uri']}  ({sum(m['seconds'].values()):.0f} s: "
               + ", ".join(f"{k} {v:.0f}" for k, v in m["seconds"].items()) + ")")

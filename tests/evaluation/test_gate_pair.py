@@ -97,3 +97,61 @@ def test_a_rerun_goes_on_after_the_last_finished_step(monkeypatch, world):
     assert [r[0] for r in ran] == list(gate_pair.PAIR_STEPS)
     with pytest.raises(ValueError, match="another recipe or snapshot"):  # an explicit run key of another recipe
         gate_pair.train_one("configs/demo.yaml", str(world), 1, run_key=one["run_key"])
+
+
+def _variant(tmp_path, name, text):
+    """configs/smoke.yaml with the settings of ``text`` (YAML) changed, nothing else."""
+    import yaml
+
+    recipe = yaml.safe_load(open("configs/smoke.yaml"))
+    for section, values in yaml.safe_load(text).items():
+        recipe.setdefault(section, {}).update(values)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return str(path)
+
+
+def test_reuse_takes_over_the_training_and_redoes_only_the_router(monkeypatch, world, tmp_path):
+    _fake(monkeypatch)
+    first = gate_pair.train_pair("configs/smoke.yaml", str(world), [0, 1], tmp_path / "first.json")
+    ran = _fake(monkeypatch)
+    bagged = _variant(tmp_path, "bagged", "\nrouting:\n  threshold_bags: 7\n  max_queries: 50\n")
+    again = gate_pair.train_pair(bagged, str(world), [0, 1], tmp_path / "again.json", reuse=[first])
+    assert [(r[0], r[1]) for r in ran] == [(s, seed) for seed in (0, 1)
+                                           for s in ("train_router", "register_challenger")]
+    for old, new in zip(first["models"], again["models"]):
+        assert new["run_key"] != old["run_key"]  # a run of its own, naming what it took over
+        assert new["reused_from"] == {"run_key": old["run_key"], "model_uri": old["model_uri"]}
+        for step in gate_pair.REUSABLE_STEPS:
+            assert new["context"][step] == old["context"][step]
+        assert new["context"]["pull_data"]["mlflow_run_id"] != old["context"]["pull_data"]["mlflow_run_id"]
+    ran.clear()  # the same command again: nothing left to do
+    gate_pair.train_pair(bagged, str(world), [0, 1], reuse=[first])
+    assert ran == []
+
+
+@pytest.mark.parametrize("text, named", [
+    ("\ncold_start:\n  max_steps: 21\n", "cold_start.max_steps"),
+    ("\nrouting:\n  holdout_share: 0.3\n", "routing.holdout_share"),  # picks the data every stage sees
+    ("\nrouting:\n  seed: 4\n", "routing.seed"),
+])
+def test_reuse_refuses_a_recipe_whose_training_would_differ(monkeypatch, world, tmp_path, text, named):
+    _fake(monkeypatch)
+    first = gate_pair.train_pair("configs/smoke.yaml", str(world), [0], tmp_path / "first.json")
+    with pytest.raises(ValueError, match=named.replace(".", r"\.")):
+        gate_pair.train_pair(_variant(tmp_path, "other", text), str(world), [0], reuse=[first])
+
+
+def test_reuse_refuses_a_missing_seed_another_snapshot_or_an_unfinished_member(monkeypatch, world, tmp_path):
+    _fake(monkeypatch)
+    first = gate_pair.train_pair("configs/smoke.yaml", str(world), [0], tmp_path / "first.json")
+    with pytest.raises(ValueError, match="no member of seed 1"):
+        gate_pair.train_pair("configs/smoke.yaml", str(world), [1], reuse=[first])
+    other = tmp_path / "other-world"
+    other.mkdir()
+    (other / "catalog.jsonl").write_text('{"item_id": "i2"}\n')
+    with pytest.raises(ValueError, match="trained on"):
+        gate_pair.train_pair("configs/smoke.yaml", str(other), [0], reuse=[first])
+    first["models"][0]["context"].pop("train_grpo")
+    with pytest.raises(ValueError, match=r"did not finish \['train_grpo'\]"):
+        gate_pair.train_pair("configs/smoke.yaml", str(world), [0], reuse=[first])
