@@ -18,7 +18,11 @@ batch 1 and batch 32. Noise control: for each batch every variant runs back to b
 rotating order; a ratio is the median of the per-batch paired ratios. The tokens of every
 variant are checked equal to HF ``generate``'s before timing.
 
-    .venv/bin/python bench/bench_generation.py [--batches-1 24] [--batches-32 4] [--compile]
+``--model DIR`` times a trained model instead (a saved LREM directory, e.g. a run's
+``routing/model``): its CoTs are as long as it writes them, which is what serving pays. The
+mean CoT length and the decoder calls per query are printed with the times.
+
+    .venv/bin/python bench/bench_generation.py [--batches-1 24] [--batches-32 4] [--compile] [--model DIR]
 """
 
 from __future__ import annotations
@@ -74,12 +78,22 @@ def main() -> None:
     ap.add_argument("--batches-32", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (0: torch default)")
     ap.add_argument("--compile", action="store_true", help="also time the static loop under torch.compile")
+    ap.add_argument("--model", default=None, help="a trained LREM model directory (default: the untrained demo model)")
     args = ap.parse_args()
     C.set_threads(args.threads)
     device = C.pick_device()
     world, triplets = C.load_demo()
-    _, key = C.get_model(C.pipeline_corpus(world, triplets), "pipeline")
-    model = C.load_model(key, device)
+    if args.model:
+        import contextlib
+        import io
+
+        from components.model.lrem import LREMModel
+
+        with contextlib.redirect_stderr(io.StringIO()):  # the weight-loading progress bar
+            model = LREMModel.load(args.model, device=str(device))
+    else:
+        _, key = C.get_model(C.pipeline_corpus(world, triplets), "pipeline")
+        model = C.load_model(key, device)
     queries = world.split("eval")["text"].tolist() + world.split("train")["text"].tolist()
     compiled = None
     compile_s = None
@@ -98,9 +112,9 @@ def main() -> None:
         compile_s = time.perf_counter() - t0
     variants = make_variants(model, compiled)
     desc = C.describe_model(model)
-    print(f"[generation] device={device.type} threads={torch.get_num_threads()} model: {desc['text']}; "
-          f"greedy, CoT budget {COT_TOKENS}" + (f"; torch.compile took {compile_s:.1f} s" if compile_s else ""),
-          flush=True)
+    print(f"[generation] device={device.type} threads={torch.get_num_threads()} model: "
+          f"{args.model or 'untrained demo model'}, {desc['text']}; greedy, CoT budget {COT_TOKENS}"
+          + (f"; torch.compile took {compile_s:.1f} s" if compile_s else ""), flush=True)
     # same tokens as HF generate, and the same embedding (up to float error), before anything is timed
     check = queries[:5]
     ref_emb, ref = variants["hf_generate"](check)
@@ -112,13 +126,14 @@ def main() -> None:
             print(f"  {name}: tokens equal to hf_generate: {cots == ref}; max |emb diff| "
                   f"{agreement[name]['max_abs_emb_diff']:.2e}")
     result = {"config": {"cot_tokens": COT_TOKENS, "threads": torch.get_num_threads(), "model": desc,
-                         "compile_s": compile_s}, "agreement": agreement, "by_batch_size": {}}
+                         "model_dir": args.model, "compile_s": compile_s}, "agreement": agreement, "by_batch_size": {}}
     names = list(variants)
     for size, count in ((1, args.batches_1), (32, args.batches_32)):
         batches = [queries[i * size:(i + 1) * size] for i in range(count)]
         for name in names:  # warm-up
             variants[name](batches[0])
         times = {name: [] for name in names}
+        cot_lengths = [len(c) for batch in batches for c in variants["static"](batch)[1]]
         for i, batch in enumerate(batches):
             order = names[i % len(names):] + names[:i % len(names)]
             for name in order:
@@ -128,9 +143,14 @@ def main() -> None:
         med = {n: statistics.median(v) * 1e3 / size for n, v in times.items()}
         ratio_direct = {n: statistics.median(a / d for a, d in zip(times[n], times["direct"])) for n in names}
         ratio_hf = {n: statistics.median(a / g for a, g in zip(times[n], times["hf_generate"])) for n in names}
+        mean_cot = statistics.mean(cot_lengths)
         result["by_batch_size"][str(size)] = {"ms_per_query_median": med, "ratio_to_direct": ratio_direct,
-                                              "ratio_to_hf_generate": ratio_hf, "batches": count}
-        print(f"  batch {size}: {count} batches")
+                                              "ratio_to_hf_generate": ratio_hf, "batches": count,
+                                              "mean_cot_tokens": mean_cot,
+                                              "share_full_budget": sum(n >= COT_TOKENS for n in cot_lengths)
+                                              / len(cot_lengths)}
+        print(f"  batch {size}: {count} batches; CoT {mean_cot:.1f} tokens on average "
+              f"({result['by_batch_size'][str(size)]['share_full_budget']:.0%} spend the budget of {COT_TOKENS})")
         print(f"    {'variant':<16} {'ms/query':>9} {'/direct':>8} {'/hf_generate':>13}")
         for n in names:
             print(f"    {n:<16} {med[n]:9.2f} {ratio_direct[n]:7.2f}x {ratio_hf[n]:12.2f}x")

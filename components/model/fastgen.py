@@ -36,6 +36,7 @@ def supports(lm) -> bool:
 
 
 def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    # (F.rms_norm was measured slower on CPU at batch 1: a composite of more ops)
     var = x.pow(2).mean(-1, keepdim=True)
     return weight * (x * torch.rsqrt(var + eps))
 
@@ -114,12 +115,11 @@ class StaticGreedy:
         inter = self.layers[0][5].shape[0] // 2 if self.layers else 0
         for li, (ln1, wqkv, bqkv, wo, ln2, wgu, wd) in enumerate(self.layers):
             qkv = F.linear(_rms(x, ln1, self.eps), wqkv, bqkv)
-            q = qkv[:, :nq].view(b, t, nh, hd).transpose(1, 2)
-            k = qkv[:, nq:nq + nk].view(b, t, nkv, hd).transpose(1, 2)
-            v = qkv[:, nq + nk:].view(b, t, nkv, hd).transpose(1, 2)
-            keys[li][:, :, start:end] = _rotate(k, cos, sin)
-            values[li][:, :, start:end] = v
-            att = F.scaled_dot_product_attention(_rotate(q, cos, sin), keys[li][:, :, :end], values[li][:, :, :end],
+            # q and k rotated together (one RoPE per layer), then split
+            qk = _rotate(qkv[:, :nq + nk].view(b, t, nh + nkv, hd).transpose(1, 2), cos, sin)
+            keys[li][:, :, start:end] = qk[:, nh:]
+            values[li][:, :, start:end] = qkv[:, nq + nk:].view(b, t, nkv, hd).transpose(1, 2)
+            att = F.scaled_dot_product_attention(qk[:, :nh], keys[li][:, :, :end], values[li][:, :, :end],
                                                  attn_mask=mask, enable_gqa=nkv != nh)
             x = x + F.linear(att.transpose(1, 2).reshape(b * t, nq), wo)
             gu = F.linear(_rms(x, ln2, self.eps), wgu)
@@ -128,14 +128,18 @@ class StaticGreedy:
 
     @torch.no_grad()
     def reason_and_embed(self, ids: torch.Tensor, mask: torch.Tensor, budget: int, banned: torch.Tensor,
-                         stop_ids: torch.Tensor, close_id: int, emb_id: int, pad_id: int
-                         ) -> tuple[torch.Tensor, list[list[int]]]:
+                         stop_ids: torch.Tensor, close_id: int, emb_id: int, pad_id: int,
+                         drafts=None, draft_len: int = 8) -> tuple[torch.Tensor, list[list[int]]]:
         """Greedy CoT then ``</think><emb>`` for left-padded prompts ``ids``/``mask`` (B, T).
 
         Returns (the un-normalised hidden state at ``<emb>`` per row, the CoT token ids per row).
+        ``drafts`` (a :class:`components.model.drafts.DraftTable`): at batch 1, up to ``draft_len``
+        drafted tokens are checked per decoder call (same tokens, fewer calls).
         """
         if self._current_signature() != self._signature:
             self.sync()
+        if drafts is not None and len(drafts) and ids.shape[0] == 1 and bool(mask.all()) and draft_len > 0:
+            return self._speculative_one(ids, budget, banned, stop_ids, close_id, emb_id, drafts, draft_len)
         device = ids.device
         b, t0 = ids.shape
         width = t0 + budget + 2
@@ -166,13 +170,24 @@ class StaticGreedy:
             stop = thinking & (torch.isin(choice, stop_ids) | (n_cot >= budget))
             cont = thinking & ~stop
             closed_before = phase == 1
+            col = t0 + step
+            if not bool((cont | closed_before).any()):
+                # every row still going closes now: ``</think><emb>`` in one decoder call (two positions,
+                # the second sees the first), instead of one call each; rows already embedded feed padding
+                feed = torch.stack([torch.where(stop, close, pad), torch.where(stop, emb_tok, pad)], dim=1)
+                key_mask[:, col:col + 2] = True
+                two = key_mask[:, None, None, :col + 2].repeat(1, 1, 2, 1)
+                two[:, :, 0, col + 1] = False
+                steps = next_pos[:, None] + torch.arange(2, device=device)
+                hidden = self._forward(feed, steps, keys, values, col, two)[:, 1]
+                emb = torch.where(stop[:, None], hidden, emb)
+                break
             feed = torch.where(cont, choice, pad)
             feed = torch.where(stop, close, feed)
             feed = torch.where(closed_before, emb_tok, feed)
             tokens[:, step] = torch.where(cont, choice, -1)
             n_cot += cont.long()
             phase = torch.where(stop, 1, phase)
-            col = t0 + step
             key_mask[:, col] = True
             hidden = self._forward(feed[:, None], next_pos[:, None], keys, values, col,
                                    key_mask[:, None, None, :col + 1])[:, 0]
@@ -183,3 +198,46 @@ class StaticGreedy:
                 break
         cots = [[tok for tok in row if tok >= 0] for row in tokens.tolist()]
         return emb, cots
+
+    def _speculative_one(self, ids: torch.Tensor, budget: int, banned: torch.Tensor, stop_ids: torch.Tensor,
+                         close_id: int, emb_id: int, drafts, draft_len: int) -> tuple[torch.Tensor, list[list[int]]]:
+        """One unpadded prompt (1, T): each decoder call feeds the token just chosen plus the drafted
+        tokens after it, and keeps the drafted ones while they equal the model's greedy choice at the
+        position before (so the CoT is plain greedy decoding's); ``</think><emb>`` in the last call."""
+        device = ids.device
+        t0 = ids.shape[1]
+        width = t0 + budget + 2
+        shape = (1, self.n_kv, width, self.head_dim)
+        keys = [torch.empty(shape, dtype=self.embed.dtype, device=device) for _ in self.layers]
+        values = [torch.empty(shape, dtype=self.embed.dtype, device=device) for _ in self.layers]
+        stops = set(stop_ids.tolist())
+        causal = torch.ones((width, width), dtype=torch.bool, device=device).tril()
+
+        def run(tokens: list[int], start: int) -> torch.Tensor:
+            n = len(tokens)
+            feed = torch.tensor([tokens], dtype=torch.long, device=device)
+            pos = torch.arange(start, start + n, device=device)[None]
+            return self._forward(feed, pos, keys, values, start, causal[None, None, start:start + n, :start + n])[0]
+
+        def greedy(hidden: torch.Tensor) -> list[int]:
+            logits = F.linear(hidden, self.head)
+            logits[:, banned] = -torch.inf
+            return logits.argmax(dim=-1).tolist()
+
+        hidden = run(ids[0].tolist(), 0)[-1:]
+        choice = greedy(hidden)[0]
+        cot: list[int] = []
+        col = t0
+        while choice not in stops and len(cot) < budget:
+            cot.append(choice)
+            proposal = [t for t in drafts.draft(cot, min(draft_len, budget - len(cot)))]
+            feed = [choice] + proposal
+            picks = greedy(run(feed, col))  # picks[i]: the greedy token after feed[: i + 1]
+            kept = 0
+            while kept < len(proposal) and picks[kept] == proposal[kept] and proposal[kept] not in stops:
+                kept += 1
+            cot.extend(proposal[:kept])
+            col += 1 + kept
+            choice = picks[kept]
+        hidden = run([close_id, emb_id], col)[-1:]
+        return hidden, [cot]

@@ -108,6 +108,9 @@ class LREMModel(nn.Module):
         self._static = None
         # the reasoning router of the registered model (components.routing.router; None: always reason)
         self.router = None
+        # draft tokens for greedy CoTs at batch 1 (components.model.drafts; built with the router): same
+        # tokens, fewer decoder calls; None: one call per token
+        self.drafts = None
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -172,6 +175,8 @@ class LREMModel(nn.Module):
         (out / SPEC_FILE).write_text(self.spec.to_json())
         if self.router is not None:
             self.router.save(out)
+        if self.drafts is not None:
+            self.drafts.save(out)
         return out
 
     @classmethod
@@ -196,7 +201,10 @@ class LREMModel(nn.Module):
                                  f"saved as {tid}")
         from components.routing.router import Router
 
+        from components.model.drafts import DraftTable
+
         model.router = Router.load(model_dir)
+        model.drafts = DraftTable.load(model_dir)
         model.eval()
         if device:
             model.to(device)
@@ -523,7 +531,7 @@ class LREMModel(nn.Module):
             stops = torch.tensor(sorted(self._stop_ids), device=device)
             banned = torch.tensor(self._banned_in_cot, device=device)
             emb, cots = static.reason_and_embed(ids, mask, budget, banned, stops, self.close_id, self.emb_id,
-                                                self.pad_id)
+                                                self.pad_id, drafts=self.drafts)
             return self._finish(emb).cpu(), cots
         pos = _positions(mask)
         n = len(queries)
@@ -567,6 +575,21 @@ class LREMModel(nn.Module):
             if bool((phase == 2).all()):
                 break
         return self._finish(emb).cpu(), cot_tokens
+
+    def greedy_cot_ids(self, queries: Sequence[str], batch_size: int = 64) -> list[list[int]]:
+        """The greedy CoT token ids of ``queries`` (the model's full budget), in batches."""
+        out: list[list[int]] = []
+        with self._eval_mode():
+            for i in range(0, len(queries), batch_size):
+                out += self._reason_and_embed(list(queries[i:i + batch_size]), self.spec.max_cot_tokens, False,
+                                              1.0, None)[1]
+        return out
+
+    def build_drafts(self, queries: Sequence[str], batch_size: int = 64) -> None:
+        """:attr:`drafts` from the model's own greedy CoTs on ``queries`` (saved with the model)."""
+        from components.model.drafts import DraftTable
+
+        self.drafts = DraftTable.build(self.greedy_cot_ids(queries, batch_size), exclude=self._stop_ids)
 
     def decode_cot(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()

@@ -6,7 +6,9 @@ training query (``routing.holdout_share`` of them, which no trainer saw:
 after its own greedy CoT, both are searched exactly against the catalog, and the per-query
 HitRate@``routing.hit_k`` gain of the CoT is the label of
 :func:`components.routing.router.fit_router`. The model
-directory plus its ``router.json`` is logged as ``routed_model``: the version registered
+directory plus its ``router.json`` (and ``cot_drafts.json``: draft tokens from the model's own
+greedy CoTs on the training queries, which make reasoning at batch 1 take fewer decoder calls,
+:mod:`components.model.drafts`) is logged as ``routed_model``: the version registered
 tonight carries its router, so the offline evaluation, the online A/B and the gate run the
 routing the service runs. The eval queries are never used for fitting; they are reported
 (share that reasons, HitRate overall and per category, paired bootstrap CI of routed minus
@@ -136,6 +138,21 @@ def train_router_for(cfg: PipelineConfig, model, world: World) -> tuple:
     return router, report
 
 
+def build_drafts_for(cfg: PipelineConfig, model, world: World) -> dict:
+    """The model's draft table for greedy CoTs at batch 1 (components.model.drafts), from its own greedy CoTs on
+    the training queries (a seeded sample of ``routing.max_queries``); saved with the model. Its stats."""
+    queries = world.split("train")
+    r = cfg.routing
+    if r.max_queries is not None and len(queries) > r.max_queries:
+        queries = queries.sample(n=r.max_queries, random_state=r.seed)
+    t0 = time.perf_counter()
+    model.build_drafts(queries["text"].tolist(), batch_size=cfg.eval.batch_size)
+    stats = dict(model.drafts.stats, build_seconds=round(time.perf_counter() - t0, 2))
+    log.info("CoT drafts: %d contexts from %d greedy CoTs (%.1f s)", stats["contexts"], stats["cots"],
+             stats["build_seconds"])
+    return stats
+
+
 def run_train_router(cfg: PipelineConfig, snapshot: DataSnapshot, trained: TrainedModel) -> TrainedModel:
     import mlflow
 
@@ -147,8 +164,8 @@ def run_train_router(cfg: PipelineConfig, snapshot: DataSnapshot, trained: Train
         model = LREMModel.load(tracking.download(trained.model_uri, out / "input"))
         model.router = None
         report: dict = {"enabled": cfg.routing.enabled}
-        if cfg.routing.enabled and model.spec.pooling == "emb_token":
-            world = load_world(snapshot.data_uri)
+        world = load_world(snapshot.data_uri) if model.spec.pooling == "emb_token" else None
+        if cfg.routing.enabled and world is not None:
             model.router, report = train_router_for(cfg, model, world)
             report["enabled"] = True
             mlflow.set_tag("router.fit_on", report["fit_on"])
@@ -167,6 +184,10 @@ def run_train_router(cfg: PipelineConfig, snapshot: DataSnapshot, trained: Train
             log.info("router: reasons on %.0f%% of eval queries; HitRate@%d routed %.4f vs always %.4f "
                      "(CI of the difference [%+.4f, %+.4f])", 100 * ev["reason_share"], cfg.routing.hit_k,
                      ev["hit_rate_routed"], ev["hit_rate_always_reason"], ev["ci_low"], ev["ci_high"])
+        if world is not None:
+            report["drafts"] = build_drafts_for(cfg, model, world)
+            mlflow.log_metrics({"drafts.contexts": report["drafts"]["contexts"],
+                                "drafts.build_seconds": report["drafts"]["build_seconds"]})
         model.save(out / "model")
         (out / "report.json").write_text(json.dumps(report, indent=2))
         mlflow.log_artifacts(str(out / "model"), ARTIFACT)

@@ -164,3 +164,29 @@ def test_threshold_bags_must_not_be_negative():
     cfg.routing.threshold_bags = -1
     with pytest.raises(ConfigError, match="routing.threshold_bags"):
         check_config(cfg)
+
+
+def test_drafts_are_built_from_the_models_own_cots_on_a_sample_of_training_queries(tiny_model, tmp_path, monkeypatch):
+    from components.config import PipelineConfig, RoutingConfig, WorldConfig
+    from components.data.generate import generate_world
+    from components.data.io import load_world
+    from components.routing import step
+
+    generate_world(WorldConfig(n_items=150, n_queries=120), tmp_path / "data")
+    world = load_world(tmp_path / "data")
+    cfg = PipelineConfig(routing=RoutingConfig(max_queries=30))
+    model = copy.deepcopy(tiny_model)
+    seen = []
+    real = model.greedy_cot_ids
+
+    def spy(queries, batch_size=64):
+        seen.append(list(queries))
+        return real(queries, batch_size)
+
+    monkeypatch.setattr(model, "greedy_cot_ids", spy)
+    stats = step.build_drafts_for(cfg, model, world)
+    assert len(seen[0]) == 30 and set(seen[0]) <= set(world.split("train")["text"])
+    assert stats["cots"] == 30 and stats["contexts"] == len(model.drafts) and stats["build_seconds"] >= 0
+    first = dict(model.drafts.table)
+    step.build_drafts_for(cfg, model, world)
+    assert seen[1] == seen[0] and model.drafts.table == first  # the same sample and table every time
