@@ -8,7 +8,9 @@ whole reason-then-embed:
 - ``hf_loop``: the HF decoder called per token with its dynamic KV cache, embedding in the same
   loop (the default before issue 26);
 - ``static``: :mod:`components.model.fastgen`, the model's layers run by hand with a
-  preallocated KV cache (the default now);
+  preallocated KV cache (the default now), without draft tokens;
+- ``static_drafts`` (a ``--model`` with a ``cot_drafts.json``): the same loop checking the
+  model's draft tokens, several per decoder call (:mod:`components.model.drafts`; batch 1 only);
 - ``static_compiled`` (``--compile``): the same with the layer stack under ``torch.compile``;
 - ``direct``: the direct embedding (empty CoT, one forward), the baseline every ratio is against.
 
@@ -47,12 +49,16 @@ def make_variants(model, compiled):
         cots = model.hf_generate_cot_ids(batch, COT_TOKENS)
         return model.embed_queries_after_cot_ids(batch, cots), cots
 
-    def loop(mode):
+    drafts = model.drafts
+
+    def loop(mode, with_drafts=False):
         def run(batch):
             model.generation = mode
+            model.drafts = drafts if with_drafts else None
             with model._eval_mode():
                 emb, cots = model._reason_and_embed(batch, COT_TOKENS, False, 1.0, None)
             model.generation = "static"
+            model.drafts = drafts
             return emb.numpy(), cots
         return run
 
@@ -60,6 +66,8 @@ def make_variants(model, compiled):
         return model.embed_queries(batch, reasoning=False, batch_size=len(batch))[0], None
 
     variants = {"direct": direct, "hf_generate": hf_generate, "hf_loop": loop("hf_loop"), "static": loop("static")}
+    if drafts is not None:  # the model's draft table (cot_drafts.json): used at batch 1 only
+        variants["static_drafts"] = loop("static", with_drafts=True)
     if compiled is not None:
         def static_compiled(batch):
             original = model._static
@@ -70,6 +78,31 @@ def make_variants(model, compiled):
                 model._static = original
         variants["static_compiled"] = static_compiled
     return variants
+
+
+def decoder_calls(variants, batches) -> dict[str, float]:
+    """Decoder calls per query of the static loops (prefill, CoT steps, ``</think><emb>``), counted."""
+    from components.model import fastgen
+
+    original = fastgen.StaticGreedy._forward
+    count = [0]
+
+    def counted(self, *args, **kwargs):
+        count[0] += 1
+        return original(self, *args, **kwargs)
+
+    out = {}
+    fastgen.StaticGreedy._forward = counted
+    try:
+        for name in ("static", "static_drafts"):
+            if name in variants:
+                count[0] = 0
+                for batch in batches:
+                    variants[name](batch)
+                out[name] = count[0] / sum(len(b) for b in batches)
+    finally:
+        fastgen.StaticGreedy._forward = original
+    return out
 
 
 def main() -> None:
@@ -119,7 +152,7 @@ def main() -> None:
     check = queries[:5]
     ref_emb, ref = variants["hf_generate"](check)
     agreement = {}
-    for name in ("hf_loop", "static", "static_compiled"):
+    for name in ("hf_loop", "static", "static_drafts", "static_compiled"):
         if name in variants:
             emb, cots = variants[name](check)
             agreement[name] = {"same_tokens": cots == ref, "max_abs_emb_diff": float(abs(emb - ref_emb).max())}
@@ -134,6 +167,7 @@ def main() -> None:
             variants[name](batches[0])
         times = {name: [] for name in names}
         cot_lengths = [len(c) for batch in batches for c in variants["static"](batch)[1]]
+        calls = decoder_calls(variants, batches)
         for i, batch in enumerate(batches):
             order = names[i % len(names):] + names[:i % len(names)]
             for name in order:
@@ -148,9 +182,11 @@ def main() -> None:
                                               "ratio_to_hf_generate": ratio_hf, "batches": count,
                                               "mean_cot_tokens": mean_cot,
                                               "share_full_budget": sum(n >= COT_TOKENS for n in cot_lengths)
-                                              / len(cot_lengths)}
+                                              / len(cot_lengths), "decoder_calls_per_query": calls}
         print(f"  batch {size}: {count} batches; CoT {mean_cot:.1f} tokens on average "
               f"({result['by_batch_size'][str(size)]['share_full_budget']:.0%} spend the budget of {COT_TOKENS})")
+        print(f"    decoder calls per query (static loops): "
+              + ", ".join(f"{n} {c:.2f}" for n, c in calls.items()))
         print(f"    {'variant':<16} {'ms/query':>9} {'/direct':>8} {'/hf_generate':>13}")
         for n in names:
             print(f"    {n:<16} {med[n]:9.2f} {ratio_direct[n]:7.2f}x {ratio_hf[n]:12.2f}x")
