@@ -8,8 +8,11 @@ with the same maths, layer by layer: one preallocated key/value tensor per layer
 token needs (RMSNorm, q/k/v, RoPE, SDPA over the filled part of the cache, o-proj, MLP).
 The stopping rules are those of :meth:`LREMModel._reason_and_embed`: special tokens are
 banned from the CoT, a stop token or the budget feeds ``</think>``, then ``<emb>`` is fed and
-its final hidden state is the embedding. Tokens are identical to HF ``generate`` with the same
-rules (``tests/model/test_fastgen.py``); ``bench/bench_generation.py`` measures both.
+its final hidden state is the embedding (``</think><emb>`` in one call when every row closes at
+once). At batch 1 with a draft table (:mod:`components.model.drafts`) each call also checks the
+drafted next tokens and keeps them while they equal the greedy choice. Tokens are identical to
+HF ``generate`` with the same rules (``tests/model/test_fastgen.py``);
+``bench/bench_generation.py`` measures both.
 
 Other architectures fall back to the Hugging Face loop (:func:`supports`).
 """
@@ -230,7 +233,7 @@ class StaticGreedy:
         col = t0
         while choice not in stops and len(cot) < budget:
             cot.append(choice)
-            proposal = [t for t in drafts.draft(cot, min(draft_len, budget - len(cot)))]
+            proposal = drafts.draft(cot, min(draft_len, budget - len(cot)))
             feed = [choice] + proposal
             picks = greedy(run(feed, col))  # picks[i]: the greedy token after feed[: i + 1]
             kept = 0
