@@ -111,13 +111,12 @@ def reused_context(recipe: dict[str, Any], data: str, seed: int, earlier: Sequen
     if not found:
         have = sorted(int(m["seed"]) for pair in earlier for m in pair.get("models", []))
         raise ValueError(f"--reuse: the earlier pair has no member of seed {seed} (it has {have})")
-    earlier_pair, member = found[-1]
-    earlier = earlier_pair
-    if str(Path(earlier.get("data", "")).resolve()) != data:
-        raise ValueError(f"--reuse: the earlier pair was trained on {earlier.get('data')}, not {data}")
-    before = json.loads(json.dumps(earlier.get("recipe", {}), default=str))
+    pair, member = found[-1]
+    if str(Path(pair.get("data", "")).resolve()) != data:
+        raise ValueError(f"--reuse: the earlier pair was trained on {pair.get('data')}, not {data}")
+    before = json.loads(json.dumps(pair.get("recipe", {}), default=str))
     before.setdefault("routing", {})
-    for section in earlier.get("varied_seeds", []):  # the recipe of this seed's member
+    for section in pair.get("varied_seeds", []):  # the recipe of this seed's member
         before.setdefault(section, {})["seed"] = int(seed)
     before.setdefault("tracking", {})["model_name"] = recipe.get("tracking", {}).get("model_name")
     a, b = _training_recipe(before), _training_recipe(recipe)
@@ -141,7 +140,7 @@ def train_one(config: str | None, data_dir: str, seed: int, model_name: str = DE
               run_key: str | None = None, vary: Sequence[str] = VARIED,
               reuse: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
     """One member of the pair: the pipeline's steps in order on ``data_dir``; returns its artefacts and times.
-    ``reuse`` (an earlier :func:`train_pair` result): take its training of this seed, redo the router on."""
+    ``reuse`` (earlier :func:`train_pair` results): take their training of this seed, redo the router on."""
     from components.pipeline import run_step
 
     from components.paths import run_dir
