@@ -338,6 +338,8 @@ class GateConfig:
     alpha: float = 0.05  # family-wise error of one night's decision (Holm over every test; docs/gate.md)
     margin: float = 0.03  # smallest regression of the gate metric that matters: power and MDE are stated at it
     category_margins: dict[str, float] = field(default_factory=dict)  # per-category margin (default: margin)
+    # each category's null: effect >= -category_tolerance (null: the overall tolerance); docs/gate.md
+    category_tolerance: Optional[float] = None
     min_queries: int = 30  # a group with fewer eval queries is reported, not tested
     power: float = 0.8  # target power (MDE, interleaving's minimum of decided queries)
     online_margin: float = 0.1  # smallest regression of judged-click HitRate@online.k that matters
@@ -539,11 +541,13 @@ def check_config(cfg: PipelineConfig) -> None:
         raise _choice_error("gate.metric", cfg.gate.metric, gate_metrics(cfg))
     g = cfg.gate
     if not (0 < g.alpha < 1 and 0 < g.power < 1 and 0 < g.interleaving_margin < 0.5 and g.min_queries >= 2
-            and min([g.margin, g.online_margin, g.tolerance, *g.category_margins.values()]) >= 0):
+            and min([g.margin, g.online_margin, g.tolerance, *g.category_margins.values(),
+                     *([] if g.category_tolerance is None else [g.category_tolerance])]) >= 0):
         raise ConfigError(f"gate: need 0 < alpha < 1, 0 < power < 1, 0 < interleaving_margin < 0.5, min_queries >= 2 "
                           f"and margins, tolerance >= 0; got alpha {g.alpha}, power {g.power}, interleaving_margin "
                           f"{g.interleaving_margin}, min_queries {g.min_queries}, margin {g.margin}, online_margin "
-                          f"{g.online_margin}, tolerance {g.tolerance}, category_margins {g.category_margins}")
+                          f"{g.online_margin}, tolerance {g.tolerance}, category_margins {g.category_margins}, "
+                          f"category_tolerance {g.category_tolerance}")
     if not 1 <= cfg.validation.min_relevance <= cfg.validation.max_relevance:
         raise ConfigError(f"validation.min_relevance and max_relevance: need 1 <= min <= max; got "
                           f"{cfg.validation.min_relevance} and {cfg.validation.max_relevance}")

@@ -451,7 +451,8 @@ def calibrate(base: Embedded, twin: Embedded | None, world: World, cfg: Pipeline
             "family_size": fam}
     return {"plan": {**dataclasses.asdict(plan), "margin": margin, "alpha": cfg.gate.alpha,
                      "min_queries": cfg.gate.min_queries, "online_margin": cfg.gate.online_margin,
-                     "interleaving_margin": cfg.gate.interleaving_margin},
+                     "interleaving_margin": cfg.gate.interleaving_margin, "tolerance": cfg.gate.tolerance,
+                     "category_tolerance": cfg.gate.category_tolerance},
             "eval_queries": len(world.qids), "items": world.n_items, "scenarios": rows, "summary": summary,
             "seconds": round(time.perf_counter() - started, 1)}
 
@@ -467,7 +468,9 @@ def format_report(result: Mapping[str, Any]) -> str:
     traffics = list(result["summary"]["traffics"])
     lines = [f"Gate calibration: {plan['nights']} nights per scenario and traffic, {result['eval_queries']} eval "
              f"queries, {result['items']} items; alpha {plan['alpha']}, margin {plan['margin']} (HitRate), "
-             f"online margin {plan['online_margin']}, min_queries {plan['min_queries']}; {result['seconds']} s",
+             f"online margin {plan['online_margin']}, min_queries {plan['min_queries']}"
+             + (f", categories' null effect >= -{plan['category_tolerance']:g}"
+                if plan.get("category_tolerance") is not None else "") + f"; {result['seconds']} s",
              "", "| scenario | offline HitRate (chal vs champ) | true offline effect (A/A': paired 95% CI) | true effect in "
              f"{plan['category']} | true online effect | " + " | ".join(
                  f"veto rate, {t} traffic [95% CI]" for t in traffics) + " | old rule, demo |",
@@ -546,6 +549,9 @@ def add_commands(sub) -> None:
                                  "train-pair: $LREM_HOME/calibration/gate_pair.json)")
     p.add_argument("--scenarios", default="null,overall,category",
                    help="which scenarios: null (A/A, A/A'), overall, category; comma-separated (default: all)")
+    p.add_argument("--category-tolerance", type=float, default=None,
+                   help="calibrate: the gate with gate.category_tolerance set to this (each category's null: effect >= "
+                        "-this), whatever the config says")
     p.add_argument("--base", choices=["cot", "direct"], default="cot",
                    help="the champion's query embedding: after its CoT (as served) or the direct one (empty CoT)")
     p.set_defaults(fn=cmd_gate)
@@ -558,7 +564,8 @@ def cmd_gate(args) -> int:
 
     if args.action == "train-pair":
         return cmd_train_pair(args)
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, {"gate": {"category_tolerance": args.category_tolerance}}
+                      if args.category_tolerance is not None else None)
     tracking.configure(cfg)
     model = args.model or f"models:/{cfg.tracking.model_name}@champion"
     plan = Plan(nights=args.nights, traffics=(Traffic("demo", cfg.online.n_users, cfg.online.max_requests),

@@ -70,7 +70,8 @@ def decide(challenger: Mapping[str, Mapping[str, Any]], champion: Mapping[str, M
 # the online split fails its sample-ratio check (the online data cannot be trusted). The
 # margin (the smallest regression that matters) does not move the null: it is the
 # alternative at which each test's power and the minimum detectable effect are stated,
-# and what the calibration (``lrem gate calibrate``) holds the gate to. docs/gate.md.
+# and what the calibration (``lrem gate calibrate``) holds the gate to. A category's null
+# may have a tolerance of its own (``gate.category_tolerance``). docs/gate.md.
 
 TESTED, TOO_FEW, UNDERPOWERED, DEGENERATE = "tested", "too few queries", "underpowered: reported, not tested", \
     "no spread"
@@ -148,6 +149,14 @@ def margin_of(cfg: GateConfig, group: str) -> float:
     return float(cfg.category_margins.get(group, cfg.margin))
 
 
+def tolerance_of(cfg: GateConfig, group: str) -> float:
+    """The null's tolerance of an offline group: ``gate.tolerance`` overall, ``gate.category_tolerance`` (when set)
+    for a category."""
+    if group == OVERALL or cfg.category_tolerance is None:
+        return float(cfg.tolerance)
+    return float(cfg.category_tolerance)
+
+
 def offline_tests(per_query_challenger: Mapping[str, float], per_query_champion: Mapping[str, float],
                   categories: Mapping[str, str], cfg: GateConfig) -> dict[str, dict[str, Any]]:
     """The offline members of the family: a paired t-test of the gate metric per group.
@@ -171,16 +180,16 @@ def offline_tests_arrays(challenger: np.ndarray, champion: np.ndarray, categorie
     groups += [(c, categories == c) for c in sorted(set(categories.tolist()))]
     for group, mask in groups:
         n = int(mask.sum())
-        margin = margin_of(cfg, group)
+        margin, tolerance = margin_of(cfg, group), tolerance_of(cfg, group)
         row: dict[str, Any] = {"source": "offline", "metric": cfg.metric, "group": group, "n": n,
-                               "margin": margin, "tolerance": cfg.tolerance,
+                               "margin": margin, "tolerance": tolerance,
                                "test": "paired t-test, one-sided"}
         a, b = challenger[mask], champion[mask]
         if n < (2 if group == OVERALL else max(2, cfg.min_queries)):
             row.update(status=TOO_FEW, challenger=float(a.mean()) if n else None,
                        champion=float(b.mean()) if n else None, effect=float(a.mean() - b.mean()) if n else None)
         else:
-            row.update(paired_test(a, b, cfg.tolerance, cfg.alpha))
+            row.update(paired_test(a, b, tolerance, cfg.alpha))
             row["status"] = TESTED
         out[group] = row
     _state_power(out.values(), cfg, sum(r["status"] == TESTED for r in out.values()) + family_extra or None)

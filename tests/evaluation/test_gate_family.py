@@ -166,3 +166,28 @@ def test_gate_config_bounds_are_checked(bad):
 
     with pytest.raises(ConfigError, match="gate: need"):
         load_config("configs/demo.yaml", {"gate": bad})
+
+
+def test_category_tolerance_moves_only_the_categories_null():
+    """gate.category_tolerance: a category vetoes only a regression shown to exceed it; overall keeps gate.tolerance."""
+    rng = np.random.default_rng(3)
+    n = 400
+    cats = {f"q{i}": ("plain" if i < 200 else "qa") for i in range(n)}
+    champ = {q: float(rng.uniform(0.3, 0.9)) for q in cats}
+    noise = {q: float(rng.normal(0, 0.02)) for q in cats}
+    for drop, vetoed_at_margin in ((0.03, False), (0.25, True)):  # qa worse by `drop`, plain as good
+        chal = {q: champ[q] + noise[q] - (drop if cats[q] == "qa" else 0.0) for q in cats}
+        plain_rule = offline_tests(chal, champ, cats, GateConfig())
+        at_margin = offline_tests(chal, champ, cats, GateConfig(category_tolerance=0.03))
+        assert plain_rule["qa"]["tolerance"] == 0.0 and at_margin["qa"]["tolerance"] == 0.03
+        assert at_margin["overall"]["tolerance"] == plain_rule["overall"]["tolerance"] == 0.0
+        assert at_margin["overall"]["p_value"] == plain_rule["overall"]["p_value"]  # overall untouched
+        assert plain_rule["qa"]["p_value"] < 0.01  # tolerance 0: the 0.03 drop is a clear regression
+        assert (at_margin["qa"]["p_value"] < 0.01) is vetoed_at_margin
+        assert at_margin["qa"]["p_value"] > plain_rule["qa"]["p_value"]
+        # power at the margin is at most the level when the null sits at the margin
+        assert at_margin["qa"]["power"] <= 0.05 < plain_rule["qa"]["power"]
+    with pytest.raises(Exception, match="category_tolerance"):
+        from components.config import load_config
+
+        load_config("configs/smoke.yaml", {"gate": {"category_tolerance": -0.1}})
