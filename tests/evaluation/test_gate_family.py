@@ -177,7 +177,7 @@ def test_category_tolerance_moves_only_the_categories_null():
     noise = {q: float(rng.normal(0, 0.02)) for q in cats}
     for drop, vetoed_at_margin in ((0.03, False), (0.25, True)):  # qa worse by `drop`, plain as good
         chal = {q: champ[q] + noise[q] - (drop if cats[q] == "qa" else 0.0) for q in cats}
-        plain_rule = offline_tests(chal, champ, cats, GateConfig())
+        plain_rule = offline_tests(chal, champ, cats, GateConfig(category_tolerance=None))
         at_margin = offline_tests(chal, champ, cats, GateConfig(category_tolerance=0.03))
         assert plain_rule["qa"]["tolerance"] == 0.0 and at_margin["qa"]["tolerance"] == 0.03
         assert at_margin["overall"]["tolerance"] == plain_rule["overall"]["tolerance"] == 0.0
@@ -191,3 +191,7 @@ def test_category_tolerance_moves_only_the_categories_null():
         from components.config import load_config
 
         load_config("configs/smoke.yaml", {"gate": {"category_tolerance": -0.1}})
+
+
+def test_categories_are_tested_against_their_margin_by_default():
+    assert GateConfig().category_tolerance == GateConfig().margin == 0.03
