@@ -54,6 +54,12 @@ class WorldConfig:
     # short templates alone (phrasing "fixed" with hard_split "query" is the data of data.dvc
     # before issue 29, byte for byte: configs/world-v1.yaml).
     phrasing: str = "varied"
+    # Queries of the "dev" split, drawn after everything else from streams of their own (the train
+    # and eval rows stay byte-identical with 0): training queries' intents and relevant items said
+    # again as tonight's traffic says them (with phrasing "varied": the eval queries' phrasing
+    # distribution, held-out patterns and wordings included). No trainer reads them; the reasoning
+    # router is fitted on them). Per category: this share of its training queries, each at most once.
+    dev_fraction: float = 0.25
 
 
 @dataclass
@@ -320,7 +326,7 @@ class ValidationConfig:
     drift_max_rows_drop: Optional[float] = 0.2  # any file losing more than 20% of its rows
     drift_max_rows_growth: Optional[float] = 1.0  # any file more than doubling
     drift_max_category_share_change: Optional[float] = 0.1  # a query category's share (a vanished one always fails)
-    drift_max_split_share_change: Optional[float] = 0.05  # the eval split's share of queries
+    drift_max_split_share_change: Optional[float] = 0.05  # the eval split's share of the train and eval queries
     drift_max_null_rate_increase: Optional[float] = 0.05  # any contract column's share of missing values
     drift_max_changed_titles: Optional[float] = 0.1  # items kept whose title changed (sample of drift_title_sample)
     drift_title_sample: int = 5000  # items (the same ones every night: smallest id hashes) whose titles are compared
@@ -394,6 +400,14 @@ class RoutingConfig:
         "when the data has intent ids; 0: the router is fitted on the trained queries (it learns their gain, "
         "not that of unseen queries). Only when a router is trained. Default 0: at 0.15 the demo's router "
         "reasoned on 4% of eval queries and lost HitRate@100 (docs/serving-cost.md, 3.2)")})
+    use_dev: bool = field(default=True, metadata={"help": (
+        "fit the router on the data's dev queries when it has them (split \"dev\": labelled queries phrased as the "
+        "traffic is, which no trainer reads; world.dev_fraction), else on the training queries; holdout_share > 0 "
+        "takes precedence (docs/serving-cost.md, 3.5)")})
+    reason_share: Optional[float] = field(default=0.4, metadata={"help": (
+        "a reasoning budget: the threshold makes the router reason on this share of its fitting queries, those with "
+        "the highest out-of-fold scores (the tolerance rule is still reported); null: the threshold is the tolerance "
+        "rule's (fewest reasoning queries keeping HitRate@hit_k). Registered check: docs/serving-cost.md, 3.5")})
     hit_k: int = 100  # the HitRate@k the router keeps
     tolerance: float = 0.0  # HitRate@k the routing may lose against always reasoning (out-of-fold, fitted queries)
     max_queries: Optional[int] = 2000  # held-out (holdout_share 0: training) queries measured (sampled); None: all
@@ -530,6 +544,10 @@ def check_config(cfg: PipelineConfig) -> None:
                           f"{cfg.compute.gpus}")
     if cfg.grpo.num_iterations < 1:
         raise ConfigError(f"grpo.num_iterations: {cfg.grpo.num_iterations!r} must be >= 1")
+    if cfg.routing.reason_share is not None and not 0.0 <= cfg.routing.reason_share <= 1.0:
+        raise ConfigError(f"routing.reason_share: {cfg.routing.reason_share!r} must be between 0 and 1 (or null)")
+    if not 0.0 <= cfg.world.dev_fraction <= 1.0:
+        raise ConfigError(f"world.dev_fraction: {cfg.world.dev_fraction!r} must be between 0 and 1")
     if cfg.routing.threshold_bags < 0:
         raise ConfigError(f"routing.threshold_bags: {cfg.routing.threshold_bags!r} must be >= 0 (0: no bagging)")
     if cfg.grpo.save_every < 0 or cfg.grpo.save_every % cfg.grpo.num_iterations:

@@ -32,6 +32,8 @@ RANGES: dict[str, str] = {
     "cold_start.wrong_cot_ratio": "0 to 1",
     "grpo.rl_query_share": "0 to 0.99",
     "routing.holdout_share": "0 to 0.9",
+    "routing.reason_share": "0 to 1 (or null)",
+    "world.dev_fraction": "0 to 1",
     "cold_start.lm_replay_weight": ">= 0",
     "cold_start.lm_replay_batch": ">= 1",
     "cold_start.lm_replay_seq_len": ">= 2",

@@ -1,15 +1,17 @@
 """The seeded demo e-commerce world (``lrem data generate``).
 
 One call writes the four files of :mod:`components.data.schema`: a catalog of items, the
-queries (five categories, split by query into train/eval), the relevance judgments, and
-the world's knowledge (read by the teacher only).
+queries (five categories, split by query into train/eval, plus dev queries (``world.dev_fraction``):
+training intents said again as the traffic says them, read by the reasoning router only), the
+relevance judgments, and the world's knowledge (read by the teacher only).
 
 The hard categories (``qa``, ``alternative``, ``knowledge``) are built so that lexical
 matching cannot solve them: no word of such a query (by :func:`words`) appears in the
 title of any of its relevant items. The vocabularies below are written for that, and the
 generator also rejects any sampled query that breaks the rule.
 
-Determinism: everything random comes from one ``random.Random(seed)``; the code never
+Determinism: everything random comes from one ``random.Random(seed)`` (the dev split from streams
+of its own, drawn last, so it never changes a train or eval row); the code never
 iterates over a set and every file is written with sorted keys, so one seed gives
 byte-identical files on every run and in every process (DVC hashes the folder).
 """
@@ -916,6 +918,48 @@ def _phrase_all(cfg: WorldConfig, drafted: list[tuple[str, str, list[str]]], sai
     return out
 
 
+def _draft_dev(cfg: WorldConfig, drafted: list[tuple[str, str, list[str]]], said_as: dict[int, str],
+               split_of: dict[int, str], sampler: "_Sampler", texts: list[str]) -> tuple[list[tuple[int, Phrased]], dict]:
+    """The dev split (``world.dev_fraction`` of each category's training queries, phrasing "varied"
+    only): training queries' cores said
+    again as the traffic says them (the eval split's phrasing distribution), each training query
+    at most once, from streams of their own (so the train and eval rows do not change). A draw
+    whose text is another query's after normalisation, or (hard categories) shares a word with a
+    relevant title, is drawn again; after ``tries`` that query is skipped (a shortfall). Returns
+    (drafted index, phrasing) pairs in category order, and the shortfall per category."""
+    from components.validation.text_rules import normalized_query
+
+    if cfg.dev_fraction <= 0 or cfg.phrasing != "varied":
+        return [], {}
+    rng = random.Random(f"lrem-dev-{cfg.seed}")
+    phraser = Phraser(cfg.seed, stream="dev-")
+    strict = {"qa", "alternative", "knowledge"}
+    taken = {normalized_query(t) for t in texts}
+    targets: dict[str, int] = {}
+    out: list[tuple[int, Phrased]] = []
+    shortfall: dict[str, int] = {}
+    for category in CATEGORIES:
+        members = [k for k, d in enumerate(drafted) if d[0] == category and split_of[k] == "train"]
+        targets[category] = min(len(members), round(len(members) * cfg.dev_fraction))
+        rng.shuffle(members)
+        got = 0
+        for k in members:
+            if got == targets[category]:
+                break
+            _, core, relevant = drafted[k]
+            for _ in range(20):
+                phrased = phraser.phrase(category, core, said_as.get(k, core), "dev")
+                key = normalized_query(phrased.text)
+                if key not in taken and not (category in strict and sampler.overlaps(phrased.text, relevant)):
+                    taken.add(key)
+                    out.append((k, phrased))
+                    got += 1
+                    break
+        if got < targets[category]:
+            shortfall[category] = targets[category] - got
+    return out, shortfall
+
+
 def _phrasing_stats(queries: list[dict]) -> dict:
     def count(key: str) -> dict:
         return {f"{split}/{v}": n for (split, v), n in sorted(Counter((q["split"], str(q[key])) for q in queries).items())}
@@ -993,6 +1037,13 @@ def generate_world(cfg: WorldConfig, out_dir: Path) -> dict:
             row["intent"] = intent_of.get(k, text)
         queries.append(row)
         judgments += [{"query_id": qid, "item_id": iid} for iid in relevant]
+    dev, dev_shortfall = _draft_dev(cfg, drafted, said_as, split_of, sampler, [q["text"] for q in queries])
+    for idx, (k, got) in enumerate(dev, start=len(order) + 1):
+        category, text, relevant = drafted[k]
+        qid = f"Q{idx:0{width}d}"
+        queries.append({"query_id": qid, "text": got.text, "category": category, "split": "dev", **got.fields(),
+                        "intent": intent_of.get(k, text)})
+        judgments += [{"query_id": qid, "item_id": iid} for iid in relevant]
 
     knowledge = _knowledge_doc(departments, standard, premium, bands, uses, facts)
     if cfg.phrasing == "varied":
@@ -1006,6 +1057,7 @@ def generate_world(cfg: WorldConfig, out_dir: Path) -> dict:
     per_query = Counter(j["query_id"] for j in judgments)
     n_rel = [per_query[q["query_id"]] for q in queries]
     by_cat_split = Counter((q["category"], q["split"]) for q in queries)
+    splits = schema.SPLITS + (("dev",) if dev else ())
     return {
         "seed": cfg.seed,
         "n_items": len(items),
@@ -1018,14 +1070,15 @@ def generate_world(cfg: WorldConfig, out_dir: Path) -> dict:
         "n_uses": len(uses),
         "n_facts": len(facts),
         "items_per_department": dict(sorted(Counter(i.department for i in items).items())),
-        "queries_per_category": {c: sum(by_cat_split[(c, s)] for s in schema.SPLITS) for c in CATEGORIES},
-        "queries_per_split": {s: sum(by_cat_split[(c, s)] for c in CATEGORIES) for s in schema.SPLITS},
-        "queries_per_category_split": {f"{c}/{s}": by_cat_split[(c, s)] for c in CATEGORIES for s in schema.SPLITS},
+        "queries_per_category": {c: sum(by_cat_split[(c, s)] for s in splits) for c in CATEGORIES},
+        "queries_per_split": {s: sum(by_cat_split[(c, s)] for c in CATEGORIES) for s in splits},
+        "queries_per_category_split": {f"{c}/{s}": by_cat_split[(c, s)] for c in CATEGORIES for s in splits},
         "relevant_per_query": {"min": min(n_rel, default=0), "max": max(n_rel, default=0),
                                "mean": round(sum(n_rel) / max(1, len(n_rel)), 2)},
         "rejected_queries": dict(sorted(sampler.rejected.items())),
         **(_phrasing_stats(queries) if phrased else {}),
         "query_shortfall": shortfall,
+        **({"dev_shortfall": dev_shortfall} if dev_shortfall else {}),
         "generation_seconds": round(time.perf_counter() - started, 3),
     }
 

@@ -16,7 +16,8 @@ category's short templates ("something to keep my coffee hot", "cheaper option t
 - a light **misspelling** of one word (a swap, a dropped or a doubled letter).
 
 Held-out phrasing: the patterns in :data:`HELDOUT_PATTERNS` and the word rules in
-:data:`HELDOUT_WORDINGS` are used by eval queries only, never by a training query. The choice
+:data:`HELDOUT_WORDINGS` are used by eval (and dev) queries only, never by a training query: no
+trainer reads them (dev queries fit the reasoning router only). The choice
 is fixed here, in code, and was committed before any model scored on it was trained. Every
 query records ``pattern``, ``intent_position`` (only, first, middle, last: where the intent's
 words sit), ``wording`` (verbatim or reworded), ``typo`` and ``heldout_phrasing``; eval
@@ -177,7 +178,9 @@ HELDOUT_WORDINGS = ("coffee", "beach", "winter", "newborn", "hike", "protect", "
                     "gym", "wedding", "grass", "climbing", "tradition", "steak", "flight", "formal", "surfing",
                     "boil")
 
-HELDOUT_EVAL_SHARE = 0.5  # eval queries drawn with held-out phrasing
+HELDOUT_EVAL_SHARE = 0.5  # eval (and dev) queries drawn with held-out phrasing
+# the splits phrased as the traffic is: eval, and dev (labelled traffic-like queries for the router)
+TRAFFIC_SPLITS = ("eval", "dev")
 REWORD_SHARE = 0.5  # queries whose intent is reworded, where a rule applies
 TYPO_SHARE = 0.12  # queries with one misspelled word
 REWORDED_CATEGORIES = ("qa", "knowledge")
@@ -260,8 +263,8 @@ def _position(before: int, after: int) -> str:
 class Phraser:
     """Composes query texts from a core; one per world, drawn in query order."""
 
-    def __init__(self, seed: int) -> None:
-        self.rng = random.Random(f"lrem-phrasing-{seed}")
+    def __init__(self, seed: int, stream: str = "") -> None:
+        self.rng = random.Random(f"lrem-phrasing-{stream}{seed}")
         self.train_patterns = [p for p in PATTERNS if p.name not in HELDOUT_PATTERNS]
         self.heldout_patterns = [p for p in PATTERNS if p.name in HELDOUT_PATTERNS]
         self.train_rules = [n for n, _, _ in WORDINGS if n not in HELDOUT_WORDINGS]
@@ -272,7 +275,7 @@ class Phraser:
     def phrase(self, category: str, core: str, intent: str, split: str) -> Phrased:
         """``core`` contains ``intent`` (the words the position is measured on) verbatim."""
         rng = self.rng
-        heldout = split == "eval" and rng.random() < HELDOUT_EVAL_SHARE
+        heldout = split in TRAFFIC_SPLITS and rng.random() < HELDOUT_EVAL_SHARE
         rewordable = category in REWORDED_CATEGORIES
         train_rules = applicable_wordings(intent, self.train_rules) if rewordable else []
         heldout_rules = applicable_wordings(intent, HELDOUT_WORDINGS) if rewordable else []

@@ -15,7 +15,8 @@ KNOWLEDGE_FILE = "knowledge.json"  # read by the teacher only, never by the mode
 
 # catalog.jsonl: one item per line. `attributes` is a flat mapping of attribute name -> value.
 CATALOG_COLUMNS = ("item_id", "title", "product_type", "department", "brand", "price", "attributes")
-# queries.jsonl: one query per line; `split` is "train" or "eval" (split by query).
+# queries.jsonl: one query per line; `split` is "train" or "eval" (split by query), or the optional
+# "dev": labelled queries no trainer reads (the reasoning router is fitted on them).
 QUERY_COLUMNS = ("query_id", "text", "category", "split")
 # judgments.jsonl: one relevant (query, item) pair per line.
 JUDGMENT_COLUMNS = ("query_id", "item_id")
@@ -25,7 +26,9 @@ JUDGMENT_COLUMNS = ("query_id", "item_id")
 OPTIONAL_CATALOG_COLUMNS = ("text",)
 OPTIONAL_JUDGMENT_COLUMNS = ("relevance",)
 
-SPLITS = ("train", "eval")
+SPLITS = ("train", "eval")  # required: every data set has both
+OPTIONAL_SPLITS = ("dev",)
+ALL_SPLITS = SPLITS + OPTIONAL_SPLITS
 
 # knowledge.json is REQUIRED, everywhere: the gate fails without it, load_knowledge raises
 # DataFileError, the teacher cannot reason without product types (`lrem data import` writes
@@ -129,7 +132,7 @@ def _short(text: str, limit: int = 160) -> str:
 
 __all__ = [
     "CATALOG_FILE", "QUERIES_FILE", "JUDGMENTS_FILE", "KNOWLEDGE_FILE",
-    "CATALOG_COLUMNS", "QUERY_COLUMNS", "JUDGMENT_COLUMNS", "CATEGORIES", "SPLITS",
+    "CATALOG_COLUMNS", "QUERY_COLUMNS", "JUDGMENT_COLUMNS", "CATEGORIES", "SPLITS", "OPTIONAL_SPLITS", "ALL_SPLITS",
     "OPTIONAL_CATALOG_COLUMNS", "OPTIONAL_JUDGMENT_COLUMNS", "KNOWLEDGE_REQUIRED", "KNOWLEDGE_SCHEMA",
     "knowledge_problems", "format_json_path",
 ]

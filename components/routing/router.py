@@ -105,14 +105,34 @@ def bagged_threshold(score: np.ndarray, hit_direct: np.ndarray, hit_reason: np.n
                  "bag_threshold_iqr": [float(np.percentile(cuts, 25)), float(np.percentile(cuts, 75))]}
 
 
+def share_threshold(score: np.ndarray, hit_direct: np.ndarray, hit_reason: np.ndarray,
+                    reason_share: float) -> tuple[float, dict]:
+    """The cut under which all but the ``reason_share`` highest ``score`` s fall (halfway between
+    the last one kept and the next), i.e. a reasoning budget spent on the queries most likely to
+    gain."""
+    ordered = np.sort(np.asarray(score, float))[::-1]
+    n = int(round(reason_share * len(ordered)))
+    if n <= 0:
+        cut = 1.0 + 1e-9
+    elif n >= len(ordered):
+        cut = 0.0
+    else:
+        cut = float((ordered[n - 1] + ordered[n]) / 2)
+    value, share = routed_metric(score, hit_direct, hit_reason, cut)
+    return cut, {"calibration_hit_rate": value, "calibration_reason_share": share, "reason_share": reason_share}
+
+
 def fit_router(direct: np.ndarray, scalars: np.ndarray, hit_direct: np.ndarray, hit_reason: np.ndarray,
-               tolerance: float = 0.0, folds: int = 5, c: float = 1.0, seed: int = 0, bags: int = 0) -> Router:
+               tolerance: float = 0.0, folds: int = 5, c: float = 1.0, seed: int = 0, bags: int = 0,
+               reason_share: float | None = None) -> Router:
     """Learn "does this query's own CoT raise its HitRate over the empty CoT" and the threshold.
 
     scikit-learn's LogisticRegression (class-balanced); the threshold is chosen on out-of-fold
-    scores so that it is not fitted to the very queries it is judged on: the first crossing
-    (:func:`choose_threshold`) when ``bags`` is 0, else the median over ``bags`` bootstrap
-    resamples of the out-of-fold rows (:func:`bagged_threshold`).
+    scores so that it is not fitted to the very queries it is judged on: with ``reason_share``
+    the cut that reasons on that share of them, the highest scored (:func:`share_threshold`: a
+    budget; the rule below is still computed and reported as ``rule_reason_share``); else the
+    first crossing (:func:`choose_threshold`) when ``bags`` is 0, or the median over ``bags``
+    bootstrap resamples of the out-of-fold rows (:func:`bagged_threshold`).
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
@@ -144,6 +164,10 @@ def fit_router(direct: np.ndarray, scalars: np.ndarray, hit_direct: np.ndarray, 
         threshold, calib = bagged_threshold(oof, hit_direct, hit_reason, tolerance, bags, seed)
     else:
         threshold, calib = choose_threshold(oof, hit_direct, hit_reason, tolerance)
+    if reason_share is not None:
+        rule = calib
+        threshold, calib = share_threshold(oof, hit_direct, hit_reason, reason_share)
+        calib.update(rule_reason_share=rule["calibration_reason_share"], rule_hit_rate=rule["calibration_hit_rate"])
     clf = LogisticRegression(C=c, class_weight="balanced", max_iter=2000).fit(z, y)
     try:
         from sklearn.metrics import roc_auc_score

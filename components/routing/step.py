@@ -1,8 +1,9 @@
 """Step `train_router`: learn when reasoning pays, on tonight's world, and ship it with the model.
 
-Between ``train_grpo`` and ``register_challenger``: the GRPO model is loaded, every held-out
-training query (``routing.holdout_share`` of them, which no trainer saw:
-:mod:`components.routing.holdout`; up to ``routing.max_queries``) is embedded directly and
+Between ``train_grpo`` and ``register_challenger``: the GRPO model is loaded, every fitting query
+(the data's dev queries, phrased as the traffic is, which no trainer reads; or the held-out
+training queries, ``routing.holdout_share``, :mod:`components.routing.holdout`; or the training
+queries: :func:`fit_queries`; up to ``routing.max_queries``) is embedded directly and
 after its own greedy CoT, both are searched exactly against the catalog, and the per-query
 HitRate@``routing.hit_k`` gain of the CoT is the label of
 :func:`components.routing.router.fit_router`. The model
@@ -102,15 +103,19 @@ def eval_report(router, m: dict, n_boot: int = 2000, seed: int = 0) -> dict:
 
 def fit_queries(cfg: PipelineConfig, world: World):
     """The queries the router is fitted on, and which they are: the held-out training queries
-    (``routing.holdout_share``: no trainer saw them), or with ``holdout_share`` 0 the training
-    queries; a seeded sample of ``routing.max_queries`` of them."""
+    (``routing.holdout_share``: no trainer saw them); else the data's dev queries
+    (``routing.use_dev`` and a "dev" split: phrased as the traffic is, no trainer reads them);
+    else the training queries. A seeded sample of ``routing.max_queries`` of them."""
     from components.routing.holdout import holdout_query_ids
 
     r = cfg.routing
     held = holdout_query_ids(cfg, world.queries)
+    dev = world.split("dev") if r.use_dev else world.queries.iloc[:0]
     if held:
         queries = world.queries[world.queries["query_id"].astype(str).isin(held)].reset_index(drop=True)
         source = "held_out"
+    elif len(dev):
+        queries, source = dev, "dev"
     else:
         queries, source = world.split("train"), "train"
     if r.max_queries is not None and len(queries) > r.max_queries:
@@ -119,8 +124,8 @@ def fit_queries(cfg: PipelineConfig, world: World):
 
 
 def train_router_for(cfg: PipelineConfig, model, world: World) -> tuple:
-    """Fit the router on the held-out training queries (:func:`fit_queries`) and report it on the
-    eval queries: (router, report)."""
+    """Fit the router on its queries (:func:`fit_queries`: dev, held-out or training) and report it
+    on the eval queries: (router, report)."""
     from components.routing.router import fit_router
 
     r = cfg.routing
@@ -129,7 +134,7 @@ def train_router_for(cfg: PipelineConfig, model, world: World) -> tuple:
     fit = measure_queries(model, world, queries, r.hit_k, cfg.eval.batch_size)
     router = fit_router(fit["direct"], fit["scalars"], fit["hit_direct"], fit["hit_reason"],
                         tolerance=r.tolerance, folds=r.folds, c=r.c, seed=r.seed,
-                        bags=r.threshold_bags)
+                        bags=r.threshold_bags, reason_share=r.reason_share)
     router.stats.update(hit_k=r.hit_k, fit_on=source, holdout_share=r.holdout_share if source == "held_out" else 0.0,
                         fit_seconds=round(time.perf_counter() - t0, 2))
     ev = measure(model, world, "eval", r.hit_k, None, cfg.eval.batch_size)

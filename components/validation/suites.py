@@ -420,17 +420,17 @@ def _queries_expectations(frame: pd.DataFrame, judged_query_ids: list | None = N
                    "text"),
         (["splits_of_normalized_text"], gxe.ExpectColumnValuesToBeBetween(
             column="splits_of_normalized_text", max_value=1, meta={"source_column": "text"},
-            description="no query text is in both train and eval under two ids (compared after NFKC, "
+            description="no query text is in both train and eval under two ids, nor in dev and either (compared after NFKC, "
                         "case folding, punctuation and whitespace removal)")),
         (["category"], gxe.ExpectColumnValuesToNotBeNull(column="category", description="category is set")),
         (["category"], gxe.ExpectColumnValuesToBeInSet(column="category", value_set=list(CATEGORIES),
                                                        description="category is one of CATEGORIES")),
         (["split"], gxe.ExpectColumnValuesToNotBeNull(column="split", description="split is set")),
-        (["split"], gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(schema.SPLITS),
-                                                    description="split is train or eval")),
+        (["split"], gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(schema.ALL_SPLITS),
+                                                    description="split is train, eval or dev")),
         (["n_splits_of_query_id"], gxe.ExpectColumnValuesToBeBetween(
             column="n_splits_of_query_id", max_value=1, meta={"source_column": "query_id"},
-            description="train and eval query ids are disjoint")),
+            description="train, eval and dev query ids are disjoint")),
         (["split"], gxe.ExpectColumnDistinctValuesToContainSet(
             column="split", value_set=list(schema.SPLITS),
             description="both splits have queries (no training without train, no gate without eval)")),
@@ -521,7 +521,7 @@ def _triplet_expectations(frame: pd.DataFrame, catalog_ids: list | None, eval_qu
     if eval_query_ids is not None:
         rules.append((["query_id"], gxe.ExpectColumnValuesToNotBeInSet(
             column="query_id", value_set=eval_query_ids,
-            description="query_id is not an eval-split query")))
+            description="query_id is not an eval-split (or dev-split) query")))
     return _with_present_columns(frame, TRIPLET_COLUMNS, rules)
 
 
@@ -887,7 +887,8 @@ def _validate_triplets(triplets_path: Path, data_dir: Path, max_cot_words: int, 
     catalog_ids = _id_set(catalog, "item_id")
     eval_ids = None
     if queries is not None and {"query_id", "split"} <= set(queries.columns):
-        eval_ids = _id_set(queries, "query_id", where=queries["split"] == "eval")
+        # dev queries (the router's) are never trained on either
+        eval_ids = _id_set(queries, "query_id", where=queries["split"].isin(["eval", "dev"]))
     # The triplets cannot be checked against references that are not there: say so, never pass.
     for ref_name, ids, needed in ((schema.CATALOG_FILE, catalog_ids, "item_id"),
                                   (schema.QUERIES_FILE, eval_ids, "query_id and split")):

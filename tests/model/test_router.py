@@ -92,10 +92,12 @@ def test_routed_embeddings_follow_the_router_and_survive_save_load(tiny_model, t
     np.testing.assert_allclose(loaded.embed_queries(QUERIES)[0], embs, atol=1e-5)
 
 
-@pytest.mark.parametrize("holdout_share", [0.15, 0.0])
-def test_train_router_fits_on_the_held_out_queries_and_reports_eval(tiny_model, tmp_path, monkeypatch, holdout_share):
-    """The router is fitted on the held-out training queries only (with holdout_share 0: the training
-    queries), reported on the eval queries, and the same twice."""
+@pytest.mark.parametrize("holdout_share,use_dev", [(0.15, True), (0.0, True), (0.0, False)])
+def test_train_router_fits_on_the_held_out_queries_and_reports_eval(tiny_model, tmp_path, monkeypatch, holdout_share,
+                                                                     use_dev):
+    """The router is fitted on the held-out training queries only (with holdout_share 0: the dev
+    queries, or without routing.use_dev the training queries), reported on the eval queries, and
+    the same twice."""
     from components.config import PipelineConfig, RoutingConfig, WorldConfig
     from components.data.generate import generate_world
     from components.data.io import load_world
@@ -104,7 +106,7 @@ def test_train_router_fits_on_the_held_out_queries_and_reports_eval(tiny_model, 
 
     generate_world(WorldConfig(n_items=150, n_queries=120), tmp_path / "data")
     world = load_world(tmp_path / "data")
-    cfg = PipelineConfig(routing=RoutingConfig(max_queries=40, folds=3, holdout_share=holdout_share))
+    cfg = PipelineConfig(routing=RoutingConfig(max_queries=40, folds=3, holdout_share=holdout_share, use_dev=use_dev))
     measured = []
     real = step.measure_queries
 
@@ -119,6 +121,10 @@ def test_train_router_fits_on_the_held_out_queries_and_reports_eval(tiny_model, 
     if holdout_share:
         assert report["fit_on"] == "held_out" and router.stats["fit_on"] == "held_out"
         assert set(fitted) == held and len(held) < 40  # all of them (fewer than max_queries), nothing else
+    elif use_dev:
+        dev = set(world.split("dev")["query_id"])
+        assert report["fit_on"] == "dev" and not held and 0 < len(dev) < 40
+        assert set(fitted) == dev  # all of them (fewer than max_queries), nothing else
     else:
         assert report["fit_on"] == "train" and not held
         assert set(fitted) <= set(world.split("train")["query_id"]) and len(fitted) == 40
@@ -133,6 +139,34 @@ def test_train_router_fits_on_the_held_out_queries_and_reports_eval(tiny_model, 
     for r in (router, again):
         r.stats.pop("fit_seconds")
     assert again == router and report2["eval"] == report["eval"] and report2["fit_query_ids"] == report["fit_query_ids"]
+
+
+def test_reason_share_spends_the_budget_on_the_highest_scores():
+    """routing.reason_share: the threshold reasons on that share of the out-of-fold scores, the
+    highest ones; the tolerance rule's share is still reported."""
+    from components.routing.router import fit_router, share_threshold
+
+    rng = np.random.default_rng(3)
+    score = rng.random(200)
+    hit_d, hit_r = rng.random(200), rng.random(200)
+    for share in (0.0, 0.1, 0.4, 0.5, 1.0):
+        cut, calib = share_threshold(score, hit_d, hit_r, share)
+        reason = score >= cut
+        assert reason.sum() == round(share * 200) and calib["calibration_reason_share"] == reason.mean()
+        if 0 < reason.sum() < 200:
+            assert score[reason].min() > score[~reason].max()  # the highest scores reason
+    n = 300
+    direct = rng.normal(size=(n, 8))
+    gain = direct[:, 0] + 0.5 * rng.normal(size=n)
+    hit_direct = np.full(n, 0.5)
+    hit_reason = np.where(gain > 0.5, 1.0, np.where(gain < -0.5, 0.0, 0.5))
+    scalars = np.zeros((n, 3))
+    router = fit_router(direct, scalars, hit_direct, hit_reason, folds=3, reason_share=0.4)
+    assert router.stats["calibration_reason_share"] == pytest.approx(0.4, abs=1 / n)
+    assert 0.0 <= router.stats["rule_reason_share"] <= 1.0 and "rule_hit_rate" in router.stats
+    rule = fit_router(direct, scalars, hit_direct, hit_reason, folds=3)
+    assert rule.stats["calibration_reason_share"] == router.stats["rule_reason_share"]
+    assert 0.25 < router.decide(direct, scalars).mean() < 0.55  # in-sample scores: about the budget
 
 
 def test_bagged_threshold_is_the_median_of_the_resamples_first_crossings():

@@ -104,7 +104,7 @@ def test_query_id_in_both_splits(make_data, rows, tmp_path):
     assert "queries.jsonl: expect_column_values_to_be_unique(query_id) failed at rows [1, 5]" in message
     disjoint = _failure(error, "queries.jsonl", "expect_column_values_to_be_between", "n_splits_of_query_id")
     assert disjoint["rows"] == [1, 5]
-    assert disjoint["message"].endswith("sample values [2] (query_id: ['Q1']) -- train and eval query ids are disjoint")
+    assert disjoint["message"].endswith("sample values [2] (query_id: ['Q1']) -- train, eval and dev query ids are disjoint")
 
 
 def test_invalid_json_names_file_and_row(make_data, tmp_path):
