@@ -82,26 +82,16 @@ def make_variants(model, compiled):
 
 def decoder_calls(variants, batches) -> dict[str, float]:
     """Decoder calls per query of the static loops (prefill, CoT steps, ``</think><emb>``), counted."""
-    from components.model import fastgen
-
-    original = fastgen.StaticGreedy._forward
-    count = [0]
-
-    def counted(self, *args, **kwargs):
-        count[0] += 1
-        return original(self, *args, **kwargs)
+    from components.model.fastgen import count_decoder_calls
 
     out = {}
-    fastgen.StaticGreedy._forward = counted
-    try:
+    with count_decoder_calls() as count:
         for name in ("static", "static_drafts"):
             if name in variants:
                 count[0] = 0
                 for batch in batches:
                     variants[name](batch)
                 out[name] = count[0] / sum(len(b) for b in batches)
-    finally:
-        fastgen.StaticGreedy._forward = original
     return out
 
 

@@ -19,6 +19,9 @@ Other architectures fall back to the Hugging Face loop (:func:`supports`).
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 import torch.nn.functional as F
 
@@ -244,3 +247,21 @@ class StaticGreedy:
             choice = picks[kept]
         hidden = run([close_id, emb_id], col)[-1:]
         return hidden, [cot]
+
+
+@contextlib.contextmanager
+def count_decoder_calls() -> Iterator[list[int]]:
+    """Count :class:`StaticGreedy` decoder calls (prefill, CoT steps, ``</think><emb>``) made inside
+    the block, in ``counter[0]`` (the caller may reset it); for the benchmark and the tests."""
+    original = StaticGreedy._forward
+    counter = [0]
+
+    def counted(self, *args, **kwargs):
+        counter[0] += 1
+        return original(self, *args, **kwargs)
+
+    StaticGreedy._forward = counted
+    try:
+        yield counter
+    finally:
+        StaticGreedy._forward = original
