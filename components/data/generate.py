@@ -926,7 +926,7 @@ def _draft_dev(cfg: WorldConfig, drafted: list[tuple[str, str, list[str]]], said
     at most once, from streams of their own (so the train and eval rows do not change). A draw
     whose text is another query's after normalisation, or (hard categories) shares a word with a
     relevant title, is drawn again; after ``tries`` that query is skipped (a shortfall). Returns
-    (drafted index, phrasing) pairs in category order, and the shortfall per category."""
+    (drafted index, phrasing) pairs in a shuffled order, and the shortfall per category."""
     from components.validation.text_rules import normalized_query
 
     if cfg.dev_fraction <= 0 or cfg.phrasing != "varied":
@@ -957,6 +957,7 @@ def _draft_dev(cfg: WorldConfig, drafted: list[tuple[str, str, list[str]]], said
                     break
         if got < targets[category]:
             shortfall[category] = targets[category] - got
+    rng.shuffle(out)  # ids in a mixed-category order, as the train and eval rows (a head of them is a sample)
     return out, shortfall
 
 

@@ -258,17 +258,20 @@ def _missing(value: Any) -> bool:
 def load_world(data_dir: str | Path, max_items: int | None = None, max_queries: int | None = None) -> World:
     """Load catalog, queries and judgments (not the teacher-only knowledge file).
 
-    ``max_queries`` keeps the first N queries of each split proportionally (first rows);
+    ``max_queries`` keeps the first N train and eval queries, each split proportionally (first
+    rows), and the same share of a dev split;
     ``max_items`` keeps the first N items plus every item judged relevant to a kept query.
     """
     data_dir = Path(data_dir)
     catalog = _frame(read_jsonl(data_dir / schema.CATALOG_FILE), schema.CATALOG_COLUMNS)
     queries = _frame(read_jsonl(data_dir / schema.QUERIES_FILE), schema.QUERY_COLUMNS)
     judgments = _frame(read_jsonl(data_dir / schema.JUDGMENTS_FILE), schema.JUDGMENT_COLUMNS)
-    if max_queries is not None and len(queries) > max_queries:
+    scored = int(queries["split"].isin(schema.SPLITS).sum()) if len(queries) else 0
+    if max_queries is not None and scored > max_queries:
         parts = []
         for split_name, group in queries.groupby("split", sort=True):
-            share = max(1, round(max_queries * len(group) / len(queries)))
+            # the same share of every split, reckoned on train and eval (a dev split scales alike)
+            share = max(1, round(max_queries * len(group) / scored))
             parts.append(group.head(share))
         queries = pd.concat(parts).sort_index().reset_index(drop=True)
         judgments = judgments[judgments["query_id"].isin(set(queries["query_id"]))].reset_index(drop=True)
