@@ -921,9 +921,9 @@ def _phrase_all(cfg: WorldConfig, drafted: list[tuple[str, str, list[str]]], sai
 def _draft_dev(cfg: WorldConfig, drafted: list[tuple[str, str, list[str]]], said_as: dict[int, str],
                split_of: dict[int, str], sampler: "_Sampler", texts: list[str]) -> tuple[list[tuple[int, Phrased]], dict]:
     """The dev split (``world.dev_fraction`` of each category's training queries, phrasing "varied"
-    only): training queries' cores said
-    again as the traffic says them (the eval split's phrasing distribution), each training query
-    at most once, from streams of their own (so the train and eval rows do not change). A draw
+    only): training queries' cores said again as the traffic says them (the eval split's phrasing
+    distribution), each training query at most once, from streams of their own (so the train and
+    eval rows do not change). A draw
     whose text is another query's after normalisation, or (hard categories) shares a word with a
     relevant title, is drawn again; after ``tries`` that query is skipped (a shortfall). Returns
     (drafted index, phrasing) pairs in a shuffled order, and the shortfall per category."""
