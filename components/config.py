@@ -397,8 +397,8 @@ class RoutingConfig:
     holdout_share: float = field(default=0.0, metadata={"help": (
         "share of the training queries held out of the teacher's triplets (so of the backbone corpus, cold start, "
         "GRPO and direct baseline) for the router to be fitted on: per category, the hard ones by whole intent "
-        "when the data has intent ids; 0: the router is fitted on the trained queries (it learns their gain, "
-        "not that of unseen queries). Only when a router is trained. Default 0: at 0.15 the demo's router "
+        "when the data has intent ids; 0: the router is fitted on the dev queries (use_dev), or without them on "
+        "the trained queries (it then learns their gain, not that of unseen queries). Only when a router is trained. Default 0: at 0.15 the demo's router "
         "reasoned on 4% of eval queries and lost HitRate@100 (docs/serving-cost.md, 3.2)")})
     use_dev: bool = field(default=True, metadata={"help": (
         "fit the router on the data's dev queries when it has them (split \"dev\": labelled queries phrased as the "
@@ -410,7 +410,7 @@ class RoutingConfig:
         "rule's (fewest reasoning queries keeping HitRate@hit_k). Registered check: docs/serving-cost.md, 3.5")})
     hit_k: int = 100  # the HitRate@k the router keeps
     tolerance: float = 0.0  # HitRate@k the routing may lose against always reasoning (out-of-fold, fitted queries)
-    max_queries: Optional[int] = 2000  # held-out (holdout_share 0: training) queries measured (sampled); None: all
+    max_queries: Optional[int] = 2000  # fitting queries (dev, held-out or training) measured (sampled); None: all
     folds: int = 5  # cross-validation folds: the threshold is set on out-of-fold scores
     c: float = 1.0  # inverse L2 strength of the logistic regression
     # 0: the threshold is the first crossing of the out-of-fold curve (fewest reasoning queries that keep
