@@ -611,8 +611,36 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
+def _read_config_file(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file's values; with a top-level ``extends: <file>`` (relative to this file's folder)
+    that file's values first, each section of this one updating the base's section field by field
+    (a section that is not a mapping replaces the base's)."""
+    path = path.resolve()
+    if path in chain:
+        raise ConfigError(f"{path.name}: extends itself ({' -> '.join(p.name for p in (*chain, path))})")
+    if not path.is_file():
+        where = f" (extended by {chain[-1].name})" if chain else ""
+        raise ConfigError(f"{path}: no such config file{where}")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path.name}: a config is a mapping of sections, not {type(values).__name__}")
+    base = values.pop("extends", None)
+    if base is None:
+        return values
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path.name}: extends: {base!r} must name one config file")
+    merged = _read_config_file(path.parent / base, (*chain, path))
+    for section, sub in values.items():
+        if isinstance(sub, dict) and isinstance(merged.get(section), dict):
+            merged[section] = {**merged[section], **sub}
+        else:
+            merged[section] = sub
+    return merged
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
-    """Load a YAML config (relative paths resolve against the repo root).
+    """Load a YAML config (relative paths resolve against the repo root; ``extends: <file>`` builds on
+    another config, :func:`_read_config_file`).
 
     ``overrides`` is a nested mapping applied on top of the file (used by tests).
     """
@@ -621,7 +649,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
         p = Path(path)
         if not p.is_absolute() and not p.exists():
             p = REPO_ROOT / p
-        values = yaml.safe_load(p.read_text()) or {}
+        values = _read_config_file(p)
     for section, sub in (overrides or {}).items():
         if isinstance(sub, dict):
             values.setdefault(section, {}).update(sub)

@@ -198,8 +198,9 @@ def markdown() -> str:
              f"     {REGENERATE} -->", "",
              f"Every field of the pipeline config ({n} fields). A YAML file in `configs/` sets any subset of them "
              "by section (`cold_start: {max_steps: 300}`); an unknown key, a wrong type or a value outside the "
-             "allowed ones is an error when the config loads, naming the field. `lrem --config FILE config --show` "
-             "prints a file's resolved values.", "",
+             "allowed ones is an error when the config loads, naming the field. A top-level `extends: other.yaml` "
+             "(relative to the file's folder) starts from that config, each section updated field by field "
+             "(`configs/gate-pair-bagged.yaml`). `lrem --config FILE config --show` prints a file's resolved values.", "",
              "Sections: " + ", ".join(f"[`{s.name}`](#{s.name})" if s.cls is not PipelineConfig
                                       else "[top level](#top-level)" for s in sections), ""]
     for s in sections:

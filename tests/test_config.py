@@ -111,3 +111,39 @@ def test_rehearsal_settings_out_of_range_are_named(tmp_path):
                 load_config(str(path))
     path.write_text("grpo:\n  lm_replay_weight: 1.0\n")
     assert load_config(str(path)).grpo.lm_replay_weight == 1.0
+
+
+# ---------------------------------------------------------------- extends: a config built on another
+def test_extends_updates_the_base_section_by_section(tmp_path):
+    (tmp_path / "base.yaml").write_text("name: base\nrouting:\n  max_queries: 120\n  holdout_share: 0.15\n"
+                                        "grpo:\n  max_steps: 20\n")
+    (tmp_path / "mid.yaml").write_text("extends: base.yaml\nrouting:\n  threshold_bags: 7\n")
+    (tmp_path / "child.yaml").write_text("extends: mid.yaml\nname: child\nrouting:\n  holdout_share: 0.0\n")
+    cfg = load_config(tmp_path / "child.yaml")
+    assert cfg.name == "child" and cfg.grpo.max_steps == 20
+    assert (cfg.routing.max_queries, cfg.routing.holdout_share, cfg.routing.threshold_bags) == (120, 0.0, 7)
+    assert load_config(tmp_path / "mid.yaml").routing.holdout_share == 0.15
+
+
+def test_extends_refuses_a_cycle_and_a_missing_base(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match=r"a.yaml: extends itself \(a.yaml -> b.yaml -> a.yaml\)"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("extends: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match=r"nowhere.yaml: no such config file \(extended by c.yaml\)"):
+        load_config(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("extends: [a.yaml, b.yaml]\n")
+    with pytest.raises(ConfigError, match="must name one config file"):
+        load_config(tmp_path / "d.yaml")
+
+
+def test_the_gate_pair_variants_differ_from_their_base_only_where_they_say():
+    base = load_config("configs/gate-pair.yaml").to_dict()
+    bagged = load_config("configs/gate-pair-bagged.yaml").to_dict()
+    assert {k for k in base if base[k] != bagged[k]} == {"routing"}
+    assert {k for k in base["routing"] if base["routing"][k] != bagged["routing"][k]} == {"threshold_bags"}
+    defaults = load_config("configs/gate-pair-defaults.yaml")
+    assert defaults.name == "gate-pair-defaults" and defaults.cold_start.max_steps == 2400
+    assert (defaults.routing.use_dev, defaults.routing.reason_share, defaults.routing.holdout_share,
+            defaults.routing.max_queries, defaults.routing.threshold_bags) == (False, None, 0.0, 2000, 200)
