@@ -211,3 +211,24 @@ def test_held_out_queries_never_reach_the_trainers_data(tiny_world, tmp_path, mo
     assert rec.got["cold_start"]["replay_docs"]  # smoke rehearses: the check above ran
     # the trained queries do reach them (the test is not vacuous)
     assert set(world.queries.loc[world.queries["query_id"].isin(trained_ids), "text"]) & set(corpora[0].train)
+
+
+@pytest.mark.parametrize("dev_fraction, use_dev, holdout_share, expected", [
+    (0.25, True, 0.0, "dev"), (0.0, True, 0.0, "train"), (0.25, False, 0.0, "train"), (0.25, True, 0.15, "held_out")])
+def test_fit_queries_picks_dev_then_train(tmp_path, dev_fraction, use_dev, holdout_share, expected):
+    """The router fits on the dev queries when the data has them (and routing.use_dev), on the
+    training queries otherwise (data without dev: imports, dev_fraction 0); held-out queries first."""
+    from components.config import PipelineConfig, RoutingConfig, WorldConfig
+    from components.data.generate import generate_world
+    from components.data.io import load_world
+    from components.routing.step import fit_queries
+
+    generate_world(WorldConfig(n_items=150, n_queries=120, dev_fraction=dev_fraction), tmp_path)
+    world = load_world(tmp_path)
+    cfg = PipelineConfig(routing=RoutingConfig(use_dev=use_dev, holdout_share=holdout_share))
+    queries, source = fit_queries(cfg, world)
+    assert source == expected
+    splits = set(world.queries.set_index("query_id").loc[queries["query_id"], "split"])
+    assert splits == ({"dev"} if expected == "dev" else {"train"})
+    if expected == "dev":
+        assert len(queries) == len(world.split("dev"))
