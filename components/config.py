@@ -57,8 +57,8 @@ class WorldConfig:
     # Queries of the "dev" split, drawn after everything else from streams of their own (the train
     # and eval rows stay byte-identical with 0): training queries' intents and relevant items said
     # again as tonight's traffic says them (with phrasing "varied": the eval queries' phrasing
-    # distribution, held-out patterns and wordings included). No trainer reads them; the reasoning
-    # router is fitted on them). Per category: this share of its training queries, each at most once.
+    # distribution, held-out patterns and wordings included). No trainer reads them (the reasoning
+    # router can be fitted on them: routing.use_dev). Per category: this share of its training queries, each once.
     dev_fraction: float = 0.25
 
 

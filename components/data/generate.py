@@ -2,7 +2,7 @@
 
 One call writes the four files of :mod:`components.data.schema`: a catalog of items, the
 queries (five categories, split by query into train/eval, plus dev queries (``world.dev_fraction``):
-training intents said again as the traffic says them, read by the reasoning router only), the
+training intents said again as the traffic says them, read only by the reasoning router, with routing.use_dev), the
 relevance judgments, and the world's knowledge (read by the teacher only).
 
 The hard categories (``qa``, ``alternative``, ``knowledge``) are built so that lexical

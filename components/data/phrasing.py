@@ -17,7 +17,7 @@ category's short templates ("something to keep my coffee hot", "cheaper option t
 
 Held-out phrasing: the patterns in :data:`HELDOUT_PATTERNS` and the word rules in
 :data:`HELDOUT_WORDINGS` are used by eval (and dev) queries only, never by a training query: no
-trainer reads them (dev queries fit the reasoning router only). The choice
+trainer reads them (dev queries are for the reasoning router: routing.use_dev). The choice
 is fixed here, in code, and was committed before any model scored on it was trained. Every
 query records ``pattern``, ``intent_position`` (only, first, middle, last: where the intent's
 words sit), ``wording`` (verbatim or reworded), ``typo`` and ``heldout_phrasing``; eval

@@ -16,7 +16,7 @@ KNOWLEDGE_FILE = "knowledge.json"  # read by the teacher only, never by the mode
 # catalog.jsonl: one item per line. `attributes` is a flat mapping of attribute name -> value.
 CATALOG_COLUMNS = ("item_id", "title", "product_type", "department", "brand", "price", "attributes")
 # queries.jsonl: one query per line; `split` is "train" or "eval" (split by query), or the optional
-# "dev": labelled queries no trainer reads (the reasoning router is fitted on them).
+# "dev": labelled queries no trainer reads (the reasoning router can be fitted on them: routing.use_dev).
 QUERY_COLUMNS = ("query_id", "text", "category", "split")
 # judgments.jsonl: one relevant (query, item) pair per line.
 JUDGMENT_COLUMNS = ("query_id", "item_id")
