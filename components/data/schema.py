@@ -29,6 +29,7 @@ OPTIONAL_JUDGMENT_COLUMNS = ("relevance",)
 SPLITS = ("train", "eval")  # required: every data set has both
 OPTIONAL_SPLITS = ("dev",)
 ALL_SPLITS = SPLITS + OPTIONAL_SPLITS
+UNTRAINED_SPLITS = ("eval", "dev")  # no trainer may read them (a triplet of one fails validation)
 
 # knowledge.json is REQUIRED, everywhere: the gate fails without it, load_knowledge raises
 # DataFileError, the teacher cannot reason without product types (`lrem data import` writes
@@ -132,7 +133,7 @@ def _short(text: str, limit: int = 160) -> str:
 
 __all__ = [
     "CATALOG_FILE", "QUERIES_FILE", "JUDGMENTS_FILE", "KNOWLEDGE_FILE",
-    "CATALOG_COLUMNS", "QUERY_COLUMNS", "JUDGMENT_COLUMNS", "CATEGORIES", "SPLITS", "OPTIONAL_SPLITS", "ALL_SPLITS",
+    "CATALOG_COLUMNS", "QUERY_COLUMNS", "JUDGMENT_COLUMNS", "CATEGORIES", "SPLITS", "OPTIONAL_SPLITS", "ALL_SPLITS", "UNTRAINED_SPLITS",
     "OPTIONAL_CATALOG_COLUMNS", "OPTIONAL_JUDGMENT_COLUMNS", "KNOWLEDGE_REQUIRED", "KNOWLEDGE_SCHEMA",
     "knowledge_problems", "format_json_path",
 ]

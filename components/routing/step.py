@@ -110,11 +110,10 @@ def fit_queries(cfg: PipelineConfig, world: World):
 
     r = cfg.routing
     held = holdout_query_ids(cfg, world.queries)
-    dev = world.split("dev") if r.use_dev else world.queries.iloc[:0]
     if held:
         queries = world.queries[world.queries["query_id"].astype(str).isin(held)].reset_index(drop=True)
         source = "held_out"
-    elif len(dev):
+    elif r.use_dev and len(dev := world.split("dev")):
         queries, source = dev, "dev"
     else:
         queries, source = world.split("train"), "train"

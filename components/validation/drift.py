@@ -86,7 +86,7 @@ def snapshot_figures(frames: dict[str, pd.DataFrame | None], title_sample: int) 
         figures["category_share"] = {str(c): round(float(counts.get(c, 0)) / n, 6)
                                      for c in sorted(set(CATEGORIES) | set(counts.index))}
         # of the train and eval queries: a dev split (the router's) does not move it
-        scored = int(queries["split"].isin(["train", "eval"]).sum())
+        scored = int(queries["split"].isin(schema.SPLITS).sum())
         figures["eval_share"] = round(float((queries["split"] == "eval").sum()) / scored, 6) if scored else 0.0
     catalog = frames.get(schema.CATALOG_FILE)
     if catalog is not None and {"item_id", "title"} <= set(catalog.columns):

@@ -887,8 +887,7 @@ def _validate_triplets(triplets_path: Path, data_dir: Path, max_cot_words: int, 
     catalog_ids = _id_set(catalog, "item_id")
     eval_ids = None
     if queries is not None and {"query_id", "split"} <= set(queries.columns):
-        # dev queries (the router's) are never trained on either
-        eval_ids = _id_set(queries, "query_id", where=queries["split"].isin(["eval", "dev"]))
+        eval_ids = _id_set(queries, "query_id", where=queries["split"].isin(schema.UNTRAINED_SPLITS))
     # The triplets cannot be checked against references that are not there: say so, never pass.
     for ref_name, ids, needed in ((schema.CATALOG_FILE, catalog_ids, "item_id"),
                                   (schema.QUERIES_FILE, eval_ids, "query_id and split")):

@@ -1,12 +1,12 @@
-"""Probe: the nightly router fitted on the dev split, on models trained with other seeds.
+"""Probe: the nightly router, refitted on trained models (e.g. the dev-fitted router on other training seeds).
 
     OMP_NUM_THREADS=2 .venv/bin/python experiments/probes/router_dev.py \
         --models <run>/routing/model,<run>/routing/model,... --data data --out <report.json>
 
 For each trained model, ``train_router`` exactly as the nightly run does it
-(``components.routing.step.train_router_for`` with the config's routing section: since 3.5 of
-docs/serving-cost.md, fitted on the data's dev queries with the ``routing.reason_share`` budget)
-is rerun on the given data, and its eval report kept: the share of eval queries that reason, and
+(``components.routing.step.train_router_for`` with the config's routing section: in 3.5 of
+docs/serving-cost.md, ``routing.use_dev`` with a ``routing.reason_share`` budget, the defaults then;
+off by default since) is rerun on the given data, and its eval report kept: the share of eval queries that reason, and
 routed HitRate@``hit_k`` against always reasoning with the paired bootstrap CI, overall and per
 category. The model's own registered router is not used. "met": share <= 50% and 0 inside the CI.
 """
