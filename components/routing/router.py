@@ -1,11 +1,16 @@
 """The reasoning router: decide per query, before reasoning, whether the CoT is worth its cost.
 
-A logistic regression on features the direct (empty-CoT) forward gives for free: the direct
-embedding itself, the query's length in tokens, and the model's own first-token distribution
-at ``<think>`` (its top probability, its entropy, the probability it closes ``</think>`` at
-once: the model saying it has nothing to think about). No feature needs the index, so the
-router lives in the model (``router.json`` beside ``lrem_config.json``): the offline
-evaluation, the pyfunc, the online A/B and the gate all run the same routing.
+A logistic regression on features known before reasoning. From the direct (empty-CoT) forward:
+the query's length in tokens and the model's own first-token distribution at ``<think>`` (its
+top probability, its entropy, the probability it closes ``</think>`` at once: the model saying
+it has nothing to think about); optionally the direct embedding itself. From the direct
+embedding's retrieval (:data:`REFERENCE_FEATURES`, docs/serving-cost.md 3.6): its top-1, top-10
+and top-100 cosines against the catalog's item embeddings and their gaps (does the direct
+embedding already find its items?), and its highest cosine to a training query's direct
+embedding (is this a query like those the model learned?). The reference embeddings (items:
+the catalog or a seeded sample of it; training queries) are stored with the router
+(``router_refs.npz`` beside ``router.json``), so the router lives in the model and needs no
+index: the offline evaluation, the pyfunc, the online A/B and the gate all run the same routing.
 
 It is learned in the nightly run (:mod:`components.routing.step`): per training query, the
 gain of its own CoT over the empty CoT in HitRate@k; label "reasoning helps"; the threshold is
@@ -22,7 +27,49 @@ from pathlib import Path
 import numpy as np
 
 ROUTER_FILE = "router.json"
+REFS_FILE = "router_refs.npz"
 SCALAR_FEATURES = ("log_query_tokens", "first_token_max_prob", "first_token_entropy", "close_prob")
+DIRECT_FEATURE = "direct_embedding"
+REFERENCE_FEATURES = ("top1_item_cos", "top10_item_cos", "top100_item_cos", "gap_top1_top10", "gap_top1_top100",
+                      "nearest_train_query_cos")
+
+
+def reference_features(direct: np.ndarray, items: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """:data:`REFERENCE_FEATURES` of L2-normalised direct embeddings: the 1st, 10th and 100th highest
+    cosine against the reference ``items`` (ranks past the item count clip to the last), the gaps
+    of the 1st to the 10th and 100th, and the highest cosine to a reference training query."""
+    direct = np.asarray(direct, np.float32)
+    n = len(direct)
+    if n == 0:
+        return np.zeros((0, len(REFERENCE_FEATURES)))
+    if len(items) == 0 or len(queries) == 0:
+        raise ValueError("router reference features need at least one reference item and one training query")
+    sims = direct @ np.asarray(items, np.float32).T
+    ranks = [min(k, sims.shape[1]) - 1 for k in (1, 10, 100)]
+    kth = np.sort(np.partition(-sims, ranks[-1], axis=1)[:, : ranks[-1] + 1], axis=1)  # the top, descending
+    top = -kth[:, ranks]
+    nearest = (direct @ np.asarray(queries, np.float32).T).max(1)
+    return np.column_stack([top[:, 0], top[:, 1], top[:, 2], top[:, 0] - top[:, 1], top[:, 0] - top[:, 2],
+                            nearest]).astype(np.float64)
+
+
+def _design(direct: np.ndarray, scalars: np.ndarray, features, refs: dict | None) -> np.ndarray:
+    """The router's input rows for ``features`` (names, in order of the blocks: direct embedding,
+    scalars, reference features)."""
+    parts = []
+    if DIRECT_FEATURE in features:
+        parts.append(np.asarray(direct, np.float64))
+    parts.append(np.asarray(scalars, np.float64))
+    if any(f in REFERENCE_FEATURES for f in features):
+        if refs is None:
+            raise ValueError(f"this router's features need its reference embeddings ({REFS_FILE}), which are missing")
+        parts.append(reference_features(direct, refs["items"], refs["queries"]))
+    return np.concatenate(parts, axis=1)
+
+
+def feature_names(direct_embedding: bool, reference: bool) -> list[str]:
+    return ([DIRECT_FEATURE] if direct_embedding else []) + list(SCALAR_FEATURES) + \
+        (list(REFERENCE_FEATURES) if reference else [])
 
 
 @dataclass
@@ -32,12 +79,16 @@ class Router:
     coef: list[float]
     intercept: float
     threshold: float  # reason when P(reasoning helps) >= threshold
-    features: list[str] = field(default_factory=lambda: ["direct_embedding", *SCALAR_FEATURES])
+    features: list[str] = field(default_factory=lambda: [DIRECT_FEATURE, *SCALAR_FEATURES])
     stats: dict = field(default_factory=dict)  # how it was trained (shares, HitRates, folds)
+    # reference embeddings of the reference features: {"items": [n, d], "queries": [m, d]} (router_refs.npz)
+    refs: dict | None = field(default=None, repr=False, compare=False)
+
+    def design(self, direct: np.ndarray, scalars: np.ndarray) -> np.ndarray:
+        return _design(direct, scalars, self.features, self.refs)
 
     def scores(self, direct: np.ndarray, scalars: np.ndarray) -> np.ndarray:
-        x = np.concatenate([np.asarray(direct, np.float64), np.asarray(scalars, np.float64)], axis=1)
-        z = (x - np.asarray(self.mean)) / np.asarray(self.scale)
+        z = (self.design(direct, scalars) - np.asarray(self.mean)) / np.asarray(self.scale)
         return 1.0 / (1.0 + np.exp(-(z @ np.asarray(self.coef) + self.intercept)))
 
     def decide(self, direct: np.ndarray, scalars: np.ndarray) -> np.ndarray:
@@ -48,17 +99,31 @@ class Router:
 
     def save(self, model_dir: str | Path) -> Path:
         path = Path(model_dir) / ROUTER_FILE
-        path.write_text(json.dumps(asdict(self), indent=1))
+        fields = {k: v for k, v in asdict(self).items() if k != "refs"}
+        path.write_text(json.dumps(fields, indent=1))
+        if self.refs is not None:
+            np.savez(Path(model_dir) / REFS_FILE, **{k: np.asarray(v, np.float16) for k, v in self.refs.items()})
         return path
 
     @classmethod
     def load(cls, model_dir: str | Path) -> "Router | None":
         path = Path(model_dir) / ROUTER_FILE
-        return cls(**json.loads(path.read_text())) if path.is_file() else None
+        if not path.is_file():
+            return None
+        router = cls(**json.loads(path.read_text()))
+        refs = Path(model_dir) / REFS_FILE
+        if refs.is_file():
+            with np.load(refs) as z:
+                router.refs = {k: z[k].astype(np.float32) for k in z.files}
+        elif any(f in REFERENCE_FEATURES for f in router.features):
+            raise FileNotFoundError(f"{path} names reference features but {refs} is missing")
+        return router
 
 
-def _features(direct: np.ndarray, scalars: np.ndarray) -> np.ndarray:
-    return np.concatenate([np.asarray(direct, np.float64), np.asarray(scalars, np.float64)], axis=1)
+def as_stored(refs: dict) -> dict:
+    """Reference embeddings as :meth:`Router.save` stores them (float16) and loads them back, so that a
+    router is fitted on exactly the features it will compute when served."""
+    return {k: np.asarray(v, np.float16).astype(np.float32) for k, v in refs.items()}
 
 
 def routed_metric(score: np.ndarray, hit_direct: np.ndarray, hit_reason: np.ndarray, threshold: float) -> tuple:
@@ -124,7 +189,8 @@ def share_threshold(score: np.ndarray, hit_direct: np.ndarray, hit_reason: np.nd
 
 def fit_router(direct: np.ndarray, scalars: np.ndarray, hit_direct: np.ndarray, hit_reason: np.ndarray,
                tolerance: float = 0.0, folds: int = 5, c: float = 1.0, seed: int = 0, bags: int = 0,
-               reason_share: float | None = None) -> Router:
+               reason_share: float | None = None, direct_embedding: bool = True,
+               refs: dict | None = None) -> Router:
     """Learn "does this query's own CoT raise its HitRate over the empty CoT" and the threshold.
 
     scikit-learn's LogisticRegression (class-balanced); the threshold is chosen on out-of-fold
@@ -133,11 +199,16 @@ def fit_router(direct: np.ndarray, scalars: np.ndarray, hit_direct: np.ndarray, 
     budget; the rule below is still computed and reported as ``rule_reason_share``); else the
     first crossing (:func:`choose_threshold`) when ``bags`` is 0, or the median over ``bags``
     bootstrap resamples of the out-of-fold rows (:func:`bagged_threshold`).
+
+    Features: the direct embedding when ``direct_embedding``, the scalars, and the reference
+    features when ``refs`` (reference item and training-query embeddings, kept by the router) is given.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
 
-    x = _features(direct, scalars)
+    names = feature_names(direct_embedding, refs is not None)
+    refs = as_stored(refs) if refs is not None else None
+    x = _design(direct, scalars, names, refs)
     hit_direct, hit_reason = np.asarray(hit_direct, float), np.asarray(hit_reason, float)
     y = (hit_reason - hit_direct > 0).astype(int)
     mean, scale = x.mean(0), x.std(0)
@@ -153,7 +224,7 @@ def fit_router(direct: np.ndarray, scalars: np.ndarray, hit_direct: np.ndarray, 
         always = hit_reason.mean() >= hit_direct.mean() - tolerance and n_pos > 0
         threshold = 0.0 if always else 1.0 + 1e-9
         stats.update({"degenerate": True, "calibration_reason_share": 1.0 if always else 0.0})
-        return Router(mean.tolist(), scale.tolist(), [0.0] * x.shape[1], 0.0, threshold, stats=stats)
+        return Router(mean.tolist(), scale.tolist(), [0.0] * x.shape[1], 0.0, threshold, names, stats, refs)
     k = max(2, min(folds, n_pos, n_neg))
     oof = np.zeros(len(y))
     for train, test in StratifiedKFold(k, shuffle=True, random_state=seed).split(z, y):
@@ -177,4 +248,4 @@ def fit_router(direct: np.ndarray, scalars: np.ndarray, hit_direct: np.ndarray, 
         pass
     stats.update(calib, folds=k)
     return Router(mean.tolist(), scale.tolist(), clf.coef_[0].tolist(), float(clf.intercept_[0]), threshold,
-                  stats=stats)
+                  names, stats, refs)

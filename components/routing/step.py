@@ -49,12 +49,14 @@ def per_query_hits(embs: np.ndarray, items: np.ndarray, item_ids: np.ndarray, qi
     return out
 
 
-def measure_queries(model, world: World, queries, k: int, batch_size: int):
+def measure_queries(model, world: World, queries, k: int, batch_size: int, items: np.ndarray | None = None):
     """Direct and always-reasoning HitRate@k of ``queries`` (rows of ``world.queries``), with the
-    router's features; queries without judgments are left out."""
+    router's features; queries without judgments are left out. ``items``: the catalog's item
+    embeddings by this model, when already computed."""
     queries = queries.reset_index(drop=True)
     texts, qids = queries["text"].tolist(), queries["query_id"].astype(str).tolist()
-    items = model.embed_items(world.catalog["title"].tolist(), batch_size=batch_size * 2)
+    if items is None:
+        items = model.embed_items(world.catalog["title"].tolist(), batch_size=batch_size * 2)
     item_ids = world.catalog["item_id"].astype(str).to_numpy()
     relevant = {str(q): {str(i) for i in v} for q, v in world.relevant().items()}
     direct, scalars = model.direct_with_features(texts, batch_size=batch_size)
@@ -66,12 +68,28 @@ def measure_queries(model, world: World, queries, k: int, batch_size: int):
             "direct": direct[keep], "scalars": scalars[keep], "hit_direct": hit_d[keep], "hit_reason": hit_r[keep]}
 
 
-def measure(model, world: World, split: str, k: int, max_queries: int | None, batch_size: int, seed: int = 0):
+def measure(model, world: World, split: str, k: int, max_queries: int | None, batch_size: int, seed: int = 0,
+            items: np.ndarray | None = None):
     """:func:`measure_queries` of one split's queries (a seeded sample of ``max_queries`` of them)."""
     queries = world.split(split)
     if max_queries is not None and len(queries) > max_queries:
         queries = queries.sample(n=max_queries, random_state=seed).reset_index(drop=True)
-    return measure_queries(model, world, queries, k, batch_size)
+    return measure_queries(model, world, queries, k, batch_size, items)
+
+
+def reference_embeddings(cfg: PipelineConfig, model, world: World, items: np.ndarray) -> dict:
+    """The router's reference embeddings (:func:`components.routing.router.reference_features`): the
+    catalog's item embeddings (a seeded sample of ``routing.reference_items`` when larger) and the
+    direct embeddings of the training queries (a seeded sample of ``routing.max_queries``)."""
+    r = cfg.routing
+    if len(items) > r.reference_items:
+        keep = np.sort(np.random.default_rng(r.seed).choice(len(items), r.reference_items, replace=False))
+        items = items[keep]
+    train = world.split("train")
+    if r.max_queries is not None and len(train) > r.max_queries:
+        train = train.sample(n=r.max_queries, random_state=r.seed)
+    queries, _ = model.direct_with_features(train["text"].tolist(), batch_size=cfg.eval.batch_size)
+    return {"items": np.asarray(items, np.float32), "queries": np.asarray(queries, np.float32)}
 
 
 def routed_report(reason: np.ndarray, m: dict, n_boot: int = 2000, seed: int = 0) -> dict:
@@ -130,13 +148,18 @@ def train_router_for(cfg: PipelineConfig, model, world: World) -> tuple:
     r = cfg.routing
     t0 = time.perf_counter()
     queries, source = fit_queries(cfg, world)
-    fit = measure_queries(model, world, queries, r.hit_k, cfg.eval.batch_size)
+    items = model.embed_items(world.catalog["title"].tolist(), batch_size=cfg.eval.batch_size * 2)
+    fit = measure_queries(model, world, queries, r.hit_k, cfg.eval.batch_size, items)
+    refs = reference_embeddings(cfg, model, world, items) if r.reference_features else None
     router = fit_router(fit["direct"], fit["scalars"], fit["hit_direct"], fit["hit_reason"],
                         tolerance=r.tolerance, folds=r.folds, c=r.c, seed=r.seed,
-                        bags=r.threshold_bags, reason_share=r.reason_share)
+                        bags=r.threshold_bags, reason_share=r.reason_share,
+                        direct_embedding=r.direct_embedding, refs=refs)
     router.stats.update(hit_k=r.hit_k, fit_on=source, holdout_share=r.holdout_share if source == "held_out" else 0.0,
                         fit_seconds=round(time.perf_counter() - t0, 2))
-    ev = measure(model, world, "eval", r.hit_k, None, cfg.eval.batch_size)
+    if refs is not None:
+        router.stats.update(reference_items=len(refs["items"]), reference_queries=len(refs["queries"]))
+    ev = measure(model, world, "eval", r.hit_k, None, cfg.eval.batch_size, items=items)
     report = {"hit_k": r.hit_k, "fit_on": source, "fit_query_ids": fit["qids"], "train": router.stats,
               "eval": eval_report(router, ev, r.bootstrap_samples)}
     return router, report
