@@ -55,6 +55,13 @@ def test_grpo_num_iterations_at_least_one():
     assert load_config(None, {"grpo": {"num_iterations": 2}}).grpo.num_iterations == 2
 
 
+def test_router_reference_items_at_least_one():
+    with pytest.raises(ConfigError, match="routing.reference_items: 0 must be at least 1"):
+        load_config(None, {"routing": {"reference_items": 0}})
+    cfg = load_config(None, {})
+    assert (cfg.routing.use_dev, cfg.routing.reference_features, cfg.routing.direct_embedding) == (True, True, False)
+
+
 def test_yaml_booleans_for_gpu_switches():
     cfg = load_config(None, {"cold_start": {"bf16": True, "gradient_checkpointing": False}})
     assert (cfg.cold_start.bf16, cfg.cold_start.gradient_checkpointing) == ("true", "false")
@@ -147,3 +154,5 @@ def test_the_gate_pair_variants_differ_from_their_base_only_where_they_say():
     assert defaults.name == "gate-pair-defaults" and defaults.cold_start.max_steps == 2400
     assert (defaults.routing.use_dev, defaults.routing.reason_share, defaults.routing.holdout_share,
             defaults.routing.max_queries, defaults.routing.threshold_bags) == (False, None, 0.0, 2000, 200)
+    for pinned in (base, bagged, defaults.to_dict()):  # the router's features as those pairs ran (before 3.6)
+        assert (pinned["routing"]["reference_features"], pinned["routing"]["direct_embedding"]) == (False, True)

@@ -139,6 +139,13 @@ def test_train_router_fits_on_the_held_out_queries_and_reports_eval(tiny_model, 
     for r in (router, again):
         r.stats.pop("fit_seconds")
     assert again == router and report2["eval"] == report["eval"] and report2["fit_query_ids"] == report["fit_query_ids"]
+    # the reference features' embeddings (the default): the whole catalog (under reference_items) and the sample of
+    # training queries, the same twice
+    assert router.refs["items"].shape == (len(world.catalog), tiny_model.lm.config.hidden_size)
+    assert router.refs["queries"].shape[0] == min(40, len(world.split("train")))
+    assert "direct_embedding" not in router.features and router.stats["reference_items"] == len(world.catalog)
+    for key in ("items", "queries"):
+        np.testing.assert_array_equal(again.refs[key], router.refs[key])
 
 
 def test_reason_share_spends_the_budget_on_the_highest_scores():
