@@ -4,9 +4,10 @@
         --models <run>/routing/model,<run>/routing/model,... --data data --out <report.json>
 
 For each trained model, ``train_router`` exactly as the nightly run does it
-(``components.routing.step.train_router_for`` with the config's routing section: in 3.5 of
-docs/serving-cost.md, ``routing.use_dev`` with a ``routing.reason_share`` budget, the defaults then;
-off by default since) is rerun on the given data, and its eval report kept: the share of eval queries that reason, and
+(``components.routing.step.train_router_for`` with the config's routing section: the defaults
+since docs/serving-cost.md 3.6 fit on dev with the direct retrieval's features; 3.5 measured
+``routing.use_dev`` with a ``routing.reason_share`` budget and the features of before) is rerun
+on the given data, and its eval report kept: the share of eval queries that reason, and
 routed HitRate@``hit_k`` against always reasoning with the paired bootstrap CI, overall and per
 category. The model's own registered router is not used. "met": share <= 50% and 0 inside the CI.
 """
