@@ -427,6 +427,9 @@ class RoutingConfig:
     # HitRate); N: the median of that rule's thresholds over N bootstrap resamples (docs/serving-cost.md, 3.3:
     # adopted by its registered rule, the reason share's SD over fold seeds 0.107 -> 0.070)
     threshold_bags: int = 200
+    # with threshold_bags: which quantile of the bagged cuts is the threshold (0.5: the median, the rule of 3.3);
+    # lower: a lower cut, more queries reason where the resamples disagree (docs/serving-cost.md 3.6, rule B)
+    threshold_quantile: float = 0.5
     # paired bootstrap resamples of the router's eval report (routed minus always-reasoning, per category)
     bootstrap_samples: int = 2000
     seed: int = 0  # the held-out queries, their sample and the cross-validation folds
@@ -560,6 +563,8 @@ def check_config(cfg: PipelineConfig) -> None:
         raise ConfigError(f"routing.reason_share: {cfg.routing.reason_share!r} must be between 0 and 1 (or null)")
     if not 0.0 <= cfg.world.dev_fraction <= 1.0:
         raise ConfigError(f"world.dev_fraction: {cfg.world.dev_fraction!r} must be between 0 and 1")
+    if not 0.0 <= cfg.routing.threshold_quantile <= 1.0:
+        raise ConfigError(f"routing.threshold_quantile: {cfg.routing.threshold_quantile!r} must be between 0 and 1")
     if cfg.routing.threshold_bags < 0:
         raise ConfigError(f"routing.threshold_bags: {cfg.routing.threshold_bags!r} must be >= 0 (0: no bagging)")
     if cfg.grpo.save_every < 0 or cfg.grpo.save_every % cfg.grpo.num_iterations:

@@ -62,6 +62,12 @@ def test_router_reference_items_at_least_one():
     assert (cfg.routing.use_dev, cfg.routing.reference_features, cfg.routing.direct_embedding) == (True, True, False)
 
 
+def test_router_threshold_quantile_in_unit_interval():
+    with pytest.raises(ConfigError, match="routing.threshold_quantile: 1.5 must be between 0 and 1"):
+        load_config(None, {"routing": {"threshold_quantile": 1.5}})
+    assert load_config(None, {"routing": {"threshold_quantile": 0.25}}).routing.threshold_quantile == 0.25
+
+
 def test_yaml_booleans_for_gpu_switches():
     cfg = load_config(None, {"cold_start": {"bf16": True, "gradient_checkpointing": False}})
     assert (cfg.cold_start.bf16, cfg.cold_start.gradient_checkpointing) == ("true", "false")

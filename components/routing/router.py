@@ -152,21 +152,24 @@ def choose_threshold(score: np.ndarray, hit_direct: np.ndarray, hit_reason: np.n
 
 
 def bagged_threshold(score: np.ndarray, hit_direct: np.ndarray, hit_reason: np.ndarray, tolerance: float,
-                     bags: int, seed: int = 0) -> tuple[float, dict]:
+                     bags: int, seed: int = 0, quantile: float = 0.5) -> tuple[float, dict]:
     """:func:`choose_threshold` on ``bags`` bootstrap resamples of the (score, hits) rows, and
-    their median threshold: the first-crossing rule looks for where a flat, noisy curve first
-    touches its top, so its cut jumps with the sample; the median of the resamples' cuts does
-    not follow one sample's noise (docs/serving-cost.md, section 3.3)."""
+    the ``quantile`` of their thresholds (0.5: the median): the first-crossing rule looks for
+    where a flat, noisy curve first touches its top, so its cut jumps with the sample; the
+    median of the resamples' cuts does not follow one sample's noise (docs/serving-cost.md,
+    section 3.3); a lower quantile is a lower cut: more queries reason where the resamples
+    disagree (3.6)."""
     rng = np.random.default_rng(seed)
     n = len(score)
     cuts = []
     for _ in range(bags):
         idx = rng.integers(0, n, n)
         cuts.append(choose_threshold(score[idx], hit_direct[idx], hit_reason[idx], tolerance)[0])
-    cut = float(np.median(cuts))
+    cut = float(np.quantile(cuts, quantile))
     value, share = routed_metric(score, hit_direct, hit_reason, cut)
     return cut, {"calibration_hit_rate": value, "calibration_reason_share": share,
                  "target": float(hit_reason.mean()) - tolerance, "threshold_bags": bags,
+                 "threshold_quantile": quantile,
                  "bag_threshold_iqr": [float(np.percentile(cuts, 25)), float(np.percentile(cuts, 75))]}
 
 
@@ -190,7 +193,7 @@ def share_threshold(score: np.ndarray, hit_direct: np.ndarray, hit_reason: np.nd
 def fit_router(direct: np.ndarray, scalars: np.ndarray, hit_direct: np.ndarray, hit_reason: np.ndarray,
                tolerance: float = 0.0, folds: int = 5, c: float = 1.0, seed: int = 0, bags: int = 0,
                reason_share: float | None = None, direct_embedding: bool = True,
-               refs: dict | None = None) -> Router:
+               refs: dict | None = None, threshold_quantile: float = 0.5) -> Router:
     """Learn "does this query's own CoT raise its HitRate over the empty CoT" and the threshold.
 
     scikit-learn's LogisticRegression (class-balanced); the threshold is chosen on out-of-fold
@@ -198,7 +201,8 @@ def fit_router(direct: np.ndarray, scalars: np.ndarray, hit_direct: np.ndarray, 
     the cut that reasons on that share of them, the highest scored (:func:`share_threshold`: a
     budget; the rule below is still computed and reported as ``rule_reason_share``); else the
     first crossing (:func:`choose_threshold`) when ``bags`` is 0, or the median over ``bags``
-    bootstrap resamples of the out-of-fold rows (:func:`bagged_threshold`).
+    bootstrap resamples of the out-of-fold rows (:func:`bagged_threshold`; their
+    ``threshold_quantile`` in place of the median when given).
 
     Features: the direct embedding when ``direct_embedding``, the scalars, and the reference
     features when ``refs`` (reference item and training-query embeddings, kept by the router) is given.
@@ -232,7 +236,7 @@ def fit_router(direct: np.ndarray, scalars: np.ndarray, hit_direct: np.ndarray, 
         clf.fit(z[train], y[train])
         oof[test] = clf.predict_proba(z[test])[:, 1]
     if bags > 0:
-        threshold, calib = bagged_threshold(oof, hit_direct, hit_reason, tolerance, bags, seed)
+        threshold, calib = bagged_threshold(oof, hit_direct, hit_reason, tolerance, bags, seed, threshold_quantile)
     else:
         threshold, calib = choose_threshold(oof, hit_direct, hit_reason, tolerance)
     if reason_share is not None:

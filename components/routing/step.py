@@ -154,7 +154,7 @@ def train_router_for(cfg: PipelineConfig, model, world: World) -> tuple:
     router = fit_router(fit["direct"], fit["scalars"], fit["hit_direct"], fit["hit_reason"],
                         tolerance=r.tolerance, folds=r.folds, c=r.c, seed=r.seed,
                         bags=r.threshold_bags, reason_share=r.reason_share,
-                        direct_embedding=r.direct_embedding, refs=refs)
+                        direct_embedding=r.direct_embedding, refs=refs, threshold_quantile=r.threshold_quantile)
     router.stats.update(hit_k=r.hit_k, fit_on=source, holdout_share=r.holdout_share if source == "held_out" else 0.0,
                         fit_seconds=round(time.perf_counter() - t0, 2))
     if refs is not None:

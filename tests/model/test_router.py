@@ -192,6 +192,10 @@ def test_bagged_threshold_is_the_median_of_the_resamples_first_crossings():
     assert info["threshold_bags"] == 15 and info["bag_threshold_iqr"][0] <= cut <= info["bag_threshold_iqr"][1]
     routed_share = float((score >= cut).mean())
     assert info["calibration_reason_share"] == pytest.approx(routed_share)
+    # routing.threshold_quantile: a lower quantile of the same cuts, never a higher cut, never fewer reasoning
+    low, low_info = bagged_threshold(score, hd, hr, 0.0, bags=15, seed=2, quantile=0.25)
+    assert low == pytest.approx(float(np.quantile(cuts, 0.25))) and low <= cut
+    assert low_info["calibration_reason_share"] >= info["calibration_reason_share"]
     # fit_router with bags: deterministic in its seed, and the learned router still routes who gains
     a = fit_router(direct, scalars, hd, hr, bags=15, seed=1)
     b = fit_router(direct, scalars, hd, hr, bags=15, seed=1)
