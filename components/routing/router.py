@@ -12,8 +12,8 @@ the catalog or a seeded sample of it; training queries) are stored with the rout
 (``router_refs.npz`` beside ``router.json``), so the router lives in the model and needs no
 index: the offline evaluation, the pyfunc, the online A/B and the gate all run the same routing.
 
-It is learned in the nightly run (:mod:`components.routing.step`): per training query, the
-gain of its own CoT over the empty CoT in HitRate@k; label "reasoning helps"; the threshold is
+It is learned in the nightly run (:mod:`components.routing.step`): per fitting query (the
+data's dev queries by default; else training or held-out ones), the gain of its own CoT over the empty CoT in HitRate@k; label "reasoning helps"; the threshold is
 the smallest reasoning share whose out-of-fold routed HitRate@k stays within
 ``routing.tolerance`` of always reasoning.
 """

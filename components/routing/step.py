@@ -7,7 +7,8 @@ queries: :func:`fit_queries`; up to ``routing.max_queries``) is embedded directl
 after its own greedy CoT, both are searched exactly against the catalog, and the per-query
 HitRate@``routing.hit_k`` gain of the CoT is the label of
 :func:`components.routing.router.fit_router`. The model
-directory plus its ``router.json`` (and ``cot_drafts.json``: draft tokens from the model's own
+directory plus its ``router.json`` and ``router_refs.npz`` (the reference embeddings of the router's
+retrieval features) (and ``cot_drafts.json``: draft tokens from the model's own
 greedy CoTs on the training queries, which make reasoning at batch 1 take fewer decoder calls,
 :mod:`components.model.drafts`) is logged as ``routed_model``: the version registered
 tonight carries its router, so the offline evaluation, the online A/B and the gate run the
