@@ -69,13 +69,18 @@ def measure_queries(model, world: World, queries, k: int, batch_size: int, items
             "direct": direct[keep], "scalars": scalars[keep], "hit_direct": hit_d[keep], "hit_reason": hit_r[keep]}
 
 
+def seeded_sample(queries, n: int | None, seed: int):
+    """``n`` rows of ``queries`` drawn with ``seed`` (all of them when there are not more), index reset:
+    the sample every router input takes of a split (``routing.max_queries``, ``routing.seed``)."""
+    if n is not None and len(queries) > n:
+        queries = queries.sample(n=n, random_state=seed)
+    return queries.reset_index(drop=True)
+
+
 def measure(model, world: World, split: str, k: int, max_queries: int | None, batch_size: int, seed: int = 0,
             items: np.ndarray | None = None):
     """:func:`measure_queries` of one split's queries (a seeded sample of ``max_queries`` of them)."""
-    queries = world.split(split)
-    if max_queries is not None and len(queries) > max_queries:
-        queries = queries.sample(n=max_queries, random_state=seed).reset_index(drop=True)
-    return measure_queries(model, world, queries, k, batch_size, items)
+    return measure_queries(model, world, seeded_sample(world.split(split), max_queries, seed), k, batch_size, items)
 
 
 def reference_embeddings(cfg: PipelineConfig, model, world: World, items: np.ndarray) -> dict:
@@ -86,9 +91,7 @@ def reference_embeddings(cfg: PipelineConfig, model, world: World, items: np.nda
     if len(items) > r.reference_items:
         keep = np.sort(np.random.default_rng(r.seed).choice(len(items), r.reference_items, replace=False))
         items = items[keep]
-    train = world.split("train")
-    if r.max_queries is not None and len(train) > r.max_queries:
-        train = train.sample(n=r.max_queries, random_state=r.seed)
+    train = seeded_sample(world.split("train"), r.max_queries, r.seed)
     queries, _ = model.direct_with_features(train["text"].tolist(), batch_size=cfg.eval.batch_size)
     return {"items": np.asarray(items, np.float32), "queries": np.asarray(queries, np.float32)}
 
@@ -136,9 +139,7 @@ def fit_queries(cfg: PipelineConfig, world: World):
         queries, source = dev, "dev"
     else:
         queries, source = world.split("train"), "train"
-    if r.max_queries is not None and len(queries) > r.max_queries:
-        queries = queries.sample(n=r.max_queries, random_state=r.seed).reset_index(drop=True)
-    return queries, source
+    return seeded_sample(queries, r.max_queries, r.seed), source
 
 
 def train_router_for(cfg: PipelineConfig, model, world: World) -> tuple:
@@ -169,10 +170,8 @@ def train_router_for(cfg: PipelineConfig, model, world: World) -> tuple:
 def build_drafts_for(cfg: PipelineConfig, model, world: World) -> dict:
     """The model's draft table for greedy CoTs at batch 1 (components.model.drafts), from its own greedy CoTs on
     the training queries (a seeded sample of ``routing.max_queries``); saved with the model. Its stats."""
-    queries = world.split("train")
     r = cfg.routing
-    if r.max_queries is not None and len(queries) > r.max_queries:
-        queries = queries.sample(n=r.max_queries, random_state=r.seed)
+    queries = seeded_sample(world.split("train"), r.max_queries, r.seed)
     t0 = time.perf_counter()
     model.build_drafts(queries["text"].tolist(), batch_size=cfg.eval.batch_size)
     stats = dict(model.drafts.stats, build_seconds=round(time.perf_counter() - t0, 2))
