@@ -409,6 +409,12 @@ class RoutingConfig:
         "a reasoning budget: the threshold makes the router reason on this share of its fitting queries, those with "
         "the highest out-of-fold scores (the tolerance rule is still reported); null: the threshold is the tolerance "
         "rule's (fewest reasoning queries keeping HitRate@hit_k). Measured with use_dev: docs/serving-cost.md, 3.5")})
+    traffic_budget: Optional[float] = field(default=None, metadata={"help": (
+        "rule C: after the fit, the threshold makes the router reason on this share of the served traffic's "
+        "distinct queries (the event store's last traffic_days days, scored before reasoning, no labels read); "
+        "null, or fewer than traffic_min_queries of them: the fitted rule's threshold (docs/serving-cost.md, 3.7)")})
+    traffic_days: float = 7.0  # days of the event store's searches the traffic budget is set on
+    traffic_min_queries: int = 100  # distinct traffic queries needed for the traffic budget (else the fitted rule)
     reference_features: bool = field(default=True, metadata={"help": (
         "features from the direct retrieval: the direct embedding's top-1/10/100 cosines against the catalog's items "
         "and their gaps, and its highest cosine to a training query (embeddings stored with the router, "
@@ -561,6 +567,11 @@ def check_config(cfg: PipelineConfig) -> None:
         raise ConfigError(f"routing.reference_items: {cfg.routing.reference_items!r} must be at least 1")
     if cfg.routing.reason_share is not None and not 0.0 <= cfg.routing.reason_share <= 1.0:
         raise ConfigError(f"routing.reason_share: {cfg.routing.reason_share!r} must be between 0 and 1 (or null)")
+    if cfg.routing.traffic_budget is not None and not 0.0 <= cfg.routing.traffic_budget <= 1.0:
+        raise ConfigError(f"routing.traffic_budget: {cfg.routing.traffic_budget!r} must be between 0 and 1 (or null)")
+    if cfg.routing.traffic_days <= 0 or cfg.routing.traffic_min_queries < 1:
+        raise ConfigError(f"routing.traffic_days ({cfg.routing.traffic_days!r}) must be > 0 and "
+                          f"routing.traffic_min_queries ({cfg.routing.traffic_min_queries!r}) >= 1")
     if not 0.0 <= cfg.world.dev_fraction <= 1.0:
         raise ConfigError(f"world.dev_fraction: {cfg.world.dev_fraction!r} must be between 0 and 1")
     if not 0.0 <= cfg.routing.threshold_quantile <= 1.0:

@@ -62,6 +62,19 @@ def test_router_reference_items_at_least_one():
     assert (cfg.routing.use_dev, cfg.routing.reference_features, cfg.routing.direct_embedding) == (True, True, False)
 
 
+@pytest.mark.parametrize("override,message", [
+    ({"traffic_budget": 1.2}, "routing.traffic_budget: 1.2 must be between 0 and 1"),
+    ({"traffic_budget": -0.1}, "routing.traffic_budget: -0.1 must be between 0 and 1"),
+    ({"traffic_days": 0}, "routing.traffic_days"),
+    ({"traffic_min_queries": 0}, "routing.traffic_min_queries"),
+])
+def test_router_traffic_budget_settings_are_checked(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, {"routing": override})
+    ok = load_config(None, {"routing": {"traffic_budget": 0.45, "traffic_days": 2, "traffic_min_queries": 50}})
+    assert (ok.routing.traffic_budget, ok.routing.traffic_days, ok.routing.traffic_min_queries) == (0.45, 2, 50)
+
+
 def test_router_threshold_quantile_in_unit_interval():
     with pytest.raises(ConfigError, match="routing.threshold_quantile: 1.5 must be between 0 and 1"):
         load_config(None, {"routing": {"threshold_quantile": 1.5}})

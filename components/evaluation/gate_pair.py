@@ -49,7 +49,7 @@ DEFAULT_MODEL_NAME = "lrem-gate-pair"
 REUSABLE_STEPS = ("generate_triplets", "prepare_backbone", "train_cold_start", "train_grpo")
 ROUTER_FIT_KEYS = ("use_dev", "reason_share", "reference_features", "reference_items", "direct_embedding", "hit_k",
                    "tolerance", "max_queries", "folds", "c", "threshold_bags", "threshold_quantile",
-                   "bootstrap_samples")
+                   "bootstrap_samples", "traffic_budget", "traffic_days", "traffic_min_queries")
 
 
 def seeded_config(config: str | None, seed: int, model_name: str = DEFAULT_MODEL_NAME,

@@ -97,6 +97,21 @@ class Router:
             return np.zeros(0, dtype=bool)
         return self.scores(direct, scalars) >= self.threshold
 
+    def apply_traffic_budget(self, direct: np.ndarray, scalars: np.ndarray, budget: float) -> dict:
+        """Rule C (docs/serving-cost.md 3.7): set the threshold so that the router reasons on the
+        ``budget`` highest-scored of these traffic queries (their direct forward; no labels read).
+        Returns what it did (the cut, the rule's cut before it, both shares on the traffic);
+        also kept in ``stats["traffic"]``."""
+        score = self.scores(direct, scalars)
+        rule_cut = self.threshold
+        cut = budget_cut(score, budget)
+        self.threshold = cut
+        info = {"applied": True, "budget": float(budget), "n_queries": int(len(score)), "threshold": cut,
+                "reason_share": float((score >= cut).mean()), "rule_threshold": rule_cut,
+                "rule_reason_share": float((score >= rule_cut).mean())}
+        self.stats["traffic"] = info
+        return info
+
     def save(self, model_dir: str | Path) -> Path:
         path = Path(model_dir) / ROUTER_FILE
         fields = {k: v for k, v in asdict(self).items() if k != "refs"}
@@ -173,19 +188,26 @@ def bagged_threshold(score: np.ndarray, hit_direct: np.ndarray, hit_reason: np.n
                  "bag_threshold_iqr": [float(np.percentile(cuts, 25)), float(np.percentile(cuts, 75))]}
 
 
+def budget_cut(score: np.ndarray, share: float) -> float:
+    """The threshold that reasons on the ``share`` highest of ``score`` (rounded to whole queries):
+    halfway between the last one kept and the next; above every score when none is kept, 0 when
+    all are. Tied scores at the cut all reason (a threshold cannot split them)."""
+    ordered = np.sort(np.asarray(score, float))[::-1]
+    n = int(round(share * len(ordered)))
+    if n <= 0:
+        return 1.0 + 1e-9
+    if n >= len(ordered):
+        return 0.0
+    mid = float((ordered[n - 1] + ordered[n]) / 2)
+    return mid if mid > ordered[n] else float(ordered[n - 1])  # adjacent floats: the midpoint rounds onto the next
+
+
 def share_threshold(score: np.ndarray, hit_direct: np.ndarray, hit_reason: np.ndarray,
                     reason_share: float) -> tuple[float, dict]:
     """The cut under which all but the ``reason_share`` highest ``score`` s fall (halfway between
     the last one kept and the next), i.e. a reasoning budget spent on the queries most likely to
     gain."""
-    ordered = np.sort(np.asarray(score, float))[::-1]
-    n = int(round(reason_share * len(ordered)))
-    if n <= 0:
-        cut = 1.0 + 1e-9
-    elif n >= len(ordered):
-        cut = 0.0
-    else:
-        cut = float((ordered[n - 1] + ordered[n]) / 2)
+    cut = budget_cut(score, reason_share)
     value, share = routed_metric(score, hit_direct, hit_reason, cut)
     return cut, {"calibration_hit_rate": value, "calibration_reason_share": share, "reason_share": reason_share}
 

@@ -142,9 +142,59 @@ def fit_queries(cfg: PipelineConfig, world: World):
     return seeded_sample(queries, r.max_queries, r.seed), source
 
 
+def traffic_queries(cfg: PipelineConfig, world: World) -> tuple[list[str], dict]:
+    """The served traffic rule C sets its budget on (docs/serving-cost.md 3.7): the distinct
+    queries (by the cache's normalisation, each as first logged) of the event store's searches of
+    the last ``routing.traffic_days`` days, a seeded sample of ``routing.max_queries`` when more;
+    and what they are (searches read, distinct queries, how many are eval queries). No store: none."""
+    from components.service.cache import normalise_query
+    from components.service.events import recent_queries
+
+    r = cfg.routing
+    try:
+        texts = recent_queries(cfg.serve.event_store_url, r.traffic_days)
+        source = "event_store"
+    except Exception as exc:  # no store yet
+        log.info("event store unreadable (%s): no traffic for the router's budget", exc)
+        texts, source = [], f"unreadable: {type(exc).__name__}"
+    distinct = list({normalise_query(t): t for t in reversed(texts)}.items())[::-1]  # first spelling, first seen
+    if r.max_queries is not None and len(distinct) > r.max_queries:
+        keep = np.sort(np.random.default_rng(r.seed).choice(len(distinct), r.max_queries, replace=False))
+        distinct = [distinct[i] for i in keep]
+    eval_norm = {normalise_query(t) for t in world.split("eval")["text"].astype(str)}
+    info = {"source": source, "days": r.traffic_days, "searches": len(texts), "distinct_queries": len(distinct),
+            "eval_queries_among_them": sum(q in eval_norm for q, _ in distinct)}
+    return [t for _, t in distinct], info
+
+
+def apply_traffic_budget(cfg: PipelineConfig, model, world: World, router) -> dict:
+    """Rule C on a fitted ``router``: with ``routing.traffic_budget`` and at least
+    ``routing.traffic_min_queries`` traffic queries (:func:`traffic_queries`), the threshold that
+    reasons on that share of them (:meth:`Router.apply_traffic_budget`); else the fitted rule's
+    threshold stays. What was done, also in ``router.stats["traffic"]``."""
+    r = cfg.routing
+    texts, info = traffic_queries(cfg, world)
+    info["budget"] = r.traffic_budget
+    if len(texts) < r.traffic_min_queries:
+        info.update(applied=False, threshold=router.threshold,
+                    reason=f"{len(texts)} distinct traffic queries, fewer than routing.traffic_min_queries "
+                           f"({r.traffic_min_queries}): the fitted rule's threshold stays")
+        log.info("router traffic budget not applied: %s", info["reason"])
+    else:
+        direct, scalars = model.direct_with_features(texts, batch_size=cfg.eval.batch_size)
+        info.update(router.apply_traffic_budget(direct, scalars, r.traffic_budget))
+        log.info("router traffic budget %.2f on %d traffic queries (%d of them eval queries): threshold %.4f "
+                 "(the fitted rule's %.4f would reason on %.0f%% of them)", r.traffic_budget, len(texts),
+                 info["eval_queries_among_them"], info["threshold"], info["rule_threshold"],
+                 100 * info["rule_reason_share"])
+    router.stats["traffic"] = info
+    return info
+
+
 def train_router_for(cfg: PipelineConfig, model, world: World) -> tuple:
-    """Fit the router on its queries (:func:`fit_queries`: dev, held-out or training) and report it
-    on the eval queries: (router, report)."""
+    """Fit the router on its queries (:func:`fit_queries`: dev, held-out or training), set its
+    threshold on the traffic when ``routing.traffic_budget`` is set (:func:`apply_traffic_budget`),
+    and report it on the eval queries: (router, report)."""
     from components.routing.router import fit_router
 
     r = cfg.routing
@@ -161,6 +211,8 @@ def train_router_for(cfg: PipelineConfig, model, world: World) -> tuple:
                         fit_seconds=round(time.perf_counter() - t0, 2))
     if refs is not None:
         router.stats.update(reference_items=len(refs["items"]), reference_queries=len(refs["queries"]))
+    if r.traffic_budget is not None:
+        apply_traffic_budget(cfg, model, world, router)
     ev = measure(model, world, "eval", r.hit_k, None, cfg.eval.batch_size, items=items)
     report = {"hit_k": r.hit_k, "fit_on": source, "fit_query_ids": fit["qids"], "train": router.stats,
               "eval": eval_report(router, ev, r.bootstrap_samples)}
@@ -205,6 +257,13 @@ def run_train_router(cfg: PipelineConfig, snapshot: DataSnapshot, trained: Train
                                 "router.train_reason_share": report["train"].get("calibration_reason_share", 1.0),
                                 "router.fit_queries": report["train"]["n_queries"],
                                 "router.threshold": model.router.threshold})
+            traffic = report["train"].get("traffic")
+            if traffic is not None:
+                mlflow.set_tag("router.traffic_budget", "applied" if traffic.get("applied") else "not applied")
+                mlflow.log_metrics({"router.traffic_queries": traffic["distinct_queries"],
+                                    "router.traffic_eval_queries": traffic["eval_queries_among_them"]})
+                if traffic.get("applied"):
+                    mlflow.log_metric("router.traffic_reason_share", traffic["reason_share"])
             for cat, row in report["eval"].items():
                 if cat != "overall":
                     mlflow.log_metric(f"router.eval_reason_share.{cat}", row["reason_share"])

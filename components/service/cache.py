@@ -140,14 +140,9 @@ def head_queries(cfg: PipelineConfig, fallback: list[str]) -> tuple[list[str], s
     ``serve.warm_days`` days; ``fallback`` (the training queries) when it holds none."""
     n = cfg.serve.warm_top_n
     try:
-        from components.service.events import EventStore
+        from components.service.events import recent_queries
 
-        store = EventStore(cfg.serve.event_store_url)
-        try:
-            searches, _ = store.frames(since=time.time() - cfg.serve.warm_days * 86400.0)
-        finally:
-            store.close()
-        texts = searches["query"].astype(str).tolist() if len(searches) else []
+        texts = recent_queries(cfg.serve.event_store_url, cfg.serve.warm_days)
     except Exception as exc:  # no store yet: the training queries
         log.info("event store unreadable (%s): warming up on the training queries", exc)
         texts = []

@@ -148,6 +148,18 @@ class EventStore:
         self.engine.dispose()
 
 
+def recent_queries(url: str | None, days: float) -> list[str]:
+    """The query texts of the store's searches of the last ``days`` days, in the order logged (repeats kept)."""
+    import time
+
+    store = EventStore(url)
+    try:
+        searches, _ = store.frames(since=time.time() - days * 86400.0)
+    finally:
+        store.close()
+    return searches["query"].astype(str).tolist() if len(searches) else []
+
+
 def _decode(row: dict[str, Any]) -> dict[str, Any]:
     for key in ("item_ids", "scores", "teams"):
         if isinstance(row.get(key), str):
