@@ -409,10 +409,12 @@ class RoutingConfig:
         "a reasoning budget: the threshold makes the router reason on this share of its fitting queries, those with "
         "the highest out-of-fold scores (the tolerance rule is still reported); null: the threshold is the tolerance "
         "rule's (fewest reasoning queries keeping HitRate@hit_k). Measured with use_dev: docs/serving-cost.md, 3.5")})
-    traffic_budget: Optional[float] = field(default=None, metadata={"help": (
+    traffic_budget: Optional[float] = field(default=0.45, metadata={"help": (
         "rule C: after the fit, the threshold makes the router reason on this share of the served traffic's "
         "distinct queries (the event store's last traffic_days days, scored before reasoning, no labels read); "
-        "null, or fewer than traffic_min_queries of them: the fitted rule's threshold (docs/serving-cost.md, 3.7)")})
+        "null, or fewer than traffic_min_queries of them: the fitted rule's threshold. Default 0.45, adopted by "
+        "its registered check: at most half of the eval queries reasoning with HitRate@100 inside the CI on 3 of 3 "
+        "fresh training seeds (docs/serving-cost.md, 3.7)")})
     traffic_days: float = 7.0  # days of the event store's searches the traffic budget is set on
     traffic_min_queries: int = 100  # distinct traffic queries needed for the traffic budget (else the fitted rule)
     reference_features: bool = field(default=True, metadata={"help": (

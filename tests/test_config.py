@@ -175,3 +175,4 @@ def test_the_gate_pair_variants_differ_from_their_base_only_where_they_say():
             defaults.routing.max_queries, defaults.routing.threshold_bags) == (False, None, 0.0, 2000, 200)
     for pinned in (base, bagged, defaults.to_dict()):  # the router's features as those pairs ran (before 3.6)
         assert (pinned["routing"]["reference_features"], pinned["routing"]["direct_embedding"]) == (False, True)
+        assert pinned["routing"]["traffic_budget"] is None  # no budget on whatever traffic the state dir holds (3.7)

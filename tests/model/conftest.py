@@ -11,6 +11,13 @@ CORPUS = [
 ] * 20
 
 
+@pytest.fixture(autouse=True)
+def own_event_store(tmp_path, monkeypatch):
+    """The router reads the event store's traffic (routing.traffic_budget): an empty store of the test's own,
+    never the repository's state dir (after a `make demo` it holds that demo's traffic)."""
+    monkeypatch.setenv("LREM_EVENT_STORE_URL", f"sqlite:///{tmp_path / 'own-events.db'}")
+
+
 @pytest.fixture(scope="session")
 def tiny_model():
     cfg = ModelConfig(vocab_size=600, hidden_size=48, intermediate_size=96, num_hidden_layers=2,

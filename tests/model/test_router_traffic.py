@@ -134,8 +134,8 @@ def test_train_router_sets_the_threshold_on_the_event_stores_traffic(tiny_model,
     _log(store, traffic, ts=time.time())
     store.close()
     base = dict(max_queries=40, folds=3, threshold_bags=20)
-    plain, _ = step.train_router_for(PipelineConfig(routing=RoutingConfig(**base)), copy.deepcopy(tiny_model),
-                                     small_world)
+    plain, _ = step.train_router_for(PipelineConfig(routing=RoutingConfig(**base, traffic_budget=None)),
+                                     copy.deepcopy(tiny_model), small_world)
     cfg = PipelineConfig(routing=RoutingConfig(**base, traffic_budget=0.3, traffic_min_queries=30),
                          serve=ServeConfig(event_store_url=url))
     model = copy.deepcopy(tiny_model)
