@@ -97,6 +97,24 @@ def stop(proc: subprocess.Popen) -> None:
             pass
 
 
+def service_configs(raw: dict, tmp: Path, plain_port: int, routed_port: int) -> dict[str, Path]:
+    """The two services' config files (in ``tmp``): "plain" (no cache, no router: direct and always
+    reasoning) and "routed" (cache + router), from the config ``raw``. Their requests go to an event
+    store of the bench's own, in ``tmp``: synthetic traffic must not become the state dir's traffic,
+    on which the nightly router sets its reasoning budget (docs/serving-cost.md 3.7)."""
+    import yaml
+
+    configs = {}
+    for name, port, serve in (("plain", plain_port, {"cache_size": 0, "routing": False}),
+                              ("routed", routed_port, {"routing": True})):
+        conf = json.loads(json.dumps(raw))
+        conf.setdefault("serve", {}).update({"port": port, "max_k": 100, **serve,
+                                             "event_store_url": f"sqlite:///{tmp / 'bench-events.db'}"})
+        configs[name] = tmp / f"{name}.yaml"
+        configs[name].write_text(yaml.safe_dump(conf))
+    return configs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="configs/smoke.yaml")
@@ -141,13 +159,7 @@ def main() -> None:
     raw = yaml.safe_load(Path(args.config).read_text()) or {}
     tmp = Path(tempfile.mkdtemp(prefix="lrem-serving-cost-"))
     plain_port, routed_port = args.port, args.port + 1
-    configs = {}
-    for name, port, serve in (("plain", plain_port, {"cache_size": 0, "routing": False}),
-                              ("routed", routed_port, {"routing": True})):
-        conf = json.loads(json.dumps(raw))
-        conf.setdefault("serve", {}).update({"port": port, "max_k": 100, **serve})
-        configs[name] = tmp / f"{name}.yaml"
-        configs[name].write_text(yaml.safe_dump(conf))
+    configs = service_configs(raw, tmp, plain_port, routed_port)
     env_threads = str(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", env_threads)
     procs = {name: start_service(configs[name], port, tmp / f"{name}.log")
