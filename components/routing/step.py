@@ -142,17 +142,19 @@ def fit_queries(cfg: PipelineConfig, world: World):
     return seeded_sample(queries, r.max_queries, r.seed), source
 
 
-def traffic_queries(cfg: PipelineConfig, world: World) -> tuple[list[str], dict]:
+def traffic_queries(cfg: PipelineConfig, world: World, until: float | None = None) -> tuple[list[str], dict]:
     """The served traffic rule C sets its budget on (docs/serving-cost.md 3.7): the distinct
     queries (by the cache's normalisation, each as first logged) of the event store's searches of
-    the last ``routing.traffic_days`` days, a seeded sample of ``routing.max_queries`` when more;
-    and what they are (searches read, distinct queries, how many are eval queries). No store: none."""
+    the ``routing.traffic_days`` days before ``until`` (epoch seconds, default now; the nightly run
+    passes its start, so a retried task reads the same traffic), a seeded sample of
+    ``routing.max_queries`` when more; and what they are (searches read, distinct queries, how
+    many are eval queries). No store: none."""
     from components.service.cache import normalise_query
     from components.service.events import recent_queries
 
     r = cfg.routing
     try:
-        texts = recent_queries(cfg.serve.event_store_url, r.traffic_days)
+        texts = recent_queries(cfg.serve.event_store_url, r.traffic_days, until)
         source = "event_store"
     except Exception as exc:  # no store yet
         log.info("event store unreadable (%s): no traffic for the router's budget", exc)
@@ -162,18 +164,19 @@ def traffic_queries(cfg: PipelineConfig, world: World) -> tuple[list[str], dict]
         keep = np.sort(np.random.default_rng(r.seed).choice(len(distinct), r.max_queries, replace=False))
         distinct = [distinct[i] for i in keep]
     eval_norm = {normalise_query(t) for t in world.split("eval")["text"].astype(str)}
-    info = {"source": source, "days": r.traffic_days, "searches": len(texts), "distinct_queries": len(distinct),
+    info = {"source": source, "days": r.traffic_days, "until": until, "searches": len(texts),
+            "distinct_queries": len(distinct),
             "eval_queries_among_them": sum(q in eval_norm for q, _ in distinct)}
     return [t for _, t in distinct], info
 
 
-def apply_traffic_budget(cfg: PipelineConfig, model, world: World, router) -> dict:
+def apply_traffic_budget(cfg: PipelineConfig, model, world: World, router, until: float | None = None) -> dict:
     """Rule C on a fitted ``router``: with ``routing.traffic_budget`` and at least
     ``routing.traffic_min_queries`` traffic queries (:func:`traffic_queries`), the threshold that
     reasons on that share of them (:meth:`Router.apply_traffic_budget`); else the fitted rule's
     threshold stays. What was done, also in ``router.stats["traffic"]``."""
     r = cfg.routing
-    texts, info = traffic_queries(cfg, world)
+    texts, info = traffic_queries(cfg, world, until)
     info["budget"] = r.traffic_budget
     if len(texts) < r.traffic_min_queries:
         info.update(applied=False, threshold=router.threshold,
@@ -191,7 +194,7 @@ def apply_traffic_budget(cfg: PipelineConfig, model, world: World, router) -> di
     return info
 
 
-def train_router_for(cfg: PipelineConfig, model, world: World) -> tuple:
+def train_router_for(cfg: PipelineConfig, model, world: World, traffic_until: float | None = None) -> tuple:
     """Fit the router on its queries (:func:`fit_queries`: dev, held-out or training), set its
     threshold on the traffic when ``routing.traffic_budget`` is set (:func:`apply_traffic_budget`),
     and report it on the eval queries: (router, report)."""
@@ -212,7 +215,7 @@ def train_router_for(cfg: PipelineConfig, model, world: World) -> tuple:
     if refs is not None:
         router.stats.update(reference_items=len(refs["items"]), reference_queries=len(refs["queries"]))
     if r.traffic_budget is not None:
-        apply_traffic_budget(cfg, model, world, router)
+        apply_traffic_budget(cfg, model, world, router, traffic_until)
     ev = measure(model, world, "eval", r.hit_k, None, cfg.eval.batch_size, items=items)
     report = {"hit_k": r.hit_k, "fit_on": source, "fit_query_ids": fit["qids"], "train": router.stats,
               "eval": eval_report(router, ev, r.bootstrap_samples)}
@@ -245,7 +248,9 @@ def run_train_router(cfg: PipelineConfig, snapshot: DataSnapshot, trained: Train
         report: dict = {"enabled": cfg.routing.enabled}
         world = load_world(snapshot.data_uri) if model.spec.pooling == "emb_token" else None
         if cfg.routing.enabled and world is not None:
-            model.router, report = train_router_for(cfg, model, world)
+            # the traffic up to the pipeline run's start: a retried task sets the same cut
+            started = mlflow.get_run(snapshot.mlflow_run_id).info.start_time / 1000.0
+            model.router, report = train_router_for(cfg, model, world, traffic_until=started)
             report["enabled"] = True
             mlflow.set_tag("router.fit_on", report["fit_on"])
             ev = report["eval"]["overall"]

@@ -148,16 +148,20 @@ class EventStore:
         self.engine.dispose()
 
 
-def recent_queries(url: str | None, days: float) -> list[str]:
-    """The query texts of the store's searches of the last ``days`` days, in the order logged (repeats kept)."""
+def recent_queries(url: str | None, days: float, until: float | None = None) -> list[str]:
+    """The query texts of the store's searches of the ``days`` days before ``until`` (epoch seconds;
+    default now), in the order logged (repeats kept)."""
     import time
 
+    until = time.time() if until is None else float(until)
     store = EventStore(url)
     try:
-        searches, _ = store.frames(since=time.time() - days * 86400.0)
+        searches, _ = store.frames(since=until - days * 86400.0)
     finally:
         store.close()
-    return searches["query"].astype(str).tolist() if len(searches) else []
+    if not len(searches):
+        return []
+    return searches.loc[searches["ts"] <= until, "query"].astype(str).tolist()
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:

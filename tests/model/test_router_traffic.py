@@ -154,3 +154,22 @@ def test_train_router_sets_the_threshold_on_the_event_stores_traffic(tiny_model,
     # the eval report routes with the threshold the router carries
     assert report["eval"]["overall"]["reason_share"] == pytest.approx(float(
         router.decide(*model.direct_with_features(small_world.split("eval")["text"].tolist(), batch_size=16)).mean()))
+
+
+def test_traffic_queries_stop_at_the_runs_start(small_world, tmp_path):
+    """The nightly run reads the traffic up to its own start: a search logged later (while a retried
+    task runs again) does not move the cut."""
+    from components.config import PipelineConfig, RoutingConfig, ServeConfig
+    from components.routing.step import traffic_queries
+    from components.service.events import EventStore
+
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    start = time.time() - 3600
+    store = EventStore(url)
+    _log(store, ["old enough", "also before the run"], ts=start - 10)
+    _log(store, ["logged during the run"], ts=start + 10)
+    _log(store, ["eight days before"], ts=start - 8 * 86400)
+    store.close()
+    cfg = PipelineConfig(routing=RoutingConfig(traffic_days=7.0), serve=ServeConfig(event_store_url=url))
+    assert traffic_queries(cfg, small_world, until=start)[0] == ["old enough", "also before the run"]
+    assert traffic_queries(cfg, small_world)[0] == ["old enough", "also before the run", "logged during the run"]
