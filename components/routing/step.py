@@ -159,7 +159,10 @@ def traffic_queries(cfg: PipelineConfig, world: World, until: float | None = Non
     except Exception as exc:  # no store yet
         log.info("event store unreadable (%s): no traffic for the router's budget", exc)
         texts, source = [], f"unreadable: {type(exc).__name__}"
-    distinct = list({normalise_query(t): t for t in reversed(texts)}.items())[::-1]  # first spelling, first seen
+    first: dict[str, str] = {}
+    for t in texts:  # one per normalised query: its first spelling, in the order first seen
+        first.setdefault(normalise_query(t), t)
+    distinct = list(first.items())
     if r.max_queries is not None and len(distinct) > r.max_queries:
         keep = np.sort(np.random.default_rng(r.seed).choice(len(distinct), r.max_queries, replace=False))
         distinct = [distinct[i] for i in keep]

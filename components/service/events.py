@@ -161,7 +161,8 @@ def recent_queries(url: str | None, days: float, until: float | None = None) -> 
         store.close()
     if not len(searches):
         return []
-    return searches.loc[searches["ts"] <= until, "query"].astype(str).tolist()
+    searches = searches[searches["ts"] <= until].sort_values("ts", kind="stable")
+    return searches["query"].astype(str).tolist()
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:

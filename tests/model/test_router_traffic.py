@@ -91,8 +91,9 @@ def test_traffic_queries_are_the_recent_distinct_searches(small_world, tmp_path_
     others = [f"made up query number {i}" for i in range(n_other)]
     store = EventStore(url)
     _log(store, [f"very old query {i}" for i in range(old)], ts=time.time() - 3 * 86400)  # outside traffic_days
-    for r in range(repeats):  # repeats in other spellings: one query each
-        _log(store, [("  " + q.upper() + " ") if r else q for q in evals + others], ts=time.time() - 60 + r)
+    for r in range(repeats):  # repeats, later and in reverse order, in other spellings: one query each, first seen first
+        _log(store, [("  " + q.upper() + " ") for q in reversed(evals + others)] if r else evals + others,
+             ts=time.time() - 60 + r)
     store.close()
     texts, info = traffic_queries(cfg, small_world)
     assert texts == evals + others  # first spelling, first seen
