@@ -24,6 +24,7 @@ import logging
 import time
 
 import numpy as np
+import pandas as pd
 
 from components import tracking
 from components.artifacts import DataSnapshot, TrainedModel
@@ -162,15 +163,12 @@ def traffic_queries(cfg: PipelineConfig, world: World, until: float | None = Non
     first: dict[str, str] = {}
     for t in texts:  # one per normalised query: its first spelling, in the order first seen
         first.setdefault(normalise_query(t), t)
-    distinct = list(first.items())
-    if r.max_queries is not None and len(distinct) > r.max_queries:
-        keep = np.sort(np.random.default_rng(r.seed).choice(len(distinct), r.max_queries, replace=False))
-        distinct = [distinct[i] for i in keep]
+    distinct = seeded_sample(pd.DataFrame(list(first.items()), columns=["normalised", "text"]), r.max_queries, r.seed)
     eval_norm = {normalise_query(t) for t in world.split("eval")["text"].astype(str)}
     info = {"source": source, "days": r.traffic_days, "until": until, "searches": len(texts),
             "distinct_queries": len(distinct),
-            "eval_queries_among_them": sum(q in eval_norm for q, _ in distinct)}
-    return [t for _, t in distinct], info
+            "eval_queries_among_them": int(distinct["normalised"].isin(eval_norm).sum())}
+    return distinct["text"].tolist(), info
 
 
 def apply_traffic_budget(cfg: PipelineConfig, model, world: World, router, until: float | None = None) -> dict:
@@ -197,10 +195,10 @@ def apply_traffic_budget(cfg: PipelineConfig, model, world: World, router, until
     return info
 
 
-def train_router_for(cfg: PipelineConfig, model, world: World, traffic_until: float | None = None) -> tuple:
-    """Fit the router on its queries (:func:`fit_queries`: dev, held-out or training), set its
-    threshold on the traffic when ``routing.traffic_budget`` is set (:func:`apply_traffic_budget`),
-    and report it on the eval queries: (router, report)."""
+def fit_router_for(cfg: PipelineConfig, model, world: World, traffic_until: float | None = None) -> tuple:
+    """Fit the router on its queries (:func:`fit_queries`: dev, held-out or training) and set its
+    threshold on the traffic when ``routing.traffic_budget`` is set (:func:`apply_traffic_budget`):
+    (router, the fitted queries' ids, the catalog's item embeddings by this model)."""
     from components.routing.router import fit_router
 
     r = cfg.routing
@@ -219,8 +217,15 @@ def train_router_for(cfg: PipelineConfig, model, world: World, traffic_until: fl
         router.stats.update(reference_items=len(refs["items"]), reference_queries=len(refs["queries"]))
     if r.traffic_budget is not None:
         apply_traffic_budget(cfg, model, world, router, traffic_until)
+    return router, fit["qids"], items
+
+
+def train_router_for(cfg: PipelineConfig, model, world: World, traffic_until: float | None = None) -> tuple:
+    """:func:`fit_router_for`, and the router reported on the eval queries: (router, report)."""
+    r = cfg.routing
+    router, fit_qids, items = fit_router_for(cfg, model, world, traffic_until)
     ev = measure(model, world, "eval", r.hit_k, None, cfg.eval.batch_size, items=items)
-    report = {"hit_k": r.hit_k, "fit_on": source, "fit_query_ids": fit["qids"], "train": router.stats,
+    report = {"hit_k": r.hit_k, "fit_on": router.stats["fit_on"], "fit_query_ids": fit_qids, "train": router.stats,
               "eval": eval_report(router, ev, r.bootstrap_samples)}
     return router, report
 

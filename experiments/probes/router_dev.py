@@ -25,25 +25,37 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def main() -> None:
-    from components.config import load_config
-    from components.data.io import load_world
-    from components.model.lrem import LREMModel
-    from components.routing.step import train_router_for
-
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments the router probes share: the trained models, the data, the config, the report."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", required=True, help="comma-separated model directories")
     ap.add_argument("--data", required=True, help="the data folder (with its dev split)")
     ap.add_argument("--config", default="configs/demo.yaml", help="the config whose routing section is used")
     ap.add_argument("--out", required=True)
-    args = ap.parse_args()
-    cfg = load_config(args.config)
-    world = load_world(args.data)
-    rows = []
-    for path in args.models.split(","):
+    return ap
+
+
+def without_router(models: str):
+    """(path, model, start time) per comma-separated model directory, the model's own router dropped."""
+    from components.model.lrem import LREMModel
+
+    for path in models.split(","):
         t0 = time.perf_counter()
         model = LREMModel.load(path)
         model.router = None
+        yield path, model, t0
+
+
+def main() -> None:
+    from components.config import load_config
+    from components.data.io import load_world
+    from components.routing.step import train_router_for
+
+    args = parser(__doc__).parse_args()
+    cfg = load_config(args.config)
+    world = load_world(args.data)
+    rows = []
+    for path, model, t0 in without_router(args.models):
         router, report = train_router_for(cfg, model, world)
         ov = report["eval"]["overall"]
         met = ov["reason_share"] <= 0.5 and ov["ci_low"] <= 0.0 <= ov["ci_high"]

@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=2 .venv/bin/python experiments/probes/router_traffic_budget.py \
         --models <run>/routing/model,... --data data --budget 0.45 --out <report.json>
 
-Per trained model: the nightly router (``train_router_for`` with the config's routing section,
+Per trained model: the nightly router (``fit_router_for`` with the config's routing section,
 rule A) is fitted as ``train_router`` fits it; the eval queries are measured (direct and
 always-reasoning HitRate@``hit_k``) and split into two halves by a seeded permutation
 (``--split-seed``, 0 as registered). Each half stands in for tomorrow's traffic and the other
@@ -16,7 +16,6 @@ CI of routed minus always reasoning, overall and per category, beside rule A's o
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -45,34 +44,25 @@ def split_half_decisions(scores: np.ndarray, budget: float, seed: int) -> tuple[
 
 
 def main() -> None:
+    from router_dev import parser, without_router  # the probes' shared arguments and model loop
+
     from components.config import load_config
     from components.data.io import load_world
-    from components.model.lrem import LREMModel
-    from components.routing.step import measure, routed_report, train_router_for
+    from components.routing.step import fit_router_for, measure, routed_report
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", required=True, help="comma-separated model directories")
-    ap.add_argument("--data", required=True, help="the data folder (with its dev split)")
-    ap.add_argument("--config", default="configs/demo.yaml", help="the config whose routing section is used")
+    ap = parser(__doc__)
     ap.add_argument("--budget", type=float, default=0.45)
     ap.add_argument("--split-seed", type=int, default=0)
-    ap.add_argument("--out", required=True)
     args = ap.parse_args()
     cfg = load_config(args.config)
     cfg.routing.traffic_budget = None  # rule A as fitted; the budget is applied here, per half
     world = load_world(args.data)
     rows = []
-    for path in args.models.split(","):
-        t0 = time.perf_counter()
-        model = LREMModel.load(path)
-        model.router = None
-        router, report = train_router_for(cfg, model, world)
-        items = model.embed_items(world.catalog["title"].tolist(), batch_size=cfg.eval.batch_size * 2)
+    for path, model, t0 in without_router(args.models):
+        router, _, items = fit_router_for(cfg, model, world)
         ev = measure(model, world, "eval", cfg.routing.hit_k, None, cfg.eval.batch_size, items=items)
         scores = router.scores(ev["direct"], ev["scalars"])
         rule_a = routed_report(scores >= router.threshold, ev, cfg.routing.bootstrap_samples)
-        if abs(rule_a["overall"]["reason_share"] - report["eval"]["overall"]["reason_share"]) > 1e-9:
-            raise SystemExit(f"{path}: rule A on the re-measured eval queries does not reproduce its report")
         reason, cuts = split_half_decisions(scores, args.budget, args.split_seed)
         rule_c = routed_report(reason, ev, cfg.routing.bootstrap_samples)
         ov = rule_c["overall"]
